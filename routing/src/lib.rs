@@ -1,0 +1,6 @@
+//! # routing: the call-distribution engine
+//!
+//! Who gets which contact, when, and what the waiting patient is told: the
+//! queues, seats, shifts, skills and offers of the helpline. The core is
+//! sans-IO: events go in, actions come out, and time is an input (`tick(now)`),
+//! never read from a clock, so a whole shift replays in milliseconds.

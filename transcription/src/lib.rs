@@ -1,0 +1,5 @@
+//! # transcription: live per-speaker captions with whisper
+//!
+//! Each participant's audio track is transcribed on its own, so the
+//! transcript knows who spoke. whisper.cpp (through whisper-rs) runs on
+//! dedicated worker threads, never on the async executor.
