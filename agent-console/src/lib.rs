@@ -1,0 +1,1 @@
+//! # agent-console: the Careline server and its web consoles
