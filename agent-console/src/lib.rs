@@ -1,1 +1,26 @@
 //! # agent-console: the Careline server and its web consoles
+//!
+//! The outermost crate: the only one that knows HTTP, JSON, HTML and SQL.
+//! It holds the store, the HTTP API, the server-rendered consoles and the
+//! `careline` command line, and joins `routing`, `telemed` and
+//! `transcription` into one helpline.
+//!
+//! ## Layout
+//! - [`server`]: `run(listener, state, shutdown)`: serves until shutdown, with background tasks.
+//! - [`http`]: the routers, auth extractors, problem-details errors, pages.
+//! - [`store`]: the database on SQLite or PostgreSQL, with migrations.
+//! - [`accounts`]: creating staff accounts (CLI and API).
+//! - [`auth`]: password hashing, session tokens, login throttling.
+//! - [`demo`]: the demo roster for `careline serve --demo`.
+//! - [`config`], [`i18n`], [`metrics`], [`time`]: settings, Hindi/English words, Prometheus, IST.
+
+pub mod accounts;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod i18n;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod time;

@@ -1,1 +1,140 @@
-fn main() {}
+//! `careline`: runs the helpline server and its tools.
+//!
+//! `main` only reads config, opens the store (migrating it), and serves or
+//! runs one command.
+
+use std::io::Read;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use agent_console::accounts::{StaffInput, default_languages};
+use agent_console::config::ServeConfig;
+use agent_console::http::{AppState, Settings};
+use agent_console::store::{Role, Store};
+use agent_console::{demo, server};
+
+#[derive(Parser)]
+#[command(name = "careline", version, about = "Careline: helpline call-centre and telemedicine platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the helpline server.
+    Serve(ServeConfig),
+    /// Manage staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a staff account; the password is read from standard input.
+    Add {
+        username: String,
+        #[arg(long)]
+        role: Role,
+        /// Read the password from standard input (the only way, so it never appears in `ps` or shell history).
+        #[arg(long = "password-stdin", required = true)]
+        password_stdin: bool,
+        /// Display name; the username when absent.
+        #[arg(long)]
+        name: Option<String>,
+        /// Languages spoken, comma-separated ISO 639 codes.
+        #[arg(long, value_delimiter = ',')]
+        languages: Option<Vec<String>>,
+        /// Doctors: specialty (`general` for a general physician).
+        #[arg(long)]
+        specialty: Option<String>,
+        /// Doctors: qualification, e.g. "MBBS, MD".
+        #[arg(long)]
+        qualification: Option<String>,
+        /// Doctors: medical council registration number.
+        #[arg(long = "registration-number")]
+        registration_number: Option<String>,
+        #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
+        database_url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(config) => serve(config).await,
+        Command::User { command: UserCommand::Add { username, role, password_stdin: _, name, languages, specialty, qualification, registration_number, database_url } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let store = Store::open(&database_url).await.context("opening the database")?;
+            let input = StaffInput {
+                display_name: name.unwrap_or_else(|| username.clone()),
+                username,
+                password,
+                role,
+                languages: languages.unwrap_or_else(default_languages),
+                specialty,
+                qualification,
+                registration_number,
+            };
+            let staff = input.create(&store).await.map_err(|e| match e {
+                agent_console::http::error::ApiError::Invalid(errors) => anyhow::anyhow!(
+                    "{}",
+                    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("\n")
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
+            println!("added {} ({}) as staff {}", staff.username, staff.role, staff.staff_id);
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting");
+    let store = Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", agent_console::config::redact_url(&config.database_url)))?;
+    if config.demo {
+        let accounts = demo::seed(&store, agent_console::time::local_today()).await?;
+        if accounts.is_empty() {
+            tracing::info!("--demo: the database already has staff; nothing seeded");
+        } else {
+            println!("Demo accounts (passwords are shown only now):");
+            for a in &accounts {
+                println!("  {:<10} {:<10} {}", a.role, a.username, a.password);
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    println!("careline listening on http://{addr}");
+
+    let shutdown = CancellationToken::new();
+    let settings = Settings {
+        secure_cookies: config.secure_cookies,
+        session_ttl: chrono::Duration::hours(config.session_hours),
+        redis_url: config.redis_url.clone(),
+    };
+    let state = AppState::new(store, settings, shutdown.clone());
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    server::run(listener, state, shutdown).await
+}

@@ -1,0 +1,72 @@
+//! Configuration: one struct from flags and environment, with defaults that
+//! run a whole helpline on one machine with nothing installed.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// How `careline serve` runs.
+#[derive(Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on; port 0 picks a free port and logs it.
+    #[arg(long = "listen", env = "CARELINE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database: a `postgres://` URL, or a SQLite file path or `sqlite:` URL.
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
+    pub database_url: String,
+
+    /// Redis for routing state shared by several nodes; in-process when unset.
+    #[arg(long = "redis-url", env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// On an empty database, create a demo roster (operators, doctors, a
+    /// supervisor and an admin) and print their passwords once.
+    #[arg(long, env = "CARELINE_DEMO")]
+    pub demo: bool,
+
+    /// Mark the session cookie `Secure`. Set it when a TLS proxy fronts Careline.
+    #[arg(long = "secure-cookies", env = "CARELINE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// How long a console login lasts, in hours.
+    #[arg(long = "session-hours", env = "CARELINE_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: i64,
+}
+
+/// Passwords and tokens inside URLs never reach the logs.
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("demo", &self.demo)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_hours", &self.session_hours)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn hides_passwords() {
+        assert_eq!(redact_url("postgres://care:s3cret@db:5432/x"), "postgres://care:***@db:5432/x");
+        assert_eq!(redact_url("postgres://care@db/x"), "postgres://care@db/x");
+        assert_eq!(redact_url("careline.db"), "careline.db");
+        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
+    }
+}

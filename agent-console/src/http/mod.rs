@@ -1,0 +1,114 @@
+//! The HTTP edge: the only part of Careline that knows HTTP and JSON.
+//!
+//! Each module has its own `router()`; [`router`] merges them with the
+//! OpenAPI document that utoipa builds from the handlers' annotations.
+
+mod auth;
+pub mod error;
+mod health;
+pub mod json;
+mod pages;
+mod patients;
+mod roster;
+mod staff;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use auth::{Admin, AuthUser, Doctor, Management, Operator, SESSION_COOKIE, StaffOnDuty, Supervisor, home_of};
+
+use crate::auth::LoginThrottle;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub settings: Arc<Settings>,
+    pub throttle: Arc<LoginThrottle>,
+    /// Cancelled at shutdown; long-lived handlers (streams, sockets) stop on it.
+    pub shutdown: CancellationToken,
+}
+
+/// Settings the handlers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub secure_cookies: bool,
+    pub session_ttl: chrono::Duration,
+    /// Whether Redis is configured, and where (checked by `/readyz`).
+    pub redis_url: Option<String>,
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> Self {
+        AppState {
+            store,
+            metrics: Metrics::new(),
+            settings: Arc::new(settings),
+            // Five wrong passwords in 15 minutes lock a username (OWASP's
+            // authentication cheat sheet); a client address gets 20.
+            throttle: Arc::new(LoginThrottle::new(5, Duration::from_secs(15 * 60))),
+            shutdown,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Careline", description = "Helpline call-centre and telemedicine platform."),
+    tags(
+        (name = "auth", description = "Staff login, logout and API tokens"),
+        (name = "staff", description = "Staff accounts"),
+        (name = "patients", description = "Patients as the helpline knows them; every read is audited"),
+        (name = "roster", description = "Seats, shifts and the roster"),
+        (name = "health", description = "Liveness, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The whole application: API, pages, health and the OpenAPI document.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(staff::router())
+        .merge(patients::router())
+        .merge(roster::router())
+        .merge(health::router())
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    api.route(
+        "/api/openapi.json",
+        axum::routing::get(move || {
+            let doc = openapi.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .merge(pages::router())
+    .route_layer(middleware::from_fn_with_state(state.clone(), track))
+    .layer(tower_http::trace::TraceLayer::new_for_http())
+    .with_state(state)
+}
+
+/// Counts and times every request for `/metrics`.
+async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    metrics.observe_http(&route, &method, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,142 @@
+//! Server-rendered pages (askama templates, compiled into the binary) and
+//! their small ES modules. No Node toolchain is needed to build or run them.
+//!
+//! The language comes from `?lang=hi|en`, then the `careline_lang` cookie,
+//! then Hindi, the helpline's first language.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+
+use super::{AppState, AuthUser, home_of};
+use crate::i18n::{Lang, Words};
+use crate::store::{Role, Seat, Staff, Store};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(login_page))
+        .route("/operator", get(console_page))
+        .route("/doctor", get(console_page))
+        .route("/supervisor", get(console_page))
+        .route("/admin", get(console_page))
+        .route("/static/{file}", get(static_file))
+}
+
+/// The page language, remembered in a cookie when chosen with `?lang=`.
+pub struct PageLang(pub Lang, Option<Cookie<'static>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PageLang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let asked = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
+            .and_then(Lang::parse);
+        if let Some(lang) = asked {
+            let cookie = Cookie::build(("careline_lang", lang.code())).path("/").same_site(SameSite::Lax).build();
+            return Ok(PageLang(lang, Some(cookie)));
+        }
+        let saved = CookieJar::from_headers(&parts.headers)
+            .get("careline_lang")
+            .and_then(|c| Lang::parse(c.value()));
+        Ok(PageLang(saved.unwrap_or_default(), None))
+    }
+}
+
+fn render(lang: PageLang, page: impl Template) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let jar = CookieJar::new();
+            let jar = match lang.1 {
+                Some(c) => jar.add(c),
+                None => jar,
+            };
+            (jar, Html(html)).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    lang: Lang,
+    t: &'static Words,
+}
+
+async fn login_page(lang: PageLang) -> Response {
+    let page = LoginPage { lang: lang.0, t: lang.0.words() };
+    render(lang, page)
+}
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct ConsolePage {
+    lang: Lang,
+    t: &'static Words,
+    staff: Staff,
+    title: &'static str,
+    shifts_today: Vec<String>,
+    seats: Vec<Seat>,
+}
+
+/// A role's landing page. Without a session it sends the browser to the
+/// login page; with another role's session it sends it to that role's page.
+async fn console_page(
+    State(store): State<Store>,
+    lang: PageLang,
+    user: Result<AuthUser, super::error::ApiError>,
+    uri: axum::http::Uri,
+) -> Result<Response, super::error::ApiError> {
+    let Ok(user) = user else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let home = home_of(user.staff.role);
+    if uri.path() != home {
+        return Ok(Redirect::to(home).into_response());
+    }
+    let t = lang.0.words();
+    let title = match user.staff.role {
+        Role::Operator => t.operator_console,
+        Role::Doctor => t.doctor_console,
+        Role::Supervisor => t.supervisor_console,
+        Role::Admin => t.admin_console,
+    };
+    let today = crate::time::local_today();
+    let shifts = store.shifts().await?;
+    let shifts_today = store
+        .roster_for(today)
+        .await?
+        .into_iter()
+        .filter(|r| r.staff_id == user.staff.staff_id)
+        .filter_map(|r| shifts.iter().find(|s| s.shift_id == r.shift_id))
+        .map(|s| {
+            let end = s.ends_minute % 1440;
+            format!("{} {:02}:{:02}–{:02}:{:02}", s.name, s.starts_minute / 60, s.starts_minute % 60, end / 60, end % 60)
+        })
+        .collect();
+    let seats = if user.staff.role == Role::Supervisor { store.seats().await? } else { Vec::new() };
+    let page = ConsolePage { lang: lang.0, t, staff: user.staff, title, shifts_today, seats };
+    Ok(render(lang, page))
+}
+
+/// The consoles' static files, compiled into the binary.
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, mime): (&'static str, &str) = match file.as_str() {
+        "careline.css" => (include_str!("../../static/careline.css"), "text/css; charset=utf-8"),
+        "login.js" => (include_str!("../../static/login.js"), "text/javascript; charset=utf-8"),
+        "console.js" => (include_str!("../../static/console.js"), "text/javascript; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
