@@ -157,7 +157,7 @@ pub(super) struct LoginResponse {
     responses((status = 200, body = LoginResponse), (status = 401), (status = 422), (status = 429)))]
 async fn login(
     State(state): State<AppState>,
-    peer: Option<ConnectInfo<SocketAddr>>,
+    ClientAddr(peer): ClientAddr,
     jar: CookieJar,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<impl IntoResponse> {
@@ -165,7 +165,7 @@ async fn login(
     if username.is_empty() {
         return Err(ApiError::invalid("username", "must not be empty"));
     }
-    let client = peer.map(|ConnectInfo(addr)| format!("ip:{}", addr.ip())).unwrap_or_else(|| "ip:unknown".into());
+    let client = peer.map(|addr| format!("ip:{}", addr.ip())).unwrap_or_else(|| "ip:unknown".into());
     let user_key = format!("user:{username}");
     let keys = [user_key.as_str(), client.as_str()];
     state.throttle.check(&keys, Instant::now()).map_err(ApiError::TooManyRequests)?;
@@ -209,6 +209,18 @@ async fn login(
         TokenKind::Bearer => (jar, Some(token)),
     };
     Ok((jar, axum::Json(LoginResponse { staff, home, token, expires_at })))
+}
+
+/// The peer address of the connection, when the server recorded it
+/// (`into_make_service_with_connect_info`); absent in in-process tests.
+pub struct ClientAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
+    }
 }
 
 /// Where each role's console lives.

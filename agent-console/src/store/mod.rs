@@ -27,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use model::*;
+pub use staff::TokenKind;
 
 /// Runs `$body` with `$pool` bound to the open pool, whichever backend it is.
 /// The body is compiled once per backend, so sqlx checks types for each.

@@ -41,7 +41,8 @@ impl Store {
         .bind(staff.0)
         .bind(day.format("%Y-%m-%d").to_string())
         .execute(pool)
-        .await)
+        .await
+        .map(|r| r.rows_affected()))
         .map_err(StoreError::from_sqlx)?;
         Ok(())
     }

@@ -139,7 +139,8 @@ impl Store {
         .bind(Utc::now())
         .bind(expires_at)
         .execute(pool)
-        .await)
+        .await
+        .map(|r| r.rows_affected()))
         .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
@@ -171,7 +172,8 @@ impl Store {
         .bind(token_hash)
         .bind(Utc::now())
         .execute(pool)
-        .await)
+        .await
+        .map(|r| r.rows_affected()))
         .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
