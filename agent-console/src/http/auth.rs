@@ -167,8 +167,11 @@ async fn login(
     }
     let client = peer.map(|addr| format!("ip:{}", addr.ip())).unwrap_or_else(|| "ip:unknown".into());
     let user_key = format!("user:{username}");
-    let keys = [user_key.as_str(), client.as_str()];
-    state.throttle.check(&keys, Instant::now()).map_err(ApiError::TooManyRequests)?;
+    let now = Instant::now();
+    let wait = [state.throttle.check(&[&user_key], now), state.addr_throttle.check(&[&client], now)];
+    if let Some(secs) = wait.iter().filter_map(|w| w.err()).max() {
+        return Err(ApiError::TooManyRequests(secs));
+    }
 
     let found = state.store.staff_credentials(&username).await?;
     let (staff, phc) = match found {
@@ -180,7 +183,8 @@ async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(staff) = staff.filter(|_| ok) else {
-        state.throttle.record_failure(&keys, Instant::now());
+        state.throttle.record_failure(&[&user_key], Instant::now());
+        state.addr_throttle.record_failure(&[&client], Instant::now());
         tracing::warn!(%username, %client, "failed login");
         return Err(ApiError::Unauthorized);
     };

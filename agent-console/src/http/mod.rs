@@ -35,7 +35,12 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
+    /// Failed logins per username.
+    #[from_ref(skip)]
     pub throttle: Arc<LoginThrottle>,
+    /// Failed logins per client address, looser: a helpline's operators share a NAT.
+    #[from_ref(skip)]
+    pub addr_throttle: Arc<LoginThrottle>,
     /// Cancelled at shutdown; long-lived handlers (streams, sockets) stop on it.
     pub shutdown: CancellationToken,
 }
@@ -58,6 +63,7 @@ impl AppState {
             // Five wrong passwords in 15 minutes lock a username (OWASP's
             // authentication cheat sheet); a client address gets 20.
             throttle: Arc::new(LoginThrottle::new(5, Duration::from_secs(15 * 60))),
+            addr_throttle: Arc::new(LoginThrottle::new(20, Duration::from_secs(15 * 60))),
             shutdown,
         }
     }
