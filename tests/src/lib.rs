@@ -1,1 +1,150 @@
 //! # tests: end-to-end tests against the real `careline` binary
+//!
+//! Each test starts `careline` as a child process on a free loopback port
+//! (`--listen 127.0.0.1:0`), in a temporary working directory, and talks to
+//! it over HTTP or drives it with headless Chromium (`tests/node`). The
+//! binary is the one `cargo test --workspace` builds beside the tests.
+//!
+//! [`Careline`] is the harness: it starts the server, reads the address it
+//! printed and the demo passwords, and stops it with SIGTERM on drop.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `careline` binary built beside the running test (`target/<profile>/careline`).
+pub fn careline_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/careline
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join(format!("careline{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p agent-console` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root (for `tests/node`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// A running `careline serve`.
+pub struct Careline {
+    child: Child,
+    pub base: String,
+    /// Demo accounts printed at start: username → password.
+    pub passwords: HashMap<String, String>,
+    /// Lines the server printed on stdout after it started listening, and its stderr.
+    lines: mpsc::Receiver<String>,
+}
+
+impl Careline {
+    /// Starts `careline serve --listen 127.0.0.1:0 ARGS...` in `dir` and waits
+    /// (at most 60 s) until it prints the address it listens on.
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Careline {
+        let mut cmd = Command::new(careline_bin());
+        cmd.current_dir(dir)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("CARELINE_LISTEN")
+            .env_remove("CARELINE_DEMO")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn careline");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut passwords = HashMap::new();
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("careline listening on ") {
+                        return Careline { child, base: addr.trim().to_owned(), passwords, lines: rx };
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    if let [role, user, pass] = words[..]
+                        && ["operator", "doctor", "supervisor", "admin"].contains(&role)
+                    {
+                        passwords.insert(user.to_owned(), pass.to_owned());
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("careline did not start within 60 s; it printed:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for the process to exit; returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("careline did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything printed since start-up, for assertions about logs.
+    pub fn drain_output(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Careline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that keeps cookies, like a browser.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
