@@ -25,17 +25,94 @@ struct Person {
 }
 
 const PEOPLE: &[Person] = &[
-    Person { username: "asha", name: "Asha Kumari", role: Role::Operator, languages: &["hi", "en"], specialty: None, shift: "operator-morning" },
-    Person { username: "imran", name: "Imran Qureshi", role: Role::Operator, languages: &["hi", "ur", "en"], specialty: None, shift: "operator-morning" },
-    Person { username: "gurpreet", name: "Gurpreet Kaur", role: Role::Operator, languages: &["hi", "pa", "en"], specialty: None, shift: "operator-peak" },
-    Person { username: "neha", name: "Neha Sharma", role: Role::Operator, languages: &["hi", "en"], specialty: None, shift: "operator-peak" },
-    Person { username: "ravi", name: "Ravi Verma", role: Role::Operator, languages: &["hi"], specialty: None, shift: "operator-evening" },
-    Person { username: "sunita", name: "Sunita Devi", role: Role::Operator, languages: &["hi", "en"], specialty: None, shift: "operator-evening" },
-    Person { username: "dr.mehta", name: "Dr. Anil Mehta", role: Role::Doctor, languages: &["hi", "en"], specialty: Some("general"), shift: "doctor-morning" },
-    Person { username: "dr.khan", name: "Dr. Farah Khan", role: Role::Doctor, languages: &["hi", "ur", "en"], specialty: Some("paediatrics"), shift: "doctor-evening" },
-    Person { username: "dr.singh", name: "Dr. Harpreet Singh", role: Role::Doctor, languages: &["hi", "pa", "en"], specialty: Some("general"), shift: "doctor-night" },
-    Person { username: "meera", name: "Meera Joshi", role: Role::Supervisor, languages: &["hi", "en"], specialty: None, shift: "" },
-    Person { username: "admin", name: "Helpline Admin", role: Role::Admin, languages: &["hi", "en"], specialty: None, shift: "" },
+    Person {
+        username: "asha",
+        name: "Asha Kumari",
+        role: Role::Operator,
+        languages: &["hi", "en"],
+        specialty: None,
+        shift: "operator-morning",
+    },
+    Person {
+        username: "imran",
+        name: "Imran Qureshi",
+        role: Role::Operator,
+        languages: &["hi", "ur", "en"],
+        specialty: None,
+        shift: "operator-morning",
+    },
+    Person {
+        username: "gurpreet",
+        name: "Gurpreet Kaur",
+        role: Role::Operator,
+        languages: &["hi", "pa", "en"],
+        specialty: None,
+        shift: "operator-peak",
+    },
+    Person {
+        username: "neha",
+        name: "Neha Sharma",
+        role: Role::Operator,
+        languages: &["hi", "en"],
+        specialty: None,
+        shift: "operator-peak",
+    },
+    Person {
+        username: "ravi",
+        name: "Ravi Verma",
+        role: Role::Operator,
+        languages: &["hi"],
+        specialty: None,
+        shift: "operator-evening",
+    },
+    Person {
+        username: "sunita",
+        name: "Sunita Devi",
+        role: Role::Operator,
+        languages: &["hi", "en"],
+        specialty: None,
+        shift: "operator-evening",
+    },
+    Person {
+        username: "dr.mehta",
+        name: "Dr. Anil Mehta",
+        role: Role::Doctor,
+        languages: &["hi", "en"],
+        specialty: Some("general"),
+        shift: "doctor-morning",
+    },
+    Person {
+        username: "dr.khan",
+        name: "Dr. Farah Khan",
+        role: Role::Doctor,
+        languages: &["hi", "ur", "en"],
+        specialty: Some("paediatrics"),
+        shift: "doctor-evening",
+    },
+    Person {
+        username: "dr.singh",
+        name: "Dr. Harpreet Singh",
+        role: Role::Doctor,
+        languages: &["hi", "pa", "en"],
+        specialty: Some("general"),
+        shift: "doctor-night",
+    },
+    Person {
+        username: "meera",
+        name: "Meera Joshi",
+        role: Role::Supervisor,
+        languages: &["hi", "en"],
+        specialty: None,
+        shift: "",
+    },
+    Person {
+        username: "admin",
+        name: "Helpline Admin",
+        role: Role::Admin,
+        languages: &["hi", "en"],
+        specialty: None,
+        shift: "",
+    },
 ];
 
 /// Seeds the demo roster when the database has no staff; returns the accounts
@@ -65,40 +142,88 @@ pub async fn seed(store: &Store, today: NaiveDate) -> anyhow::Result<Vec<DemoAcc
         .map_err(|e| anyhow::anyhow!("creating demo account {}: {e}", p.username))?;
         if let Some(shift) = shifts.iter().find(|s| s.name == p.shift) {
             for d in 0..7 {
-                store.roster(shift.shift_id, staff.staff_id, today + Days::new(d)).await?;
+                store
+                    .roster(shift.shift_id, staff.staff_id, today + Days::new(d))
+                    .await?;
             }
         }
-        accounts.push(DemoAccount { username: p.username.into(), role: p.role, password });
+        accounts.push(DemoAccount {
+            username: p.username.into(),
+            role: p.role,
+            password,
+        });
     }
+    crate::hims::import(store, &crate::hims::DEMO).await?;
+    crate::hims::add_opd_slots(store, today, 14).await?;
     seed_patients(store).await?;
     Ok(accounts)
 }
 
 async fn seed_patients(store: &Store) -> anyhow::Result<()> {
-    let patient = |name: &str, birth: &str, sex: Sex, phone: &str, card: &str, abha: Option<&str>| NewPatient {
-        name: name.into(),
-        birth_date: NaiveDate::parse_from_str(birth, "%Y-%m-%d").ok(),
-        sex: Some(sex),
-        phone: Some(phone.into()),
-        preferred_language: Some("hi".into()),
-        ehealth_card: Some(card.into()),
-        abha_number: abha.map(|a| AbhaNumber::parse(a).expect("valid demo ABHA")),
-        ..NewPatient::default()
-    };
+    let patient =
+        |name: &str, birth: &str, sex: Sex, phone: &str, card: &str, abha: Option<&str>| {
+            NewPatient {
+                name: name.into(),
+                birth_date: NaiveDate::parse_from_str(birth, "%Y-%m-%d").ok(),
+                sex: Some(sex),
+                phone: Some(phone.into()),
+                preferred_language: Some("hi".into()),
+                ehealth_card: Some(card.into()),
+                abha_number: abha.map(|a| AbhaNumber::parse(a).expect("valid demo ABHA")),
+                ..NewPatient::default()
+            }
+        };
     let ramesh = store
-        .create_patient(&patient("Ramesh Kumar", "1971-03-14", Sex::Male, "+919810012345", "DL-EHC-100234", Some("91-4521-7788-1203")))
+        .create_patient(&patient(
+            "Ramesh Kumar",
+            "1971-03-14",
+            Sex::Male,
+            "+919810012345",
+            "DL-EHC-100234",
+            Some("91-4521-7788-1203"),
+        ))
         .await?;
     let savitri = store
-        .create_patient(&patient("Savitri Devi", "1975-08-02", Sex::Female, "+919810012345", "DL-EHC-100235", None))
+        .create_patient(&patient(
+            "Savitri Devi",
+            "1975-08-02",
+            Sex::Female,
+            "+919810012345",
+            "DL-EHC-100235",
+            None,
+        ))
         .await?;
     let aarav = store
-        .create_patient(&patient("Aarav Kumar", "2016-11-20", Sex::Male, "+919810012345", "DL-EHC-100236", None))
+        .create_patient(&patient(
+            "Aarav Kumar",
+            "2016-11-20",
+            Sex::Male,
+            "+919810012345",
+            "DL-EHC-100236",
+            None,
+        ))
         .await?;
-    store.link_family(ramesh.patient_id, savitri.patient_id, "wife", "husband").await?;
-    store.link_family(ramesh.patient_id, aarav.patient_id, "son", "father").await?;
-    store.link_family(savitri.patient_id, aarav.patient_id, "son", "mother").await?;
     store
-        .create_patient(&patient("Fatima Begum", "1958-01-09", Sex::Female, "+919871100220", "DL-EHC-220871", Some("91-3098-1123-5567")))
+        .link_family(ramesh.patient_id, savitri.patient_id, "wife", "husband")
         .await?;
+    store
+        .link_family(ramesh.patient_id, aarav.patient_id, "son", "father")
+        .await?;
+    store
+        .link_family(savitri.patient_id, aarav.patient_id, "son", "mother")
+        .await?;
+    store.map_scheme(ramesh.patient_id, "DAK").await?;
+    store.map_scheme(savitri.patient_id, "PMJAY").await?;
+    let fatima = store
+        .create_patient(&patient(
+            "Fatima Begum",
+            "1958-01-09",
+            Sex::Female,
+            "+919871100220",
+            "DL-EHC-220871",
+            Some("91-3098-1123-5567"),
+        ))
+        .await?;
+    store.map_scheme(fatima.patient_id, "DAN").await?;
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod hims;
 pub mod http;
 pub mod i18n;
 pub mod metrics;

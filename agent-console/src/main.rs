@@ -17,7 +17,11 @@ use agent_console::store::{Role, Store};
 use agent_console::{demo, server};
 
 #[derive(Parser)]
-#[command(name = "careline", version, about = "Careline: helpline call-centre and telemedicine platform")]
+#[command(
+    name = "careline",
+    version,
+    about = "Careline: helpline call-centre and telemedicine platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,11 @@ enum UserCommand {
         /// Doctors: medical council registration number.
         #[arg(long = "registration-number")]
         registration_number: Option<String>,
-        #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
+        #[arg(
+            long = "database-url",
+            env = "DATABASE_URL",
+            default_value = "careline.db"
+        )]
         database_url: String,
     },
 }
@@ -67,15 +75,34 @@ enum UserCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
-        Command::User { command: UserCommand::Add { username, role, password_stdin: _, name, languages, specialty, qualification, registration_number, database_url } } => {
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    role,
+                    password_stdin: _,
+                    name,
+                    languages,
+                    specialty,
+                    qualification,
+                    registration_number,
+                    database_url,
+                },
+        } => {
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            let store = Store::open(&database_url).await.context("opening the database")?;
+            let store = Store::open(&database_url)
+                .await
+                .context("opening the database")?;
             let input = StaffInput {
                 display_name: name.unwrap_or_else(|| username.clone()),
                 username,
@@ -89,11 +116,18 @@ async fn main() -> anyhow::Result<()> {
             let staff = input.create(&store).await.map_err(|e| match e {
                 agent_console::http::error::ApiError::Invalid(errors) => anyhow::anyhow!(
                     "{}",
-                    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("\n")
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ),
                 other => anyhow::anyhow!("{other}"),
             })?;
-            println!("added {} ({}) as staff {}", staff.username, staff.role, staff.staff_id);
+            println!(
+                "added {} ({}) as staff {}",
+                staff.username, staff.role, staff.staff_id
+            );
             store.close().await;
             Ok(())
         }
@@ -102,9 +136,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
-    let store = Store::open(&config.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", agent_console::config::redact_url(&config.database_url)))?;
+    let store = Store::open(&config.database_url).await.with_context(|| {
+        format!(
+            "opening the database {}",
+            agent_console::config::redact_url(&config.database_url)
+        )
+    })?;
     if config.demo {
         let accounts = demo::seed(&store, agent_console::time::local_today()).await?;
         if accounts.is_empty() {

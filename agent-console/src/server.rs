@@ -11,13 +11,19 @@ use crate::http::{self, AppState};
 
 /// Serves `state` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets in-flight requests finish, and waits for background tasks.
-pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.clone(), shutdown.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
 
     tasks.close();
     tasks.wait().await;

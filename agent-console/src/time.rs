@@ -8,9 +8,16 @@ pub fn local_today() -> NaiveDate {
     Utc::now().with_timezone(&Kolkata).date_naive()
 }
 
+/// A UTC instant on Delhi's clock.
+pub fn to_local(at: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
+    at.with_timezone(&Kolkata)
+}
+
 /// A UTC instant as Delhi reads it, e.g. `24 Nov 2026, 18:05 IST`.
 pub fn show(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Kolkata).format("%d %b %Y, %H:%M IST").to_string()
+    at.with_timezone(&Kolkata)
+        .format("%d %b %Y, %H:%M IST")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
     let server = Careline::start(dir.path(), &["--demo"], &[]);
     let root = repo_root();
     assert!(
-        root.join("tests/node/node_modules/playwright-core").exists(),
+        root.join("tests/node/node_modules/playwright-core")
+            .exists(),
         "playwright-core is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
     );
     let out = Command::new("node")
@@ -23,7 +24,10 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
         .expect("run node (install Node.js)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "login.mjs failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "login.mjs failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("landed /operator"), "{stdout}");
     drop(server);
 }

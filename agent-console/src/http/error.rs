@@ -50,7 +50,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 422 for one field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
+        ApiError::Invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
     }
 
     fn status(&self) -> StatusCode {
@@ -72,7 +75,10 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound("record".into()),
             StoreError::Conflict(what) => ApiError::Conflict(format!("already exists: {what}")),
-            StoreError::InvalidReference(what) => ApiError::invalid(what, "refers to a record that does not exist"),
+            StoreError::Refused(why) => ApiError::Conflict(why),
+            StoreError::InvalidReference(what) => {
+                ApiError::invalid(what, "refers to a record that does not exist")
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -117,16 +123,20 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut response = (status, Json(problem)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let ApiError::TooManyRequests(secs) = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"careline\""));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"careline\""),
+            );
         }
         response
     }

@@ -4,6 +4,7 @@
 //! OpenAPI document that utoipa builds from the handlers' annotations.
 
 mod auth;
+mod desk;
 pub mod error;
 mod health;
 pub mod json;
@@ -23,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use auth::{Admin, AuthUser, Doctor, Management, Operator, SESSION_COOKIE, StaffOnDuty, Supervisor, home_of};
+pub use auth::{
+    Admin, AuthUser, Doctor, Management, Operator, SESSION_COOKIE, StaffOnDuty, Supervisor, home_of,
+};
 
 use crate::auth::LoginThrottle;
 use crate::metrics::Metrics;
@@ -77,6 +80,7 @@ impl AppState {
         (name = "staff", description = "Staff accounts"),
         (name = "patients", description = "Patients as the helpline knows them; every read is audited"),
         (name = "roster", description = "Seats, shifts and the roster"),
+        (name = "desk", description = "Information desk: facilities, beds, stock, answers, schemes, complaints, appointments"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -89,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(staff::router())
         .merge(patients::router())
         .merge(roster::router())
+        .merge(desk::router())
         .merge(health::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -115,6 +120,11 @@ async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> 
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
-    metrics.observe_http(&route, &method, response.status().as_u16(), started.elapsed());
+    metrics.observe_http(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }

@@ -40,7 +40,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PageLang {
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
             .and_then(Lang::parse);
         if let Some(lang) = asked {
-            let cookie = Cookie::build(("careline_lang", lang.code())).path("/").same_site(SameSite::Lax).build();
+            let cookie = Cookie::build(("careline_lang", lang.code()))
+                .path("/")
+                .same_site(SameSite::Lax)
+                .build();
             return Ok(PageLang(lang, Some(cookie)));
         }
         let saved = CookieJar::from_headers(&parts.headers)
@@ -75,7 +78,10 @@ struct LoginPage {
 }
 
 async fn login_page(lang: PageLang) -> Response {
-    let page = LoginPage { lang: lang.0, t: lang.0.words() };
+    let page = LoginPage {
+        lang: lang.0,
+        t: lang.0.words(),
+    };
     render(lang, page)
 }
 
@@ -122,21 +128,55 @@ async fn console_page(
         .filter_map(|r| shifts.iter().find(|s| s.shift_id == r.shift_id))
         .map(|s| {
             let end = s.ends_minute % 1440;
-            format!("{} {:02}:{:02}–{:02}:{:02}", s.name, s.starts_minute / 60, s.starts_minute % 60, end / 60, end % 60)
+            format!(
+                "{} {:02}:{:02}–{:02}:{:02}",
+                s.name,
+                s.starts_minute / 60,
+                s.starts_minute % 60,
+                end / 60,
+                end % 60
+            )
         })
         .collect();
-    let seats = if user.staff.role == Role::Supervisor { store.seats().await? } else { Vec::new() };
-    let page = ConsolePage { lang: lang.0, t, staff: user.staff, title, shifts_today, seats };
+    let seats = if user.staff.role == Role::Supervisor {
+        store.seats().await?
+    } else {
+        Vec::new()
+    };
+    let page = ConsolePage {
+        lang: lang.0,
+        t,
+        staff: user.staff,
+        title,
+        shifts_today,
+        seats,
+    };
     Ok(render(lang, page))
 }
 
 /// The consoles' static files, compiled into the binary.
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     let (body, mime): (&'static str, &str) = match file.as_str() {
-        "careline.css" => (include_str!("../../static/careline.css"), "text/css; charset=utf-8"),
-        "login.js" => (include_str!("../../static/login.js"), "text/javascript; charset=utf-8"),
-        "console.js" => (include_str!("../../static/console.js"), "text/javascript; charset=utf-8"),
+        "careline.css" => (
+            include_str!("../../static/careline.css"),
+            "text/css; charset=utf-8",
+        ),
+        "login.js" => (
+            include_str!("../../static/login.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console.js" => (
+            include_str!("../../static/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }

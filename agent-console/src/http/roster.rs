@@ -13,7 +13,10 @@ use super::{AppState, AuthUser};
 use crate::store::{RosterEntry, Seat, Shift, Store};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(seats)).routes(routes!(shifts)).routes(routes!(roster))
+    OpenApiRouter::new()
+        .routes(routes!(seats))
+        .routes(routes!(shifts))
+        .routes(routes!(roster))
 }
 
 /// The 45 seats; seats 41 to 45 open only in the peak shift.

@@ -13,8 +13,9 @@
 //! - [`model`]: the records and their typed IDs.
 //! - `staff`, `patient`, `audit`, `roster`: the queries, grouped by record.
 
-pub mod model;
 mod audit;
+pub mod desk;
+pub mod model;
 mod patient;
 mod roster;
 mod staff;
@@ -26,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use desk::*;
 pub use model::*;
 pub use staff::TokenKind;
 
@@ -51,6 +53,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid reference: {0}")]
     InvalidReference(String),
+    /// The request breaks a rule of the records (a full slot, more vacant beds than beds).
+    #[error("{0}")]
+    Refused(String),
     #[error("database unsupported: {0}")]
     UnsupportedUrl(String),
     #[error(transparent)]
@@ -116,9 +121,14 @@ impl Store {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-            Store { backend: Backend::Postgres(pool) }
+            Store {
+                backend: Backend::Postgres(pool),
+            }
         } else {
-            let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
             if path.contains("://") {
                 return Err(StoreError::UnsupportedUrl(url.to_owned()));
             }
@@ -131,9 +141,14 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
             sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-            Store { backend: Backend::Sqlite(pool) }
+            Store {
+                backend: Backend::Sqlite(pool),
+            }
         };
         Ok(store)
     }

@@ -70,7 +70,9 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}`: expected operator, doctor, supervisor or admin"))
+            .ok_or_else(|| {
+                format!("unknown role `{s}`: expected operator, doctor, supervisor or admin")
+            })
     }
 }
 
@@ -188,9 +190,17 @@ impl AbhaNumber {
             ));
         }
         if !digits.starts_with("91") {
-            return Err(format!("`{input}` is not an ABHA number: ABHA numbers start with 91"));
+            return Err(format!(
+                "`{input}` is not an ABHA number: ABHA numbers start with 91"
+            ));
         }
-        Ok(AbhaNumber(format!("{}-{}-{}-{}", &digits[0..2], &digits[2..6], &digits[6..10], &digits[10..14])))
+        Ok(AbhaNumber(format!(
+            "{}-{}-{}-{}",
+            &digits[0..2],
+            &digits[2..6],
+            &digits[6..10],
+            &digits[10..14]
+        )))
     }
 
     pub fn as_str(&self) -> &str {

@@ -2,14 +2,23 @@
 
 use chrono::NaiveDate;
 
-use super::{Result, RosterEntry, Seat, SeatId, Shift, ShiftId, StaffId, Store, StoreError, on_pool};
+use super::{
+    Result, RosterEntry, Seat, SeatId, Shift, ShiftId, StaffId, Store, StoreError, on_pool,
+};
 
 impl Store {
     pub async fn seats(&self) -> Result<Vec<Seat>> {
         let rows: Vec<(i64, String, bool)> = on_pool!(self, pool =>
             sqlx::query_as("select seat_id, label, is_peak from seat order by seat_id").fetch_all(pool).await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(|(id, label, is_peak)| Seat { seat_id: SeatId(id), label, is_peak }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, label, is_peak)| Seat {
+                seat_id: SeatId(id),
+                label,
+                is_peak,
+            })
+            .collect())
     }
 
     pub async fn shifts(&self) -> Result<Vec<Shift>> {
@@ -21,14 +30,16 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, role, starts_minute, ends_minute, is_peak)| Shift {
-                shift_id: ShiftId(id),
-                name,
-                role: role.parse().unwrap_or(super::Role::Operator),
-                starts_minute,
-                ends_minute,
-                is_peak,
-            })
+            .map(
+                |(id, name, role, starts_minute, ends_minute, is_peak)| Shift {
+                    shift_id: ShiftId(id),
+                    name,
+                    role: role.parse().unwrap_or(super::Role::Operator),
+                    starts_minute,
+                    ends_minute,
+                    is_peak,
+                },
+            )
             .collect())
     }
 
@@ -58,7 +69,11 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(|(shift, staff)| RosterEntry { shift_id: ShiftId(shift), staff_id: StaffId(staff), day })
+            .map(|(shift, staff)| RosterEntry {
+                shift_id: ShiftId(shift),
+                staff_id: StaffId(staff),
+                day,
+            })
             .collect())
     }
 }

@@ -1,0 +1,412 @@
+//! The built-in HIMS records: importing facilities, beds, medicine stock,
+//! approved answers, schemes and complaint categories from CSV files.
+//!
+//! The files in `agent-console/data/` are Careline's demo data for Delhi and
+//! are compiled in; `careline hims import DIR` loads the same files from a
+//! directory (any of them may be missing). Every row is checked before any
+//! is written, and a bad file is refused as a whole with the line and the
+//! reason.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Asia::Kolkata;
+use serde::Deserialize;
+
+use crate::store::{BedType, ComplaintCategory, FacilityKind, Faq, NewFacility, Scheme, Store};
+
+/// The demo data shipped with Careline.
+pub const DEMO: DataSet<'static> = DataSet {
+    facilities: Some(include_str!("../data/facilities.csv")),
+    stock: Some(include_str!("../data/stock.csv")),
+    schemes: Some(include_str!("../data/schemes.csv")),
+    complaint_categories: Some(include_str!("../data/complaint_categories.csv")),
+    faq: Some(include_str!("../data/faq.csv")),
+};
+
+/// The text of the CSV files to import; each is optional.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataSet<'a> {
+    pub facilities: Option<&'a str>,
+    pub stock: Option<&'a str>,
+    pub schemes: Option<&'a str>,
+    pub complaint_categories: Option<&'a str>,
+    pub faq: Option<&'a str>,
+}
+
+/// How many rows of each kind were imported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub facilities: usize,
+    pub stock: usize,
+    pub schemes: usize,
+    pub complaint_categories: usize,
+    pub faq: usize,
+}
+
+impl std::fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "imported {} facilities, {} stock lines, {} schemes, {} complaint categories, {} answers",
+            self.facilities, self.stock, self.schemes, self.complaint_categories, self.faq
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{file} line {line}: {message}")]
+    Row {
+        file: &'static str,
+        line: u64,
+        message: String,
+    },
+    #[error("{file}: {0}", file = .1)]
+    Io(std::io::Error, String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+#[derive(Deserialize)]
+struct FacilityRow {
+    code: String,
+    name: String,
+    name_hi: String,
+    kind: String,
+    district: String,
+    address: String,
+    phone: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    opening_hours: String,
+    services: String,
+    services_hi: String,
+    #[serde(default)]
+    general_beds: i64,
+    #[serde(default)]
+    general_vacant: i64,
+    #[serde(default)]
+    icu_beds: i64,
+    #[serde(default)]
+    icu_vacant: i64,
+    #[serde(default)]
+    ventilator_beds: i64,
+    #[serde(default)]
+    ventilator_vacant: i64,
+    #[serde(default)]
+    oxygen_beds: i64,
+    #[serde(default)]
+    oxygen_vacant: i64,
+}
+
+#[derive(Deserialize)]
+struct StockRow {
+    facility_code: String,
+    medicine: String,
+    quantity: i64,
+    unit: String,
+}
+
+/// Parses every row of a CSV text, or says which line is wrong and why.
+fn rows<T: serde::de::DeserializeOwned>(
+    file: &'static str,
+    text: &str,
+) -> Result<Vec<(u64, T)>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut out = Vec::new();
+    for record in reader.deserialize::<T>() {
+        match record {
+            Ok(row) => out.push((out.len() as u64 + 2, row)),
+            Err(err) => {
+                let line = err.position().map(|p| p.line()).unwrap_or(0);
+                let message = match err.kind() {
+                    csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                        Some(i) => format!("column {}: {}", i + 1, err.kind()),
+                        None => err.kind().to_string(),
+                    },
+                    _ => err.to_string(),
+                };
+                return Err(ImportError::Row {
+                    file,
+                    line,
+                    message,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn bad(file: &'static str, line: u64, message: impl Into<String>) -> ImportError {
+    ImportError::Row {
+        file,
+        line,
+        message: message.into(),
+    }
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks every file, then writes them all.
+pub async fn import(store: &Store, data: &DataSet<'_>) -> Result<ImportReport, ImportError> {
+    // Parse and check everything first: a bad row refuses the whole import.
+    let facilities = match data.facilities {
+        Some(text) => rows::<FacilityRow>("facilities.csv", text)?,
+        None => Vec::new(),
+    };
+    let mut checked = Vec::with_capacity(facilities.len());
+    for (line, f) in facilities {
+        let kind: FacilityKind = f
+            .kind
+            .parse()
+            .map_err(|e: String| bad("facilities.csv", line, e))?;
+        if f.code.is_empty() || f.name.is_empty() {
+            return Err(bad("facilities.csv", line, "code and name are required"));
+        }
+        let beds = [
+            (BedType::General, f.general_beds, f.general_vacant),
+            (BedType::Icu, f.icu_beds, f.icu_vacant),
+            (BedType::Ventilator, f.ventilator_beds, f.ventilator_vacant),
+            (BedType::Oxygen, f.oxygen_beds, f.oxygen_vacant),
+        ];
+        for (t, total, vacant) in beds {
+            if total < 0 || vacant < 0 || vacant > total {
+                return Err(bad(
+                    "facilities.csv",
+                    line,
+                    format!("{vacant} vacant of {total} {t} beds is impossible"),
+                ));
+            }
+        }
+        let new = NewFacility {
+            code: f.code,
+            name: f.name,
+            name_hi: f.name_hi,
+            kind,
+            district: f.district,
+            address: f.address,
+            phone: f.phone.filter(|p| !p.is_empty()),
+            latitude: f.latitude,
+            longitude: f.longitude,
+            opening_hours: f.opening_hours,
+            services: list(&f.services),
+            services_hi: list(&f.services_hi),
+        };
+        checked.push((new, beds));
+    }
+    let stock = match data.stock {
+        Some(text) => rows::<StockRow>("stock.csv", text)?,
+        None => Vec::new(),
+    };
+    for (line, s) in &stock {
+        if s.quantity < 0 {
+            return Err(bad("stock.csv", *line, "quantity cannot be negative"));
+        }
+        let known = checked.iter().any(|(f, _)| f.code == s.facility_code);
+        if !known && store.facility_by_code(&s.facility_code).await.is_err() {
+            return Err(bad(
+                "stock.csv",
+                *line,
+                format!("unknown facility `{}`", s.facility_code),
+            ));
+        }
+    }
+    let schemes = match data.schemes {
+        Some(text) => rows::<Scheme>("schemes.csv", text)?,
+        None => Vec::new(),
+    };
+    let categories = match data.complaint_categories {
+        Some(text) => rows::<ComplaintCategory>("complaint_categories.csv", text)?,
+        None => Vec::new(),
+    };
+    for (line, c) in &categories {
+        if c.sla_hours <= 0 {
+            return Err(bad(
+                "complaint_categories.csv",
+                *line,
+                "sla_hours must be positive",
+            ));
+        }
+    }
+    #[derive(Deserialize)]
+    struct FaqRow {
+        topic: String,
+        question_en: String,
+        answer_en: String,
+        question_hi: String,
+        answer_hi: String,
+    }
+    let faq = match data.faq {
+        Some(text) => rows::<FaqRow>("faq.csv", text)?,
+        None => Vec::new(),
+    };
+
+    let mut report = ImportReport::default();
+    for (facility, beds) in &checked {
+        let id = store.upsert_facility(facility).await?;
+        for (t, total, vacant) in beds {
+            if *total > 0 {
+                store.set_beds(id, *t, *total, *vacant).await?;
+            }
+        }
+        report.facilities += 1;
+    }
+    for (_, s) in &stock {
+        let facility = store.facility_by_code(&s.facility_code).await?;
+        store
+            .set_stock(facility.facility_id, &s.medicine, s.quantity, &s.unit)
+            .await?;
+        report.stock += 1;
+    }
+    for (_, s) in &schemes {
+        store.upsert_scheme(s).await?;
+        report.schemes += 1;
+    }
+    for (_, c) in &categories {
+        store.upsert_complaint_category(c).await?;
+        report.complaint_categories += 1;
+    }
+    for (_, f) in faq {
+        store
+            .upsert_faq(&Faq {
+                faq_id: 0,
+                topic: f.topic,
+                question_en: f.question_en,
+                answer_en: f.answer_en,
+                question_hi: f.question_hi,
+                answer_hi: f.answer_hi,
+            })
+            .await?;
+        report.faq += 1;
+    }
+    Ok(report)
+}
+
+/// Reads `facilities.csv`, `stock.csv`, `schemes.csv`,
+/// `complaint_categories.csv` and `faq.csv` from `dir` (those present) and imports them.
+pub async fn import_dir(store: &Store, dir: &Path) -> Result<ImportReport, ImportError> {
+    let read = |name: &str| -> Result<Option<String>, ImportError> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImportError::Io(e, path.display().to_string())),
+        }
+    };
+    let files = [
+        read("facilities.csv")?,
+        read("stock.csv")?,
+        read("schemes.csv")?,
+        read("complaint_categories.csv")?,
+        read("faq.csv")?,
+    ];
+    let data = DataSet {
+        facilities: files[0].as_deref(),
+        stock: files[1].as_deref(),
+        schemes: files[2].as_deref(),
+        complaint_categories: files[3].as_deref(),
+        faq: files[4].as_deref(),
+    };
+    import(store, &data).await
+}
+
+/// OPD slots for `days` days from `first`: every hospital and polyclinic
+/// department in its services, Monday to Saturday, 09:00–13:00 IST in
+/// 30-minute slots of 6 places.
+pub async fn add_opd_slots(
+    store: &Store,
+    first: NaiveDate,
+    days: u32,
+) -> Result<usize, ImportError> {
+    const DEPARTMENTS: &[&str] = &[
+        "general medicine",
+        "paediatrics",
+        "gynaecology",
+        "orthopaedics",
+        "medicine",
+    ];
+    let mut added = 0;
+    for facility in store.search_facilities(&Default::default()).await? {
+        if !matches!(
+            facility.kind,
+            FacilityKind::Hospital | FacilityKind::Polyclinic
+        ) {
+            continue;
+        }
+        let departments: Vec<&String> = facility
+            .services
+            .iter()
+            .filter(|s| DEPARTMENTS.contains(&s.as_str()))
+            .collect();
+        for day in first.iter_days().take(days as usize) {
+            if day.format("%u").to_string() == "7" {
+                continue; // Sunday
+            }
+            for department in &departments {
+                for half_hour in 0..8 {
+                    let start = day.and_time(NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"))
+                        + Duration::minutes(30 * half_hour);
+                    let starts_at: DateTime<Utc> = Kolkata
+                        .from_local_datetime(&start)
+                        .single()
+                        .expect("IST has no gaps")
+                        .with_timezone(&Utc);
+                    store
+                        .add_slot(
+                            facility.facility_id,
+                            department,
+                            starts_at,
+                            starts_at + Duration::minutes(30),
+                            6,
+                        )
+                        .await?;
+                    added += 1;
+                }
+            }
+        }
+    }
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_row_names_its_line_and_column() {
+        let text = "facility_code,medicine,quantity,unit\nDL-1,PARACETAMOL,10,tablet\nDL-1,ORS,many,sachet\n";
+        let err = rows::<StockRow>("stock.csv", text).unwrap_err().to_string();
+        assert!(err.starts_with("stock.csv line 3: column 3"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_files_parse() {
+        assert!(
+            rows::<FacilityRow>("facilities.csv", DEMO.facilities.unwrap())
+                .unwrap()
+                .len()
+                >= 10
+        );
+        assert!(
+            rows::<StockRow>("stock.csv", DEMO.stock.unwrap())
+                .unwrap()
+                .len()
+                >= 20
+        );
+        assert_eq!(
+            rows::<Scheme>("schemes.csv", DEMO.schemes.unwrap())
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+}

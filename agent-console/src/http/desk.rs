@@ -1,0 +1,545 @@
+//! The operator's information desk: facilities (beds, stock, timings,
+//! services), approved answers, schemes, complaints and appointments.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, FieldError, Result};
+use super::json::{ApiJson, ApiQuery};
+use super::{AppState, StaffOnDuty};
+use crate::store::{
+    Appointment, BedType, Complaint, ComplaintCategory, ComplaintStatus, ComplaintTask, Facility,
+    FacilityKind, FacilityQuery, Faq, NewAudit, NewComplaint, PatientId, Scheme, Slot, Stock,
+    Store, StoreError,
+};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_facilities))
+        .routes(routes!(facility))
+        .routes(routes!(stock))
+        .routes(routes!(faq))
+        .routes(routes!(patient_schemes))
+        .routes(routes!(complaint_categories))
+        .routes(routes!(create_complaint))
+        .routes(routes!(complaint))
+        .routes(routes!(set_complaint_status))
+        .routes(routes!(add_complaint_task))
+        .routes(routes!(due_tasks))
+        .routes(routes!(free_slots))
+        .routes(routes!(book_appointment))
+        .routes(routes!(patient_appointments))
+        .routes(routes!(cancel_appointment))
+}
+
+fn not_found(what: String) -> impl FnOnce(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    }
+}
+
+async fn audit(
+    store: &Store,
+    staff: &crate::store::Staff,
+    action: &str,
+    patient: Option<PatientId>,
+    contact: Option<String>,
+    detail: String,
+) -> Result<()> {
+    store
+        .append_audit(&NewAudit {
+            staff_id: Some(staff.staff_id),
+            action: action.into(),
+            patient_id: patient,
+            contact_id: contact,
+            detail,
+        })
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct FacilitySearch {
+    /// Words of the name (English or Hindi), address, district or services.
+    q: Option<String>,
+    kind: Option<FacilityKind>,
+    district: Option<String>,
+    /// Only facilities with a vacant bed of this type, most vacant first.
+    vacant_bed: Option<BedType>,
+    /// Only facilities with this medicine in stock (generic name).
+    medicine: Option<String>,
+}
+
+/// Searches facilities, in Hindi or English.
+#[utoipa::path(get, path = "/api/facilities", tag = "desk", params(FacilitySearch),
+    responses((status = 200, body = [Facility]), (status = 400), (status = 401), (status = 403)))]
+async fn search_facilities(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+    ApiQuery(q): ApiQuery<FacilitySearch>,
+) -> Result<axum::Json<Vec<Facility>>> {
+    let query = FacilityQuery {
+        text: q.q,
+        kind: q.kind,
+        district: q.district,
+        vacant_bed: q.vacant_bed,
+        medicine: q.medicine,
+    };
+    Ok(axum::Json(store.search_facilities(&query).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+struct FacilityDetail {
+    #[serde(flatten)]
+    facility: Facility,
+    stock: Vec<Stock>,
+}
+
+/// One facility with its beds and medicine stock.
+#[utoipa::path(get, path = "/api/facilities/{id}", tag = "desk", params(("id" = i64, Path)),
+    responses((status = 200, body = FacilityDetail), (status = 401), (status = 403), (status = 404)))]
+async fn facility(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<FacilityDetail>> {
+    let facility = store
+        .facility(id)
+        .await
+        .map_err(not_found(format!("facility {id}")))?;
+    let stock = store.stock(Some(id), None).await?;
+    Ok(axum::Json(FacilityDetail { facility, stock }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct StockSearch {
+    /// A generic name or part of it, e.g. `paracetamol`.
+    medicine: String,
+}
+
+/// Where a medicine is in stock, most first.
+#[utoipa::path(get, path = "/api/stock", tag = "desk", params(StockSearch),
+    responses((status = 200, body = [Stock]), (status = 400), (status = 401), (status = 403)))]
+async fn stock(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+    ApiQuery(q): ApiQuery<StockSearch>,
+) -> Result<axum::Json<Vec<Stock>>> {
+    if q.medicine.trim().len() < 2 {
+        return Err(ApiError::invalid(
+            "medicine",
+            "give at least two letters of the medicine's name",
+        ));
+    }
+    Ok(axum::Json(store.stock(None, Some(&q.medicine)).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct FaqSearch {
+    /// Words of the question, answer or topic, in Hindi or English; all answers when absent.
+    q: Option<String>,
+}
+
+/// Approved answers to common questions.
+#[utoipa::path(get, path = "/api/faq", tag = "desk", params(FaqSearch),
+    responses((status = 200, body = [Faq]), (status = 401), (status = 403)))]
+async fn faq(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+    ApiQuery(q): ApiQuery<FaqSearch>,
+) -> Result<axum::Json<Vec<Faq>>> {
+    Ok(axum::Json(
+        store.search_faq(q.q.as_deref().unwrap_or_default()).await?,
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ContactParam {
+    /// The contact on whose behalf the record is read; written to the audit log.
+    contact: Option<String>,
+}
+
+/// The schemes a patient's family is mapped to. Audited as a read of the record.
+#[utoipa::path(get, path = "/api/patients/{id}/schemes", tag = "desk", params(("id" = i64, Path), ContactParam),
+    responses((status = 200, body = [Scheme]), (status = 401), (status = 403), (status = 404)))]
+async fn patient_schemes(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<i64>,
+    ApiQuery(ctx): ApiQuery<ContactParam>,
+) -> Result<axum::Json<Vec<Scheme>>> {
+    store
+        .patient(PatientId(id))
+        .await
+        .map_err(not_found(format!("patient {id}")))?;
+    audit(
+        &store,
+        &staff,
+        "patient.schemes",
+        Some(PatientId(id)),
+        ctx.contact,
+        String::new(),
+    )
+    .await?;
+    Ok(axum::Json(store.schemes_of_family(PatientId(id)).await?))
+}
+
+/// Kinds of complaint and their service levels.
+#[utoipa::path(get, path = "/api/complaint-categories", tag = "desk",
+    responses((status = 200, body = [ComplaintCategory]), (status = 401), (status = 403)))]
+async fn complaint_categories(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+) -> Result<axum::Json<Vec<ComplaintCategory>>> {
+    Ok(axum::Json(store.complaint_categories().await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ComplaintInput {
+    /// A complaint category code, e.g. `medicine_unavailable`.
+    category: String,
+    facility_id: Option<i64>,
+    patient_id: Option<i64>,
+    contact_id: Option<String>,
+    /// What happened, in the caller's words (10 to 4000 characters).
+    description: String,
+}
+
+/// Registers a complaint; the answer carries the ticket number to read to the caller and the due date.
+#[utoipa::path(post, path = "/api/complaints", tag = "desk", request_body = ComplaintInput,
+    responses((status = 201, body = Complaint), (status = 401), (status = 403), (status = 422)))]
+async fn create_complaint(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    ApiJson(input): ApiJson<ComplaintInput>,
+) -> Result<(StatusCode, axum::Json<Complaint>)> {
+    let mut errors = Vec::new();
+    let description = input.description.trim().to_owned();
+    if !(10..=4000).contains(&description.chars().count()) {
+        errors.push(FieldError {
+            field: "description".into(),
+            message: "say what happened in 10 to 4000 characters".into(),
+        });
+    }
+    if !store
+        .complaint_categories()
+        .await?
+        .iter()
+        .any(|c| c.code == input.category)
+    {
+        errors.push(FieldError {
+            field: "category".into(),
+            message: format!("unknown category `{}`", input.category),
+        });
+    }
+    if let Some(f) = input.facility_id
+        && store.facility(f).await.is_err()
+    {
+        errors.push(FieldError {
+            field: "facility_id".into(),
+            message: format!("no facility {f}"),
+        });
+    }
+    if let Some(p) = input.patient_id
+        && store.patient(PatientId(p)).await.is_err()
+    {
+        errors.push(FieldError {
+            field: "patient_id".into(),
+            message: format!("no patient {p}"),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let complaint = store
+        .create_complaint(
+            &NewComplaint {
+                category: input.category,
+                facility_id: input.facility_id,
+                patient_id: input.patient_id.map(PatientId),
+                contact_id: input.contact_id.clone(),
+                description,
+                created_by: staff.staff_id,
+            },
+            Utc::now(),
+        )
+        .await?;
+    audit(
+        &store,
+        &staff,
+        "complaint.create",
+        complaint.patient_id,
+        input.contact_id,
+        complaint.ticket.clone(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(complaint)))
+}
+
+/// A complaint by its ticket number, with its follow-up tasks.
+#[utoipa::path(get, path = "/api/complaints/{ticket}", tag = "desk", params(("ticket" = String, Path)),
+    responses((status = 200, body = Complaint), (status = 401), (status = 403), (status = 404)))]
+async fn complaint(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+    Path(ticket): Path<String>,
+) -> Result<axum::Json<Complaint>> {
+    Ok(axum::Json(
+        store
+            .complaint_by_ticket(&ticket)
+            .await
+            .map_err(not_found(format!("complaint {ticket}")))?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StatusInput {
+    status: ComplaintStatus,
+}
+
+/// Moves a complaint on (in progress, resolved, closed).
+#[utoipa::path(post, path = "/api/complaints/{ticket}/status", tag = "desk", params(("ticket" = String, Path)),
+    request_body = StatusInput,
+    responses((status = 200, body = Complaint), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn set_complaint_status(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(ticket): Path<String>,
+    ApiJson(input): ApiJson<StatusInput>,
+) -> Result<axum::Json<Complaint>> {
+    let c = store
+        .complaint_by_ticket(&ticket)
+        .await
+        .map_err(not_found(format!("complaint {ticket}")))?;
+    let c = store
+        .set_complaint_status(c.complaint_id, input.status, Utc::now())
+        .await?;
+    audit(
+        &store,
+        &staff,
+        "complaint.status",
+        c.patient_id,
+        None,
+        format!("{} {}", c.ticket, c.status),
+    )
+    .await?;
+    Ok(axum::Json(c))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TaskInput {
+    note: String,
+    /// When the reminder is due; in the future.
+    due_at: DateTime<Utc>,
+}
+
+/// Adds a follow-up task to a complaint.
+#[utoipa::path(post, path = "/api/complaints/{ticket}/tasks", tag = "desk", params(("ticket" = String, Path)),
+    request_body = TaskInput,
+    responses((status = 201, body = ComplaintTask), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn add_complaint_task(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(ticket): Path<String>,
+    ApiJson(input): ApiJson<TaskInput>,
+) -> Result<(StatusCode, axum::Json<ComplaintTask>)> {
+    let now = Utc::now();
+    let mut errors = Vec::new();
+    if input.note.trim().is_empty() {
+        errors.push(FieldError {
+            field: "note".into(),
+            message: "must not be empty".into(),
+        });
+    }
+    if input.due_at <= now {
+        errors.push(FieldError {
+            field: "due_at".into(),
+            message: "must be in the future".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let c = store
+        .complaint_by_ticket(&ticket)
+        .await
+        .map_err(not_found(format!("complaint {ticket}")))?;
+    let task = store
+        .add_complaint_task(
+            c.complaint_id,
+            input.note.trim(),
+            input.due_at,
+            staff.staff_id,
+            now,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(task)))
+}
+
+#[derive(Serialize, ToSchema)]
+struct DueTask {
+    ticket: String,
+    #[serde(flatten)]
+    task: ComplaintTask,
+}
+
+/// Follow-up tasks that are due now: the reminders.
+#[utoipa::path(get, path = "/api/complaint-tasks/due", tag = "desk",
+    responses((status = 200, body = [DueTask]), (status = 401), (status = 403)))]
+async fn due_tasks(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+) -> Result<axum::Json<Vec<DueTask>>> {
+    let due = store.due_complaint_tasks(Utc::now()).await?;
+    Ok(axum::Json(
+        due.into_iter()
+            .map(|(ticket, task)| DueTask { ticket, task })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct SlotSearch {
+    department: Option<String>,
+    /// How many days ahead to look (1 to 30, default 7).
+    days: Option<i64>,
+}
+
+/// Free appointment slots at a facility from now on.
+#[utoipa::path(get, path = "/api/facilities/{id}/slots", tag = "desk", params(("id" = i64, Path), SlotSearch),
+    responses((status = 200, body = [Slot]), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn free_slots(
+    State(store): State<Store>,
+    _staff: StaffOnDuty,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<SlotSearch>,
+) -> Result<axum::Json<Vec<Slot>>> {
+    let days = q.days.unwrap_or(7);
+    if !(1..=30).contains(&days) {
+        return Err(ApiError::invalid("days", "look 1 to 30 days ahead"));
+    }
+    store
+        .facility(id)
+        .await
+        .map_err(not_found(format!("facility {id}")))?;
+    let now = Utc::now();
+    Ok(axum::Json(
+        store
+            .free_slots(id, q.department.as_deref(), now, now + Duration::days(days))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BookingInput {
+    slot_id: i64,
+    patient_id: i64,
+    contact_id: Option<String>,
+}
+
+/// Books a patient into a free slot. A full or past slot is refused (409) and nothing is stored.
+#[utoipa::path(post, path = "/api/appointments", tag = "desk", request_body = BookingInput,
+    responses((status = 201, body = Appointment), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn book_appointment(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    ApiJson(input): ApiJson<BookingInput>,
+) -> Result<(StatusCode, axum::Json<Appointment>)> {
+    store
+        .patient(PatientId(input.patient_id))
+        .await
+        .map_err(not_found(format!("patient {}", input.patient_id)))?;
+    let appointment = store
+        .book_appointment(
+            input.slot_id,
+            PatientId(input.patient_id),
+            staff.staff_id,
+            input.contact_id.as_deref(),
+            Utc::now(),
+        )
+        .await
+        .map_err(not_found(format!("slot {}", input.slot_id)))?;
+    let detail = format!(
+        "appointment {} slot {}",
+        appointment.appointment_id, appointment.slot.slot_id
+    );
+    audit(
+        &store,
+        &staff,
+        "appointment.book",
+        Some(appointment.patient_id),
+        input.contact_id,
+        detail,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(appointment)))
+}
+
+/// A patient's appointments. Audited as a read of the record.
+#[utoipa::path(get, path = "/api/patients/{id}/appointments", tag = "desk", params(("id" = i64, Path), ContactParam),
+    responses((status = 200, body = [Appointment]), (status = 401), (status = 403), (status = 404)))]
+async fn patient_appointments(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<i64>,
+    ApiQuery(ctx): ApiQuery<ContactParam>,
+) -> Result<axum::Json<Vec<Appointment>>> {
+    store
+        .patient(PatientId(id))
+        .await
+        .map_err(not_found(format!("patient {id}")))?;
+    audit(
+        &store,
+        &staff,
+        "patient.appointments",
+        Some(PatientId(id)),
+        ctx.contact,
+        String::new(),
+    )
+    .await?;
+    Ok(axum::Json(store.appointments_of(PatientId(id)).await?))
+}
+
+/// Cancels a booked appointment and frees its place.
+#[utoipa::path(post, path = "/api/appointments/{id}/cancel", tag = "desk", params(("id" = i64, Path)),
+    responses((status = 200, body = Appointment), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn cancel_appointment(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Appointment>> {
+    store
+        .appointment(id)
+        .await
+        .map_err(not_found(format!("appointment {id}")))?;
+    let appointment = store.cancel_appointment(id, Utc::now()).await?;
+    audit(
+        &store,
+        &staff,
+        "appointment.cancel",
+        Some(appointment.patient_id),
+        None,
+        format!("appointment {id}"),
+    )
+    .await?;
+    Ok(axum::Json(appointment))
+}
