@@ -499,69 +499,194 @@ async fn openapi_document_lists_the_handlers() {
 #[tokio::test]
 async fn information_desk_complaints_and_appointments() {
     let app = App::new().await;
-    agent_console::hims::import(&app.store, &agent_console::hims::DEMO).await.unwrap();
+    agent_console::hims::import(&app.store, &agent_console::hims::DEMO)
+        .await
+        .unwrap();
     let token = app.login("asha").await;
 
     // Hindi and English search, and vacant ICU beds.
-    let hi = app.send("GET", "/api/facilities?q=%E0%A4%B2%E0%A5%8B%E0%A4%95%20%E0%A4%A8%E0%A4%BE%E0%A4%AF%E0%A4%95", Some(&token), None).await;
+    let hi = app
+        .send(
+            "GET",
+            "/api/facilities?q=%E0%A4%B2%E0%A5%8B%E0%A4%95%20%E0%A4%A8%E0%A4%BE%E0%A4%AF%E0%A4%95",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(hi.status, StatusCode::OK, "{:?}", hi.body);
     assert_eq!(hi.body[0]["code"], "DL-H-LNH");
-    let icu = app.send("GET", "/api/facilities?vacant_bed=icu", Some(&token), None).await;
+    let icu = app
+        .send("GET", "/api/facilities?vacant_bed=icu", Some(&token), None)
+        .await;
     let first = &icu.body[0];
-    assert!(first["beds"].as_array().unwrap().iter().any(|b| b["bed_type"] == "icu" && b["vacant"].as_i64().unwrap() > 0));
-    let bad = app.send("GET", "/api/facilities?vacant_bed=sofa", Some(&token), None).await;
+    assert!(
+        first["beds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["bed_type"] == "icu" && b["vacant"].as_i64().unwrap() > 0)
+    );
+    let bad = app
+        .send("GET", "/api/facilities?vacant_bed=sofa", Some(&token), None)
+        .await;
     assert_problem(&bad, StatusCode::BAD_REQUEST);
-    assert!(bad.body["detail"].as_str().unwrap().contains("sofa"), "{:?}", bad.body);
-    let detail = app.send("GET", &format!("/api/facilities/{}", first["facility_id"]), Some(&token), None).await;
+    assert!(
+        bad.body["detail"].as_str().unwrap().contains("sofa"),
+        "{:?}",
+        bad.body
+    );
+    let detail = app
+        .send(
+            "GET",
+            &format!("/api/facilities/{}", first["facility_id"]),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(detail.status, StatusCode::OK);
     assert!(detail.body["stock"].is_array());
-    assert_problem(&app.send("GET", "/api/facilities/99999", Some(&token), None).await, StatusCode::NOT_FOUND);
-    let faq = app.send("GET", "/api/faq?q=ambulance", Some(&token), None).await;
+    assert_problem(
+        &app.send("GET", "/api/facilities/99999", Some(&token), None)
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    let faq = app
+        .send("GET", "/api/faq?q=ambulance", Some(&token), None)
+        .await;
     assert!(faq.body[0]["answer_hi"].as_str().unwrap().contains("102"));
 
     // A complaint with bad fields is refused whole, naming each field.
     let bad = json!({"category": "nope", "facility_id": 99999, "description": "short"});
-    let reply = app.send("POST", "/api/complaints", Some(&token), Some(&bad.to_string())).await;
+    let reply = app
+        .send(
+            "POST",
+            "/api/complaints",
+            Some(&token),
+            Some(&bad.to_string()),
+        )
+        .await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     let mut fields = field_errors(&reply);
     fields.sort();
     assert_eq!(fields, vec!["category", "description", "facility_id"]);
     let good = json!({"category": "long_wait", "facility_id": first["facility_id"], "contact_id": "C-7",
                       "description": "Waited five hours at the OPD registration counter"});
-    let created = app.send("POST", "/api/complaints", Some(&token), Some(&good.to_string())).await;
+    let created = app
+        .send(
+            "POST",
+            "/api/complaints",
+            Some(&token),
+            Some(&good.to_string()),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let ticket = created.body["ticket"].as_str().unwrap().to_owned();
-    let fetched = app.send("GET", &format!("/api/complaints/{ticket}"), Some(&token), None).await;
-    assert_eq!(fetched.body["description"], "Waited five hours at the OPD registration counter");
+    let fetched = app
+        .send(
+            "GET",
+            &format!("/api/complaints/{ticket}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        fetched.body["description"],
+        "Waited five hours at the OPD registration counter"
+    );
     let past = json!({"note": "call back", "due_at": "2020-01-01T00:00:00Z"});
-    let reply = app.send("POST", &format!("/api/complaints/{ticket}/tasks"), Some(&token), Some(&past.to_string())).await;
+    let reply = app
+        .send(
+            "POST",
+            &format!("/api/complaints/{ticket}/tasks"),
+            Some(&token),
+            Some(&past.to_string()),
+        )
+        .await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field_errors(&reply), vec!["due_at"]);
-    let status = app.send("POST", &format!("/api/complaints/{ticket}/status"), Some(&token), Some(r#"{"status":"resolved"}"#)).await;
+    let status = app
+        .send(
+            "POST",
+            &format!("/api/complaints/{ticket}/status"),
+            Some(&token),
+            Some(r#"{"status":"resolved"}"#),
+        )
+        .await;
     assert_eq!(status.body["status"], "resolved");
 
     // Appointments: a free slot books once; a full one is refused and nothing is stored.
     let patient = json!({"name": "Kamla Devi", "phone": "9810000001", "age_years": 46});
-    let patient = app.send("POST", "/api/patients", Some(&token), Some(&patient.to_string())).await;
+    let patient = app
+        .send(
+            "POST",
+            "/api/patients",
+            Some(&token),
+            Some(&patient.to_string()),
+        )
+        .await;
     let pid = patient.body["patient_id"].as_i64().unwrap();
     let other = json!({"name": "Raju", "phone": "9810000001", "age_years": 12});
-    let other = app.send("POST", "/api/patients", Some(&token), Some(&other.to_string())).await;
+    let other = app
+        .send(
+            "POST",
+            "/api/patients",
+            Some(&token),
+            Some(&other.to_string()),
+        )
+        .await;
     let oid = other.body["patient_id"].as_i64().unwrap();
     let fid = first["facility_id"].as_i64().unwrap();
     let start = chrono::Utc::now() + chrono::Duration::days(2);
-    app.store.add_slot(fid, "general medicine", start, start + chrono::Duration::minutes(30), 1).await.unwrap();
-    let slots = app.send("GET", &format!("/api/facilities/{fid}/slots?department=general%20medicine"), Some(&token), None).await;
+    app.store
+        .add_slot(
+            fid,
+            "general medicine",
+            start,
+            start + chrono::Duration::minutes(30),
+            1,
+        )
+        .await
+        .unwrap();
+    let slots = app
+        .send(
+            "GET",
+            &format!("/api/facilities/{fid}/slots?department=general%20medicine"),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(slots.status, StatusCode::OK, "{:?}", slots.body);
     let slot = slots.body[0]["slot_id"].as_i64().unwrap();
-    let book = |patient: i64| json!({"slot_id": slot, "patient_id": patient, "contact_id": "C-7"}).to_string();
-    let booked = app.send("POST", "/api/appointments", Some(&token), Some(&book(pid))).await;
+    let book = |patient: i64| {
+        json!({"slot_id": slot, "patient_id": patient, "contact_id": "C-7"}).to_string()
+    };
+    let booked = app
+        .send("POST", "/api/appointments", Some(&token), Some(&book(pid)))
+        .await;
     assert_eq!(booked.status, StatusCode::CREATED, "{:?}", booked.body);
-    let full = app.send("POST", "/api/appointments", Some(&token), Some(&book(oid))).await;
+    let full = app
+        .send("POST", "/api/appointments", Some(&token), Some(&book(oid)))
+        .await;
     assert_problem(&full, StatusCode::CONFLICT);
     assert!(full.body["detail"].as_str().unwrap().contains("full"));
-    let theirs = app.send("GET", &format!("/api/patients/{oid}/appointments"), Some(&token), None).await;
+    let theirs = app
+        .send(
+            "GET",
+            &format!("/api/patients/{oid}/appointments"),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(theirs.body.as_array().unwrap().len(), 0);
     let unknown = json!({"slot_id": 999999, "patient_id": pid}).to_string();
-    assert_problem(&app.send("POST", "/api/appointments", Some(&token), Some(&unknown)).await, StatusCode::NOT_FOUND);
-    assert_problem(&app.send("GET", "/api/facilities?vacant_bed=icu", None, None).await, StatusCode::UNAUTHORIZED);
+    assert_problem(
+        &app.send("POST", "/api/appointments", Some(&token), Some(&unknown))
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_problem(
+        &app.send("GET", "/api/facilities?vacant_bed=icu", None, None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+    );
 }

@@ -1,8 +1,27 @@
 //! The login page in a real headless Chromium (tests/node/login.mjs).
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-use tests::{Careline, repo_root};
+use serde_json::{Value, json};
+use tests::{Careline, client, repo_root};
+
+/// Runs `tests/node/SCRIPT` against `server`, signed in as `user`.
+fn node(script: &str, server: &Careline, user: &str) -> Output {
+    let root = repo_root();
+    assert!(
+        root.join("tests/node/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
+    );
+    Command::new("node")
+        .arg(root.join("tests/node").join(script))
+        .env("CARELINE_URL", &server.base)
+        .env("CARELINE_USER", user)
+        .env("CARELINE_PASSWORD", &server.passwords[user])
+        .env("CARELINE_ARTIFACTS", root.join("tests/artifacts"))
+        .output()
+        .expect("run node (install Node.js)")
+}
 
 #[test]
 fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
@@ -30,4 +49,87 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
     );
     assert!(stdout.contains("landed /operator"), "{stdout}");
     drop(server);
+}
+
+#[tokio::test]
+async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_books() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    let out = node("operator-desk.mjs", &server, "asha");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "operator-desk.mjs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("appointment booked"), "{stdout}");
+
+    // What the browser did is in the records, and each patient read is audited.
+    let http = client();
+    let login =
+        json!({"username": "meera", "password": server.passwords["meera"], "kind": "bearer"});
+    let body: Value = http
+        .post(server.url("/api/auth/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().unwrap();
+    let ticket = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ticket "))
+        .unwrap();
+    let complaint: Value = http
+        .get(server.url(&format!("/api/complaints/{ticket}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(complaint["category"], "medicine_unavailable");
+    let found: Value = http
+        .get(server.url("/api/patients?phone=9810012345"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ramesh = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Ramesh Kumar")
+        .unwrap();
+    let id = ramesh["patient_id"].as_i64().unwrap();
+    let audit: Value = http
+        .get(server.url(&format!("/api/patients/{id}/audit")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "patient.lookup",
+        "patient.schemes",
+        "patient.appointments",
+        "appointment.book",
+        "complaint.create",
+    ] {
+        assert!(actions.contains(&action), "no {action} in {actions:?}");
+    }
 }
