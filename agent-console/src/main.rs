@@ -31,10 +31,31 @@ struct Cli {
 enum Command {
     /// Run the helpline server.
     Serve(ServeConfig),
+    /// The built-in HIMS records: facilities, stock, schemes, answers.
+    Hims {
+        #[command(subcommand)]
+        command: HimsCommand,
+    },
     /// Manage staff accounts.
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HimsCommand {
+    /// Import facilities.csv, stock.csv, schemes.csv, complaint_categories.csv
+    /// and faq.csv from DIR (those present; see agent-console/data for the
+    /// columns). A bad row refuses the whole import and names its line.
+    Import {
+        dir: std::path::PathBuf,
+        #[arg(
+            long = "database-url",
+            env = "DATABASE_URL",
+            default_value = "careline.db"
+        )]
+        database_url: String,
     },
 }
 
@@ -81,6 +102,17 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
+        Command::Hims {
+            command: HimsCommand::Import { dir, database_url },
+        } => {
+            let store = Store::open(&database_url)
+                .await
+                .context("opening the database")?;
+            let report = agent_console::hims::import_dir(&store, &dir).await?;
+            println!("{report}");
+            store.close().await;
+            Ok(())
+        }
         Command::User {
             command:
                 UserCommand::Add {

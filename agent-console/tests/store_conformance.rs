@@ -6,8 +6,9 @@
 //! A missing server fails the suite; it is never skipped.
 
 use agent_console::store::{
-    AbhaNumber, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery, NewAudit,
-    NewComplaint, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
+    AbhaNumber, Attempt, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery,
+    NewAudit, NewComplaint, NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store,
+    StoreError, TokenKind,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use sqlx::Connection;
@@ -122,6 +123,7 @@ conformance!(
     complaints_get_tickets_due_dates_and_tasks,
     slots_book_atomically_and_refuse_full_or_past,
     a_bad_import_file_writes_nothing,
+    mail_outbox_retries_and_survives_reopening,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -859,4 +861,76 @@ async fn a_bad_import_file_writes_nothing(store: &Store, _url: &str) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn mail_outbox_retries_and_survives_reopening(store: &Store, url: &str) {
+    let now = Utc::now();
+    let mail = NewMail {
+        envelope_from: "helpline@careline.example".into(),
+        envelope_to: vec!["ramesh@example.in".into()],
+        subject: "Your appointment".into(),
+        raw: "Subject: Your appointment\r\n\r\nSee you.\r\n".into(),
+        purpose: "appointment.confirmation".into(),
+        patient_id: None,
+    };
+    let queued = store.enqueue_mail(&mail, now).await.unwrap();
+    assert_eq!(store.due_mail(now, 10).await.unwrap().len(), 1);
+    let retry_at = now + Duration::seconds(30);
+    let after = store
+        .record_mail_attempt(
+            queued.mail_id,
+            &Attempt::Retry {
+                error: "421 try later".into(),
+                at: retry_at,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.attempts, 1);
+    assert!(
+        store.due_mail(now, 10).await.unwrap().is_empty(),
+        "not due before the backoff"
+    );
+    // A restart finds it still queued.
+    let reopened = Store::open(url).await.unwrap();
+    let due = reopened.due_mail(retry_at, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].raw, mail.raw);
+    assert_eq!(
+        reopened
+            .next_mail_due()
+            .await
+            .unwrap()
+            .map(|t| t.timestamp()),
+        Some(retry_at.timestamp())
+    );
+    reopened.close().await;
+    let sent = store
+        .record_mail_attempt(queued.mail_id, &Attempt::Sent, retry_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            sent.attempts,
+            sent.sent_at.is_some(),
+            sent.last_error.as_deref()
+        ),
+        (2, true, Some("421 try later"))
+    );
+    assert!(
+        store
+            .due_mail(retry_at + Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let nobody = NewMail {
+        envelope_to: vec![],
+        ..mail
+    };
+    assert!(matches!(
+        store.enqueue_mail(&nobody, now).await,
+        Err(StoreError::Refused(_))
+    ));
 }

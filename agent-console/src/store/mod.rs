@@ -16,6 +16,7 @@
 mod audit;
 pub mod desk;
 pub mod model;
+mod outbox;
 mod patient;
 mod roster;
 mod staff;
@@ -29,6 +30,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use desk::*;
 pub use model::*;
+pub use outbox::{Attempt, Mail, NewMail};
 pub use staff::TokenKind;
 
 /// Runs `$body` with `$pool` bound to the open pool, whichever backend it is.
