@@ -10,6 +10,7 @@ use agent_console::store::{
     NewAudit, NewComplaint, NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store,
     StoreError, TokenKind,
 };
+use agent_console::store::{Channel, ContactChange, ContactStatus, NewContact};
 use chrono::{Duration, NaiveDate, Utc};
 use sqlx::Connection;
 
@@ -124,6 +125,7 @@ conformance!(
     slots_book_atomically_and_refuse_full_or_past,
     a_bad_import_file_writes_nothing,
     mail_outbox_retries_and_survives_reopening,
+    contacts_from_arrival_to_wrap_up,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -933,4 +935,199 @@ async fn mail_outbox_retries_and_survives_reopening(store: &Store, url: &str) {
         store.enqueue_mail(&nobody, now).await,
         Err(StoreError::Refused(_))
     ));
+}
+
+async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
+    let asha = store
+        .create_staff(&new_staff("asha", Role::Operator))
+        .await
+        .unwrap();
+    let doctor = store
+        .create_staff(&new_staff("dr.mehta", Role::Doctor))
+        .await
+        .unwrap();
+    let kamla = store
+        .create_patient(&new_patient("Kamla Devi", "9810000001"))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let new = NewContact {
+        channel: Some(Channel::Webrtc),
+        language: "hi".into(),
+        caller_phone: Some("+919810000001".into()),
+        ..Default::default()
+    };
+    let c = store
+        .create_contact("c-1", &new, "hash-1", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.status, c.tier, c.channel),
+        (ContactStatus::Waiting, 1, Channel::Webrtc)
+    );
+    assert_eq!(
+        store.contact_by_token("hash-1").await.unwrap().contact_id,
+        "c-1"
+    );
+    assert!(matches!(
+        store.contact_by_token("other").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.create_contact("c-2", &new, "hash-1", now).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let t1 = now + Duration::seconds(12);
+    let c = store
+        .update_contact("c-1", &ContactChange::Answered { by: asha.staff_id }, t1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            c.status,
+            c.answered_by,
+            c.answered_at.map(|t| t.timestamp())
+        ),
+        (
+            ContactStatus::Connected,
+            Some(asha.staff_id),
+            Some(t1.timestamp())
+        )
+    );
+    store
+        .update_contact(
+            "c-1",
+            &ContactChange::Identified {
+                patient: kamla.patient_id,
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+    store
+        .add_contact_staff("c-1", asha.staff_id, t1)
+        .await
+        .unwrap();
+    store
+        .add_contact_staff("c-1", asha.staff_id, t1)
+        .await
+        .unwrap();
+    assert!(store.works_on_contact(asha.staff_id, "c-1").await.unwrap());
+    assert!(
+        !store
+            .works_on_contact(doctor.staff_id, "c-1")
+            .await
+            .unwrap()
+    );
+    let c = store
+        .update_contact(
+            "c-1",
+            &ContactChange::Escalated {
+                specialty: "paediatrics".into(),
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.tier, c.specialty.as_deref()), (2, Some("paediatrics")));
+    let c = store
+        .update_contact(
+            "c-1",
+            &ContactChange::DoctorJoined {
+                doctor: doctor.staff_id,
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.doctor_id, Some(doctor.staff_id));
+    let t2 = now + Duration::minutes(9);
+    let c = store
+        .update_contact("c-1", &ContactChange::Ended, t2)
+        .await
+        .unwrap();
+    assert_eq!(c.status, ContactStatus::WrapUp);
+    // An ended call cannot be abandoned.
+    assert!(matches!(
+        store
+            .update_contact("c-1", &ContactChange::Abandoned, t2)
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    let c = store
+        .update_contact(
+            "c-1",
+            &ContactChange::WrappedUp {
+                disposition: "escalated".into(),
+                note: Some("fever".into()),
+            },
+            t2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.status, c.disposition.as_deref()),
+        (ContactStatus::Ended, Some("escalated"))
+    );
+    assert_eq!(
+        store
+            .contacts_of_patient(kamla.patient_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .contacts_between(now - Duration::hours(1), now + Duration::hours(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        store
+            .update_contact("nope", &ContactChange::Ended, t2)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let chat = NewContact {
+        channel: Some(Channel::Chat),
+        language: "en".into(),
+        ..Default::default()
+    };
+    store
+        .create_contact("c-3", &chat, "hash-3", now)
+        .await
+        .unwrap();
+    let m1 = store
+        .add_chat_message("c-3", "patient", None, "Is GTB open on Sunday?", now)
+        .await
+        .unwrap();
+    store
+        .add_chat_message(
+            "c-3",
+            "staff",
+            Some(asha.staff_id),
+            "Emergency is open 24x7.",
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.chat_messages("c-3", 0).await.unwrap().len(), 2);
+    let after = store
+        .chat_messages("c-3", m1.chat_message_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|m| m.sender.as_str()).collect::<Vec<_>>(),
+        vec!["staff"]
+    );
+    let c = store
+        .update_contact("c-3", &ContactChange::Abandoned, t2)
+        .await
+        .unwrap();
+    assert_eq!(c.status, ContactStatus::Abandoned);
 }

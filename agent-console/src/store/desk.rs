@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
 
+/// A string-backed enum: `as_str`, `FromStr` with a helpful error, `Display`, serde.
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -47,6 +48,7 @@ macro_rules! text_enum {
         }
     };
 }
+pub(crate) use text_enum;
 
 text_enum!(
     /// What kind of health facility.

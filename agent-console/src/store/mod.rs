@@ -14,6 +14,7 @@
 //! - `staff`, `patient`, `audit`, `roster`: the queries, grouped by record.
 
 mod audit;
+mod contact;
 pub mod desk;
 pub mod model;
 mod outbox;
@@ -28,6 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use contact::*;
 pub use desk::*;
 pub use model::*;
 pub use outbox::{Attempt, Mail, NewMail};

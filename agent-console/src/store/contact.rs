@@ -1,0 +1,383 @@
+//! Contacts (calls and chats) as records: arrival, answer, escalation,
+//! end and wrap-up, who worked on them, and chat messages.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
+
+crate::store::desk::text_enum!(
+    /// How the patient reached the helpline.
+    Channel { Phone = "phone", Webrtc = "webrtc", Chat = "chat" }
+);
+crate::store::desk::text_enum!(
+    /// Where a contact stands.
+    ContactStatus {
+        Waiting = "waiting",
+        Connected = "connected",
+        WrapUp = "wrap_up",
+        Ended = "ended",
+        Abandoned = "abandoned",
+        Callback = "callback",
+    }
+);
+
+/// A contact as it arrives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NewContact {
+    pub channel: Option<Channel>,
+    pub language: String,
+    pub emergency: bool,
+    pub caller_phone: Option<String>,
+    pub ehealth_card: Option<String>,
+    pub abha_number: Option<String>,
+    pub patient_id: Option<PatientId>,
+    pub location: Option<String>,
+}
+
+/// A contact's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Contact {
+    pub contact_id: String,
+    pub channel: Channel,
+    pub language: String,
+    pub emergency: bool,
+    pub tier: i64,
+    pub specialty: Option<String>,
+    pub caller_phone: Option<String>,
+    pub ehealth_card: Option<String>,
+    pub abha_number: Option<String>,
+    pub patient_id: Option<PatientId>,
+    pub location: Option<String>,
+    pub status: ContactStatus,
+    pub created_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub answered_by: Option<StaffId>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub doctor_id: Option<StaffId>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub disposition: Option<String>,
+    pub wrap_up_note: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ContactRow {
+    contact_id: String,
+    channel: String,
+    language: String,
+    emergency: bool,
+    tier: i64,
+    specialty: Option<String>,
+    caller_phone: Option<String>,
+    ehealth_card: Option<String>,
+    abha_number: Option<String>,
+    patient_id: Option<i64>,
+    location: Option<String>,
+    status: String,
+    created_at: DateTime<Utc>,
+    answered_at: Option<DateTime<Utc>>,
+    answered_by: Option<i64>,
+    escalated_at: Option<DateTime<Utc>>,
+    doctor_id: Option<i64>,
+    ended_at: Option<DateTime<Utc>>,
+    disposition: Option<String>,
+    wrap_up_note: Option<String>,
+}
+
+impl From<ContactRow> for Contact {
+    fn from(r: ContactRow) -> Self {
+        Contact {
+            contact_id: r.contact_id,
+            // The columns' check constraints admit only known values.
+            channel: r.channel.parse().unwrap_or(Channel::Phone),
+            language: r.language,
+            emergency: r.emergency,
+            tier: r.tier,
+            specialty: r.specialty,
+            caller_phone: r.caller_phone,
+            ehealth_card: r.ehealth_card,
+            abha_number: r.abha_number,
+            patient_id: r.patient_id.map(PatientId),
+            location: r.location,
+            status: r.status.parse().unwrap_or(ContactStatus::Waiting),
+            created_at: r.created_at,
+            answered_at: r.answered_at,
+            answered_by: r.answered_by.map(StaffId),
+            escalated_at: r.escalated_at,
+            doctor_id: r.doctor_id.map(StaffId),
+            ended_at: r.ended_at,
+            disposition: r.disposition,
+            wrap_up_note: r.wrap_up_note,
+        }
+    }
+}
+
+const CONTACT_COLUMNS: &str = "contact_id, channel, language, emergency, tier, specialty, caller_phone, ehealth_card, \
+     abha_number, patient_id, location, status, created_at, answered_at, answered_by, escalated_at, doctor_id, \
+     ended_at, disposition, wrap_up_note";
+
+/// A chat message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChatMessage {
+    pub chat_message_id: i64,
+    pub contact_id: String,
+    /// `patient`, `staff` or `system`.
+    pub sender: String,
+    pub staff_id: Option<StaffId>,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A change to a contact's record; each is one `update`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContactChange {
+    Answered {
+        by: StaffId,
+    },
+    Escalated {
+        specialty: String,
+    },
+    DoctorJoined {
+        doctor: StaffId,
+    },
+    CallbackRequested,
+    Ended,
+    Abandoned,
+    WrappedUp {
+        disposition: String,
+        note: Option<String>,
+    },
+    Identified {
+        patient: PatientId,
+    },
+}
+
+impl Store {
+    /// Records a new contact, waiting. `token_hash` is the SHA-256 of the
+    /// patient's one-time token for the media session.
+    pub async fn create_contact(
+        &self,
+        contact_id: &str,
+        new: &NewContact,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Contact> {
+        let sql = format!(
+            "insert into contact (contact_id, channel, language, emergency, caller_phone, ehealth_card, abha_number, \
+             patient_id, location, status, patient_token_hash, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $11) returning {CONTACT_COLUMNS}"
+        );
+        let row: ContactRow = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(contact_id)
+            .bind(new.channel.unwrap_or(Channel::Webrtc).as_str())
+            .bind(&new.language)
+            .bind(new.emergency)
+            .bind(&new.caller_phone)
+            .bind(&new.ehealth_card)
+            .bind(&new.abha_number)
+            .bind(new.patient_id.map(|p| p.0))
+            .bind(&new.location)
+            .bind(token_hash)
+            .bind(now)
+            .fetch_one(pool)
+            .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(row.into())
+    }
+
+    pub async fn contact(&self, id: &str) -> Result<Contact> {
+        let sql = format!("select {CONTACT_COLUMNS} from contact where contact_id = $1");
+        let row: ContactRow =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
+                .map_err(StoreError::from_sqlx)?;
+        Ok(row.into())
+    }
+
+    /// The contact a patient's token opens.
+    pub async fn contact_by_token(&self, token_hash: &str) -> Result<Contact> {
+        let sql = format!("select {CONTACT_COLUMNS} from contact where patient_token_hash = $1");
+        let row: ContactRow =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(token_hash).fetch_one(pool).await)
+                .map_err(StoreError::from_sqlx)?;
+        Ok(row.into())
+    }
+
+    /// Applies one change to a contact's record.
+    pub async fn update_contact(
+        &self,
+        id: &str,
+        change: &ContactChange,
+        now: DateTime<Utc>,
+    ) -> Result<Contact> {
+        macro_rules! exec {
+            ($sql:expr $(, $bind:expr)*) => {
+                on_pool!(self, pool => sqlx::query($sql).bind(id).bind(now)$(.bind($bind))*.execute(pool).await.map(|r| r.rows_affected()))
+                    .map_err(StoreError::from_sqlx)?
+            };
+        }
+        let changed = match change {
+            ContactChange::Answered { by } => exec!(
+                "update contact set status = 'connected', answered_at = coalesce(answered_at, $2), \
+                 answered_by = coalesce(answered_by, $3) where contact_id = $1",
+                by.0
+            ),
+            ContactChange::Escalated { specialty } => exec!(
+                "update contact set tier = 2, specialty = $3, escalated_at = $2 where contact_id = $1",
+                specialty
+            ),
+            ContactChange::DoctorJoined { doctor } => exec!(
+                "update contact set doctor_id = $3, status = 'connected', answered_at = coalesce(answered_at, $2) \
+                 where contact_id = $1",
+                doctor.0
+            ),
+            ContactChange::CallbackRequested => {
+                exec!(
+                    "update contact set status = 'callback' where contact_id = $1 and status = 'waiting' and $2 = $2"
+                )
+            }
+            ContactChange::Ended => exec!(
+                "update contact set status = 'wrap_up', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
+                 and status in ('waiting', 'connected', 'callback')"
+            ),
+            ContactChange::Abandoned => exec!(
+                "update contact set status = 'abandoned', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
+                 and status in ('waiting', 'callback')"
+            ),
+            ContactChange::WrappedUp { disposition, note } => exec!(
+                "update contact set status = case when status = 'abandoned' then status else 'ended' end, \
+                 disposition = $3, wrap_up_note = $4, ended_at = coalesce(ended_at, $2) where contact_id = $1",
+                disposition,
+                note
+            ),
+            ContactChange::Identified { patient } => {
+                exec!(
+                    "update contact set patient_id = $3 where contact_id = $1 and $2 = $2",
+                    patient.0
+                )
+            }
+        };
+        let contact = self.contact(id).await?;
+        if changed == 0 {
+            return Err(StoreError::Refused(format!(
+                "contact {id} is {}, so that change does not apply",
+                contact.status
+            )));
+        }
+        Ok(contact)
+    }
+
+    /// Notes that a staff member worked on a contact; idempotent.
+    pub async fn add_contact_staff(
+        &self,
+        contact: &str,
+        staff: StaffId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "insert into contact_staff (contact_id, staff_id, joined_at) values ($1, $2, $3) on conflict do nothing",
+        )
+        .bind(contact)
+        .bind(staff.0)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// Whether `staff` has worked on `contact`.
+    pub async fn works_on_contact(&self, staff: StaffId, contact: &str) -> Result<bool> {
+        let row: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            "select cast(1 as bigint) from contact_staff where contact_id = $1 and staff_id = $2",
+        )
+        .bind(contact)
+        .bind(staff.0)
+        .fetch_optional(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(row.is_some())
+    }
+
+    /// Contacts that arrived in `[from, to)`, oldest first: the day's report.
+    pub async fn contacts_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Contact>> {
+        let sql = format!(
+            "select {CONTACT_COLUMNS} from contact where created_at >= $1 and created_at < $2 order by created_at"
+        );
+        let rows: Vec<ContactRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(from).bind(to).fetch_all(pool).await)
+                .map_err(StoreError::from_sqlx)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// A patient's past contacts, latest first.
+    pub async fn contacts_of_patient(&self, patient: PatientId) -> Result<Vec<Contact>> {
+        let sql = format!(
+            "select {CONTACT_COLUMNS} from contact where patient_id = $1 order by created_at desc limit 20"
+        );
+        let rows: Vec<ContactRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(patient.0).fetch_all(pool).await)
+                .map_err(StoreError::from_sqlx)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn add_chat_message(
+        &self,
+        contact: &str,
+        sender: &str,
+        staff: Option<StaffId>,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ChatMessage> {
+        let row: (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "insert into chat_message (contact_id, sender, staff_id, body, created_at) values ($1, $2, $3, $4, $5) \
+             returning chat_message_id",
+        )
+        .bind(contact)
+        .bind(sender)
+        .bind(staff.map(|s| s.0))
+        .bind(body)
+        .bind(now)
+        .fetch_one(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(ChatMessage {
+            chat_message_id: row.0,
+            contact_id: contact.to_owned(),
+            sender: sender.to_owned(),
+            staff_id: staff,
+            body: body.to_owned(),
+            created_at: now,
+        })
+    }
+
+    /// A chat's messages after `after` (0 for all), in order.
+    pub async fn chat_messages(&self, contact: &str, after: i64) -> Result<Vec<ChatMessage>> {
+        let rows: Vec<(i64, String, String, Option<i64>, String, DateTime<Utc>)> = on_pool!(self, pool => sqlx::query_as(
+            "select chat_message_id, contact_id, sender, staff_id, body, created_at from chat_message \
+             where contact_id = $1 and chat_message_id > $2 order by chat_message_id",
+        )
+        .bind(contact)
+        .bind(after)
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(chat_message_id, contact_id, sender, staff_id, body, created_at)| ChatMessage {
+                    chat_message_id,
+                    contact_id,
+                    sender,
+                    staff_id: staff_id.map(StaffId),
+                    body,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+}
