@@ -100,7 +100,7 @@ struct FacilityRow {
     oxygen_vacant: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct StockRow {
     facility_code: String,
     medicine: String,

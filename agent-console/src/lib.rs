@@ -22,6 +22,7 @@ pub mod hims;
 pub mod http;
 pub mod i18n;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod time;

@@ -690,3 +690,58 @@ async fn information_desk_complaints_and_appointments() {
         StatusCode::UNAUTHORIZED,
     );
 }
+
+#[tokio::test]
+async fn supervisors_get_the_day_report_and_csv() {
+    use agent_console::store::{Channel, ContactChange, NewContact};
+    let app = App::new().await;
+    let asha = app
+        .store
+        .staff_credentials("asha")
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    let now = chrono::Utc::now();
+    let new = NewContact {
+        channel: Some(Channel::Phone),
+        language: "hi".into(),
+        ..Default::default()
+    };
+    app.store
+        .create_contact("c-1", &new, "h1", now - chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    app.store
+        .update_contact("c-1", &ContactChange::Answered { by: asha.staff_id }, now)
+        .await
+        .unwrap();
+    let supervisor = app.login("meera").await;
+    let report = app
+        .send("GET", "/api/reports/day", Some(&supervisor), None)
+        .await;
+    assert_eq!(report.status, StatusCode::OK, "{:?}", report.body);
+    assert_eq!(report.body["total"]["offered"], 1);
+    assert_eq!(report.body["intervals"].as_array().unwrap().len(), 48);
+    let csv = app
+        .send("GET", "/api/reports/day.csv", Some(&supervisor), None)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(csv.body.as_str().unwrap().lines().count(), 2);
+    let operator = app.login("asha").await;
+    assert_problem(
+        &app.send("GET", "/api/reports/day", Some(&operator), None)
+            .await,
+        StatusCode::FORBIDDEN,
+    );
+    let bad = app
+        .send(
+            "GET",
+            "/api/reports/day?day=24-11-2026",
+            Some(&supervisor),
+            None,
+        )
+        .await;
+    assert!(bad.status.is_client_error());
+}

@@ -10,6 +10,7 @@ mod health;
 pub mod json;
 mod pages;
 mod patients;
+mod reports;
 mod roster;
 mod staff;
 
@@ -80,6 +81,7 @@ impl AppState {
         (name = "staff", description = "Staff accounts"),
         (name = "patients", description = "Patients as the helpline knows them; every read is audited"),
         (name = "roster", description = "Seats, shifts and the roster"),
+        (name = "reports", description = "The day's figures and the contacts export"),
         (name = "desk", description = "Information desk: facilities, beds, stock, answers, schemes, complaints, appointments"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(patients::router())
         .merge(roster::router())
         .merge(desk::router())
+        .merge(reports::router())
         .merge(health::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
