@@ -44,6 +44,27 @@ pub struct ServeConfig {
         default_value_t = 12
     )]
     pub session_hours: i64,
+
+    /// SMTP server for mail to patients: `smtp://[user:pass@]host[:port]`
+    /// (`?tls=required` for STARTTLS) or `smtps://…`. No mail is sent when unset.
+    #[arg(long = "smtp-url", env = "CARELINE_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// The sender of mail to patients.
+    #[arg(
+        long = "mail-from",
+        env = "CARELINE_MAIL_FROM",
+        default_value = "Careline Helpline <helpline@careline.invalid>"
+    )]
+    pub mail_from: String,
+
+    /// Seconds before the first retry of a failed send; each later wait doubles (at most an hour).
+    #[arg(
+        long = "mail-retry-seconds",
+        env = "CARELINE_MAIL_RETRY_SECONDS",
+        default_value_t = 30
+    )]
+    pub mail_retry_seconds: i64,
 }
 
 /// Passwords and tokens inside URLs never reach the logs.
@@ -56,6 +77,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("demo", &self.demo)
             .field("secure_cookies", &self.secure_cookies)
             .field("session_hours", &self.session_hours)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
             .finish()
     }
 }

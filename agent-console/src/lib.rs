@@ -21,6 +21,7 @@ pub mod demo;
 pub mod hims;
 pub mod http;
 pub mod i18n;
+pub mod mail;
 pub mod metrics;
 pub mod report;
 pub mod server;

@@ -198,7 +198,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
     };
-    let state = AppState::new(store, settings, shutdown.clone());
+    let mut state = AppState::new(store, settings, shutdown.clone());
+    if let Some(url) = &config.smtp_url {
+        let policy = agent_console::mail::RetryPolicy {
+            first_backoff: chrono::Duration::seconds(config.mail_retry_seconds.max(1)),
+            ..Default::default()
+        };
+        state.mailer = Some(agent_console::mail::Mailer::new(
+            url,
+            &config.mail_from,
+            policy,
+        )?);
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         server::shutdown_signal().await;

@@ -18,6 +18,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.clone(), shutdown.clone()));
+    if let Some(mailer) = state.mailer.clone() {
+        tasks.spawn(mailer.run(state.store.clone(), shutdown.clone()));
+    }
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();

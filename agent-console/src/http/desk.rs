@@ -460,21 +460,23 @@ struct BookingInput {
 #[utoipa::path(post, path = "/api/appointments", tag = "desk", request_body = BookingInput,
     responses((status = 201, body = Appointment), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn book_appointment(
-    State(store): State<Store>,
+    State(state): State<AppState>,
     StaffOnDuty(staff): StaffOnDuty,
     ApiJson(input): ApiJson<BookingInput>,
 ) -> Result<(StatusCode, axum::Json<Appointment>)> {
-    store
+    let store = &state.store;
+    let patient = store
         .patient(PatientId(input.patient_id))
         .await
         .map_err(not_found(format!("patient {}", input.patient_id)))?;
+    let now = Utc::now();
     let appointment = store
         .book_appointment(
             input.slot_id,
-            PatientId(input.patient_id),
+            patient.patient_id,
             staff.staff_id,
             input.contact_id.as_deref(),
-            Utc::now(),
+            now,
         )
         .await
         .map_err(not_found(format!("slot {}", input.slot_id)))?;
@@ -483,14 +485,33 @@ async fn book_appointment(
         appointment.appointment_id, appointment.slot.slot_id
     );
     audit(
-        &store,
+        store,
         &staff,
         "appointment.book",
-        Some(appointment.patient_id),
+        Some(patient.patient_id),
         input.contact_id,
         detail,
     )
     .await?;
+    // The confirmation goes through the outbox; the booking stands even if mail is down.
+    if let (Some(mailer), Some(_)) = (&state.mailer, &patient.email) {
+        let facility = store.facility(appointment.slot.facility_id).await?;
+        let message = crate::mail::appointment_confirmation(
+            &mailer.from,
+            &appointment,
+            &facility,
+            &patient,
+            now,
+        )?;
+        mailer
+            .enqueue(
+                store,
+                &message,
+                "appointment.confirmation",
+                Some(patient.patient_id),
+            )
+            .await?;
+    }
     Ok((StatusCode::CREATED, axum::Json(appointment)))
 }
 

@@ -47,6 +47,9 @@ pub struct AppState {
     pub addr_throttle: Arc<LoginThrottle>,
     /// Cancelled at shutdown; long-lived handlers (streams, sockets) stop on it.
     pub shutdown: CancellationToken,
+    /// Mail to patients, when SMTP is configured.
+    #[from_ref(skip)]
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 /// Settings the handlers read.
@@ -69,6 +72,7 @@ impl AppState {
             throttle: Arc::new(LoginThrottle::new(5, Duration::from_secs(15 * 60))),
             addr_throttle: Arc::new(LoginThrottle::new(20, Duration::from_secs(15 * 60))),
             shutdown,
+            mailer: None,
         }
     }
 }

@@ -1,0 +1,393 @@
+//! Mail to patients: composing messages (with iCalendar invitations), the
+//! retry policy, and the task that drains the outbox over SMTP (lettre).
+//!
+//! Messages are queued in the store ([`crate::store::NewMail`]) in the same
+//! request that books what they tell about, so a crash or an SMTP outage
+//! loses nothing: the sender retries with exponential backoff, and a
+//! permanent refusal (SMTP 5xx) is recorded and not retried.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Asia::Kolkata;
+use lettre::address::Envelope;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Appointment, Attempt, Facility, NewMail, Patient, Store};
+
+/// How failed sends are retried.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Wait before the first retry; each later wait doubles.
+    pub first_backoff: Duration,
+    /// The longest wait between tries.
+    pub max_backoff: Duration,
+    /// Tries in all, the first included.
+    pub max_attempts: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_backoff: Duration::seconds(30),
+            max_backoff: Duration::hours(1),
+            max_attempts: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// What to record after a failed try, given the tries made before it.
+    pub fn after_failure(
+        &self,
+        attempts_before: i64,
+        error: String,
+        permanent: bool,
+        now: DateTime<Utc>,
+    ) -> Attempt {
+        let made = attempts_before + 1;
+        if permanent || made >= self.max_attempts {
+            return Attempt::GiveUp { error };
+        }
+        let factor = 1i32
+            .checked_shl(u32::try_from(made - 1).unwrap_or(31))
+            .unwrap_or(i32::MAX);
+        let wait = self
+            .first_backoff
+            .checked_mul(factor)
+            .map_or(self.max_backoff, |w| w.min(self.max_backoff));
+        Attempt::Retry {
+            error,
+            at: now + wait,
+        }
+    }
+}
+
+/// Where mail goes from, and how.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pub from: Mailbox,
+    pub policy: RetryPolicy,
+    /// Woken when a message is queued, so it leaves at once.
+    pub queued: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl Mailer {
+    /// `smtp://[user:pass@]host[:port]` (plain, or `?tls=required` for
+    /// STARTTLS) or `smtps://…` (implicit TLS), as lettre reads them.
+    pub fn new(smtp_url: &str, from: &str, policy: RetryPolicy) -> anyhow::Result<Mailer> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+            .map_err(|e| anyhow::anyhow!("SMTP URL: {e}"))?
+            .timeout(Some(StdDuration::from_secs(30)))
+            .build();
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("mail sender `{from}`: {e}"))?;
+        Ok(Mailer {
+            transport,
+            from,
+            policy,
+            queued: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Queues `message` in the outbox and wakes the sender.
+    pub async fn enqueue(
+        &self,
+        store: &Store,
+        message: &Message,
+        purpose: &str,
+        patient: Option<crate::store::PatientId>,
+    ) -> crate::store::Result<()> {
+        let envelope = message.envelope();
+        let subject = message
+            .headers()
+            .get_raw("Subject")
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let mail = NewMail {
+            envelope_from: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
+            envelope_to: envelope.to().iter().map(|a| a.to_string()).collect(),
+            subject,
+            raw: String::from_utf8_lossy(&message.formatted()).into_owned(),
+            purpose: purpose.to_owned(),
+            patient_id: patient,
+        };
+        store.enqueue_mail(&mail, Utc::now()).await?;
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// Sends what is due, until `shutdown`. Sleeps until the next message
+    /// falls due (at most a minute), or until one is queued.
+    pub async fn run(self, store: Store, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.send_due(&store).await {
+                tracing::warn!(error = %e, "mail outbox");
+            }
+            let wait = match store.next_mail_due().await {
+                Ok(Some(at)) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(StdDuration::from_secs(60)),
+                _ => StdDuration::from_secs(60),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.queued.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One pass over the due messages.
+    pub async fn send_due(&self, store: &Store) -> crate::store::Result<usize> {
+        let due = store.due_mail(Utc::now(), 20).await?;
+        let mut sent = 0;
+        for mail in due {
+            let outcome = match self
+                .send_raw(&mail.envelope_from, &mail.envelope_to, mail.raw.as_bytes())
+                .await
+            {
+                Ok(()) => {
+                    sent += 1;
+                    tracing::info!(mail = mail.mail_id, purpose = %mail.purpose, "mail sent");
+                    Attempt::Sent
+                }
+                Err((error, permanent)) => {
+                    tracing::warn!(mail = mail.mail_id, %error, permanent, "mail not sent");
+                    self.policy
+                        .after_failure(mail.attempts, error, permanent, Utc::now())
+                }
+            };
+            store
+                .record_mail_attempt(mail.mail_id, &outcome, Utc::now())
+                .await?;
+        }
+        Ok(sent)
+    }
+
+    async fn send_raw(&self, from: &str, to: &[String], raw: &[u8]) -> Result<(), (String, bool)> {
+        let parse = |a: &str| a.parse().map_err(|e| (format!("address `{a}`: {e}"), true));
+        let from = if from.is_empty() {
+            None
+        } else {
+            Some(parse(from)?)
+        };
+        let to = to.iter().map(|a| parse(a)).collect::<Result<Vec<_>, _>>()?;
+        let envelope = Envelope::new(from, to).map_err(|e| (e.to_string(), true))?;
+        self.transport
+            .send_raw(&envelope, raw)
+            .await
+            .map(|_| ())
+            .map_err(|e| (e.to_string(), e.is_permanent()))
+    }
+}
+
+/// Escapes text for an iCalendar property value (RFC 5545 §3.3.11).
+fn ics_text(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace('\n', "\\n")
+        .replace('\r', "")
+}
+
+/// Folds a content line at 75 octets, never inside a UTF-8 character (RFC 5545 §3.1).
+fn fold(line: &str) -> String {
+    let mut out = String::new();
+    let mut width = 0;
+    for ch in line.chars() {
+        let len = ch.len_utf8();
+        if width + len > 75 {
+            out.push_str("\r\n ");
+            width = 1;
+        }
+        out.push(ch);
+        width += len;
+    }
+    out.push_str("\r\n");
+    out
+}
+
+fn ics_time(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// An iCalendar invitation (METHOD:REQUEST) for an appointment.
+pub fn appointment_ics(
+    appointment: &Appointment,
+    facility: &Facility,
+    patient: &Patient,
+    organizer: &Mailbox,
+    now: DateTime<Utc>,
+) -> String {
+    let slot = &appointment.slot;
+    let mut lines = vec![
+        "BEGIN:VCALENDAR".to_owned(),
+        "VERSION:2.0".to_owned(),
+        "PRODID:-//Careline//Delhi Health Helpline//EN".to_owned(),
+        "METHOD:REQUEST".to_owned(),
+        "BEGIN:VEVENT".to_owned(),
+        format!("UID:appointment-{}@careline", appointment.appointment_id),
+        format!("DTSTAMP:{}", ics_time(now)),
+        format!("DTSTART:{}", ics_time(slot.starts_at)),
+        format!("DTEND:{}", ics_time(slot.ends_at)),
+        format!(
+            "SUMMARY:{}",
+            ics_text(&format!(
+                "{} appointment, {}",
+                slot.department, facility.name
+            ))
+        ),
+        format!(
+            "LOCATION:{}",
+            ics_text(&format!("{}, {}", facility.name, facility.address))
+        ),
+        format!(
+            "DESCRIPTION:{}",
+            ics_text(&format!(
+                "Appointment {} for {} at {} ({}). Bring your e-health card.",
+                appointment.appointment_id, patient.name, facility.name, slot.department
+            ))
+        ),
+        format!(
+            "ORGANIZER;CN={}:mailto:{}",
+            ics_text(organizer.name.as_deref().unwrap_or("Careline")),
+            organizer.email
+        ),
+    ];
+    if let Some(email) = &patient.email {
+        lines.push(format!(
+            "ATTENDEE;CN={};ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{email}",
+            ics_text(&patient.name)
+        ));
+    }
+    lines.extend([
+        "STATUS:CONFIRMED".to_owned(),
+        "END:VEVENT".to_owned(),
+        "END:VCALENDAR".to_owned(),
+    ]);
+    lines.iter().map(|l| fold(l)).collect()
+}
+
+/// The confirmation of an appointment, in Hindi and English, with its invitation.
+pub fn appointment_confirmation(
+    from: &Mailbox,
+    appointment: &Appointment,
+    facility: &Facility,
+    patient: &Patient,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Message> {
+    let email = patient
+        .email
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("patient {} has no email", patient.patient_id.0))?;
+    let to: Mailbox = format!("{} <{email}>", patient.name)
+        .parse()
+        .or_else(|_| email.parse())?;
+    let when = appointment
+        .slot
+        .starts_at
+        .with_timezone(&Kolkata)
+        .format("%d %b %Y, %H:%M IST");
+    let text = format!(
+        "नमस्ते {name},\n\nआपका अपॉइंटमेंट {facility_hi} में {when} पर ({department}) बुक हो गया है।\n\
+         अपॉइंटमेंट संख्या: {id}\nपता: {address}\nकृपया अपना ई-हेल्थ कार्ड साथ लाएं।\n\n\
+         Dear {name},\n\nYour appointment at {facility} on {when} ({department}) is booked.\n\
+         Appointment number: {id}\nAddress: {address}\nPlease bring your e-health card.\n\n\
+         Careline, Delhi Health Helpline\n",
+        name = patient.name,
+        facility_hi = facility.name_hi,
+        facility = facility.name,
+        department = appointment.slot.department,
+        address = facility.address,
+        id = appointment.appointment_id,
+    );
+    let ics = appointment_ics(appointment, facility, patient, from, now);
+    let calendar = ContentType::parse("text/calendar; charset=utf-8; method=REQUEST")?;
+    Ok(Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(format!("Appointment booked: {}, {when}", facility.name))
+        .multipart(
+            MultiPart::mixed()
+                .multipart(
+                    MultiPart::alternative()
+                        .singlepart(SinglePart::plain(text))
+                        .singlepart(
+                            SinglePart::builder()
+                                .header(calendar.clone())
+                                .body(ics.clone()),
+                        ),
+                )
+                .singlepart(Attachment::new("appointment.ics".to_owned()).body(ics, calendar)),
+        )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_gives_up() {
+        let p = RetryPolicy {
+            first_backoff: Duration::seconds(30),
+            max_backoff: Duration::minutes(5),
+            max_attempts: 5,
+        };
+        let now = Utc::now();
+        let at = |n| match p.after_failure(n, "421".into(), false, now) {
+            Attempt::Retry { at, .. } => Some((at - now).num_seconds()),
+            _ => None,
+        };
+        assert_eq!(
+            [at(0), at(1), at(2), at(3)],
+            [Some(30), Some(60), Some(120), Some(240)]
+        );
+        assert_eq!(at(4), None, "the fifth failure is the last");
+        let p = RetryPolicy {
+            max_attempts: 100,
+            ..p
+        };
+        assert_eq!(
+            p.after_failure(40, "x".into(), false, now),
+            Attempt::Retry {
+                error: "x".into(),
+                at: now + Duration::minutes(5)
+            }
+        );
+        assert_eq!(
+            p.after_failure(0, "550".into(), true, now),
+            Attempt::GiveUp {
+                error: "550".into()
+            }
+        );
+    }
+
+    #[test]
+    fn ics_lines_are_escaped_and_folded_at_75_octets() {
+        assert_eq!(ics_text("a,b;c\\d\ne"), "a\\,b\\;c\\\\d\\ne");
+        let long = format!("DESCRIPTION:{}", "अ".repeat(40));
+        let folded = fold(&long);
+        for line in folded.split("\r\n").filter(|l| !l.is_empty()) {
+            assert!(line.len() <= 75, "{} octets", line.len());
+        }
+        assert_eq!(folded.replace("\r\n ", ""), format!("{long}\r\n"));
+    }
+}
