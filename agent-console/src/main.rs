@@ -31,6 +31,10 @@ struct Cli {
 enum Command {
     /// Run the helpline server.
     Serve(ServeConfig),
+    /// Plan agents per interval by Erlang C. Either one interval
+    /// (`--calls-per-interval`) or a day's forecast (`--forecast FILE.csv`
+    /// with columns `start,calls`).
+    Staffing(StaffingArgs),
     /// The built-in HIMS records: facilities, stock, schemes, answers.
     Hims {
         #[command(subcommand)]
@@ -41,6 +45,78 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct StaffingArgs {
+    /// Contacts expected in one interval.
+    #[arg(long = "calls-per-interval", required_unless_present = "forecast")]
+    calls_per_interval: Option<f64>,
+    /// A day's forecast: CSV with `start` (HH:MM) and `calls` per interval.
+    #[arg(long, conflicts_with = "calls_per_interval")]
+    forecast: Option<std::path::PathBuf>,
+    #[arg(long = "interval-minutes", default_value_t = 30.0)]
+    interval_minutes: f64,
+    #[arg(long = "aht-seconds")]
+    aht_seconds: f64,
+    #[arg(long = "target-seconds", default_value_t = 20.0)]
+    target_seconds: f64,
+    /// Share to answer within the target, e.g. 0.8.
+    #[arg(long = "service-level", default_value_t = 0.8)]
+    service_level: f64,
+    #[arg(long, default_value_t = 0.0)]
+    shrinkage: f64,
+    #[arg(long = "max-occupancy", default_value_t = 1.0)]
+    max_occupancy: f64,
+    /// Seats available (for a day's forecast).
+    #[arg(long, default_value_t = 45)]
+    seats: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn staffing(args: StaffingArgs) -> anyhow::Result<()> {
+    use routing::staffing::{StaffingInput, plan, plan_day};
+    let input = StaffingInput {
+        calls: args.calls_per_interval.unwrap_or(0.0),
+        interval_minutes: args.interval_minutes,
+        aht_seconds: args.aht_seconds,
+        target_seconds: args.target_seconds,
+        service_level: args.service_level,
+        shrinkage: args.shrinkage,
+        max_occupancy: args.max_occupancy,
+    };
+    if let Some(path) = args.forecast {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            start: String,
+            calls: f64,
+        }
+        let mut forecast = Vec::new();
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for (i, row) in reader.deserialize::<Row>().enumerate() {
+            let row = row.with_context(|| format!("{} line {}", path.display(), i + 2))?;
+            forecast.push((row.start, row.calls));
+        }
+        let day = plan_day(&forecast, &input, args.seats)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&day)?)
+        } else {
+            print!("{day}")
+        }
+    } else {
+        let p = plan(&input)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&p)?)
+        } else {
+            println!("{p}")
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -102,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
+        Command::Staffing(args) => staffing(args),
         Command::Hims {
             command: HimsCommand::Import { dir, database_url },
         } => {

@@ -4,3 +4,8 @@
 //! queues, seats, shifts, skills and offers of the helpline. The core is
 //! sans-IO: events go in, actions come out, and time is an input (`tick(now)`),
 //! never read from a clock, so a whole shift replays in milliseconds.
+//!
+//! ## Layout
+//! - [`staffing`]: the Erlang C staffing planner (`careline staffing`).
+
+pub mod staffing;

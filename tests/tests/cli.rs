@@ -1,0 +1,104 @@
+//! The `careline` command-line tools, run as a user would.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tests::{careline_bin, repo_root};
+
+fn careline(args: &[&str]) -> std::process::Output {
+    Command::new(careline_bin())
+        .args(args)
+        .output()
+        .expect("run careline")
+}
+
+#[test]
+fn staffing_meets_the_published_erlang_c_check() {
+    let out = careline(&[
+        "staffing",
+        "--calls-per-interval",
+        "100",
+        "--interval-minutes",
+        "30",
+        "--aht-seconds",
+        "180",
+        "--target-seconds",
+        "20",
+        "--service-level",
+        "0.8",
+        "--shrinkage",
+        "0.3",
+        "--max-occupancy",
+        "0.85",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["agents"], 14);
+    assert_eq!(plan["staff_with_shrinkage"], 20);
+    let close = |k: &str, v: f64| (plan[k].as_f64().unwrap() - v).abs() < 0.0005;
+    assert!(
+        close("service_level", 0.888) && close("p_wait", 0.174) && close("occupancy", 0.714),
+        "{plan}"
+    );
+    assert!(plan["asa_seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn staffing_plans_a_day_and_flags_intervals_beyond_the_seats() {
+    let profile = repo_root().join("routing/profiles/helpline-day.csv");
+    let out = careline(&[
+        "staffing",
+        "--forecast",
+        profile.to_str().unwrap(),
+        "--aht-seconds",
+        "240",
+        "--service-level",
+        "0.8",
+        "--shrinkage",
+        "0.3",
+        "--max-occupancy",
+        "0.85",
+        "--seats",
+        "20",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let day: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let intervals = day["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 48);
+    let over: Vec<&str> = intervals
+        .iter()
+        .filter(|i| i["over_seats"] == true)
+        .map(|i| i["start"].as_str().unwrap())
+        .collect();
+    assert!(
+        over.contains(&"10:00") && !over.contains(&"03:00"),
+        "{over:?}"
+    );
+}
+
+#[test]
+fn staffing_refuses_bad_input_with_the_reason() {
+    let out = careline(&[
+        "staffing",
+        "--calls-per-interval",
+        "100",
+        "--aht-seconds",
+        "180",
+        "--service-level",
+        "80",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("service_level: must be between 0 and 1")
+    );
+}
