@@ -133,3 +133,57 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
         assert!(actions.contains(&action), "no {action} in {actions:?}");
     }
 }
+
+#[tokio::test]
+async fn supervisor_wallboard_is_live_and_exports_the_day() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    // Two of today's contacts: one answered after 12 s, one still waiting for 45 s.
+    let url = format!("sqlite://{}", dir.path().join("careline.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let now = chrono::Utc::now();
+    for (id, status, answered) in [
+        (
+            "c-answered",
+            "ended",
+            Some(now - chrono::Duration::seconds(48)),
+        ),
+        ("c-waiting", "waiting", None),
+    ] {
+        let arrived = if answered.is_some() {
+            now - chrono::Duration::seconds(60)
+        } else {
+            now - chrono::Duration::seconds(45)
+        };
+        sqlx::query(
+            "insert into contact (contact_id, channel, language, status, patient_token_hash, created_at, answered_at) \
+             values ($1, 'phone', 'hi', $2, $1, $3, $4)",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(arrived)
+        .bind(answered)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    let out = node("wallboard.mjs", &server, "meera");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wallboard.mjs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("waiting 1 "), "{stdout}");
+    assert!(stdout.contains("offered 2"), "{stdout}");
+    assert!(stdout.contains("bars 96"), "{stdout}");
+    assert!(
+        stdout.contains("operator-morning 06:00–14:00: 2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pushed again") && stdout.contains("csv lines 3"),
+        "{stdout}"
+    );
+}

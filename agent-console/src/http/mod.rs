@@ -13,6 +13,7 @@ mod patients;
 mod reports;
 mod roster;
 mod staff;
+mod wallboard;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roster::router())
         .merge(desk::router())
         .merge(reports::router())
+        .merge(wallboard::router())
         .merge(health::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);

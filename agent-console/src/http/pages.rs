@@ -165,6 +165,10 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
             include_str!("../../static/login.js"),
             "text/javascript; charset=utf-8",
         ),
+        "wallboard.js" => (
+            include_str!("../../static/wallboard.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "operator.js" => (
             include_str!("../../static/operator.js"),
             "text/javascript; charset=utf-8",

@@ -1,0 +1,141 @@
+//! The supervisors' wallboard: the live queue and the day's figures, as a
+//! JSON snapshot and as a server-sent event stream that pushes one every
+//! few seconds until the client leaves or the server stops.
+
+use std::convert::Infallible;
+use std::time::Duration as StdDuration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Duration, Utc};
+use futures_util::Stream;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::Result;
+use super::{AppState, Management};
+use crate::report::{Figures, day_report, day_start};
+use crate::store::{ContactStatus, Store};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(snapshot))
+        .routes(routes!(stream))
+}
+
+/// Rostered staff on one of today's shifts.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ShiftStaffing {
+    pub shift: String,
+    pub starts_minute: i64,
+    pub ends_minute: i64,
+    pub rostered: usize,
+}
+
+/// What the wallboard shows.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Wallboard {
+    pub at: DateTime<Utc>,
+    /// Contacts waiting for an agent now (callbacks included).
+    pub waiting: usize,
+    pub callbacks: usize,
+    pub longest_wait_seconds: Option<i64>,
+    /// The current 30-minute interval.
+    pub interval: Figures,
+    pub today: Figures,
+    pub intervals: Vec<Figures>,
+    pub shifts: Vec<ShiftStaffing>,
+}
+
+async fn build(store: &Store, now: DateTime<Utc>) -> Result<Wallboard> {
+    let day = crate::time::to_local(now).date_naive();
+    let start = day_start(day);
+    let contacts = store
+        .contacts_between(start - Duration::days(1), start + Duration::days(1))
+        .await?;
+    let queued: Vec<_> = contacts
+        .iter()
+        .filter(|c| matches!(c.status, ContactStatus::Waiting | ContactStatus::Callback))
+        .collect();
+    let today: Vec<_> = contacts
+        .iter()
+        .filter(|c| c.created_at >= start)
+        .cloned()
+        .collect();
+    let report = day_report(day, &today, 20);
+    let slot = ((now - start).num_minutes() / 30).clamp(0, 47) as usize;
+    let shifts = store.shifts().await?;
+    let roster = store.roster_for(day).await?;
+    Ok(Wallboard {
+        at: now,
+        waiting: queued
+            .iter()
+            .filter(|c| c.status == ContactStatus::Waiting)
+            .count(),
+        callbacks: queued
+            .iter()
+            .filter(|c| c.status == ContactStatus::Callback)
+            .count(),
+        longest_wait_seconds: queued
+            .iter()
+            .map(|c| (now - c.created_at).num_seconds())
+            .max(),
+        interval: report.intervals[slot].clone(),
+        today: report.total,
+        intervals: report.intervals,
+        shifts: shifts
+            .iter()
+            .map(|s| ShiftStaffing {
+                shift: s.name.clone(),
+                starts_minute: s.starts_minute,
+                ends_minute: s.ends_minute,
+                rostered: roster.iter().filter(|r| r.shift_id == s.shift_id).count(),
+            })
+            .collect(),
+    })
+}
+
+/// The wallboard now.
+#[utoipa::path(get, path = "/api/wallboard", tag = "reports",
+    responses((status = 200, body = Wallboard), (status = 401), (status = 403)))]
+async fn snapshot(State(store): State<Store>, _who: Management) -> Result<axum::Json<Wallboard>> {
+    Ok(axum::Json(build(&store, Utc::now()).await?))
+}
+
+/// The wallboard as server-sent events (`event: wallboard`), one every 5 s.
+#[utoipa::path(get, path = "/api/wallboard/stream", tag = "reports",
+    responses((status = 200, content_type = "text/event-stream", body = Wallboard), (status = 401), (status = 403)))]
+async fn stream(
+    State(state): State<AppState>,
+    _who: Management,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let store = state.store.clone();
+    let shutdown = state.shutdown.clone();
+    let events = futures_util::stream::unfold(
+        (store, shutdown, true),
+        |(store, shutdown, first)| async move {
+            if !first {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
+                }
+            }
+            let event = match build(&store, Utc::now()).await {
+                Ok(board) => Event::default()
+                    .event("wallboard")
+                    .json_data(&board)
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "wallboard");
+                    Event::default()
+                        .event("error")
+                        .data("the wallboard could not be read; retrying")
+                }
+            };
+            Some((Ok(event), (store, shutdown, false)))
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
