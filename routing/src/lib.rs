@@ -6,6 +6,10 @@
 //! never read from a clock, so a whole shift replays in milliseconds.
 //!
 //! ## Layout
+//! - [`engine`]: the sans-IO engine: [`Engine::handle`] and [`Engine::next_timer`].
 //! - [`staffing`]: the Erlang C staffing planner (`careline staffing`).
 
+pub mod engine;
 pub mod staffing;
+
+pub use engine::*;
