@@ -35,22 +35,13 @@ impl StaffInput {
     /// Every problem with the input, each naming its field.
     pub fn problems(&self) -> Vec<FieldError> {
         let mut out = Vec::new();
-        let mut bad = |field: &str, message: &str| {
-            out.push(FieldError {
-                field: field.into(),
-                message: message.into(),
-            })
-        };
+        let mut bad =
+            |field: &str, message: &str| out.push(FieldError { field: field.into(), message: message.into() });
         let u = &self.username;
         if !(3..=32).contains(&u.len())
-            || !u.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            })
+            || !u.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         {
-            bad(
-                "username",
-                "3 to 32 characters: lowercase letters, digits, `.`, `_` or `-`",
-            );
+            bad("username", "3 to 32 characters: lowercase letters, digits, `.`, `_` or `-`");
         }
         if self.password.chars().count() < 10 {
             bad("password", "must be at least 10 characters");
@@ -65,10 +56,7 @@ impl StaffInput {
             .iter()
             .all(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase()))
         {
-            bad(
-                "languages",
-                "use ISO 639 codes such as `hi`, `en`, `pa`, `ur`",
-            );
+            bad("languages", "use ISO 639 codes such as `hi`, `en`, `pa`, `ur`");
         }
         let doctor_fields = [
             ("specialty", &self.specialty),
@@ -130,17 +118,9 @@ mod tests {
 
     #[test]
     fn rules() {
-        let fields = |i: StaffInput| {
-            i.problems()
-                .into_iter()
-                .map(|p| p.field)
-                .collect::<Vec<_>>()
-        };
+        let fields = |i: StaffInput| i.problems().into_iter().map(|p| p.field).collect::<Vec<_>>();
         assert!(fields(input(Role::Operator)).is_empty());
-        assert_eq!(
-            fields(input(Role::Doctor)),
-            ["specialty", "qualification", "registration_number"]
-        );
+        assert_eq!(fields(input(Role::Doctor)), ["specialty", "qualification", "registration_number"]);
         let mut op = input(Role::Operator);
         op.registration_number = Some("DMC/1234".into());
         assert_eq!(fields(op), ["registration_number"]);

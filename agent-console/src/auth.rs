@@ -23,16 +23,14 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let hash =
+        argon2().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
     Ok(hash.to_string())
 }
 
 /// Checks a password against a PHC string. CPU-heavy: call it off the executor.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(phc).is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 /// A hash to verify against when the username does not exist, so that a
@@ -51,10 +49,7 @@ pub fn new_token() -> String {
 
 /// What the store keeps of a token: its SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A random password for demo accounts: 16 characters, no look-alikes.
@@ -62,10 +57,7 @@ pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
+    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }
 
 /// Slows down password guessing: after `max_failures` failed logins for one
@@ -82,11 +74,7 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(max_failures: usize, window: Duration) -> Self {
-        LoginThrottle {
-            max_failures,
-            window,
-            failures: Mutex::new(HashMap::new()),
-        }
+        LoginThrottle { max_failures, window, failures: Mutex::new(HashMap::new()) }
     }
 
     /// `Err(seconds to wait)` when any of `keys` is locked out at `now`.
@@ -95,10 +83,7 @@ impl LoginThrottle {
         let mut wait = 0;
         for key in keys {
             if let Some(times) = failures.get_mut(*key) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
+                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
                     times.pop_front();
                 }
                 if times.len() >= self.max_failures {
@@ -115,17 +100,10 @@ impl LoginThrottle {
         let mut failures = self.failures.lock().expect("throttle lock");
         // Bound memory under a spray of usernames: forget the stalest keys.
         if failures.len() > 100_000 {
-            failures.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < self.window)
-            });
+            failures.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
         }
         for key in keys {
-            failures
-                .entry((*key).to_owned())
-                .or_default()
-                .push_back(now);
+            failures.entry((*key).to_owned()).or_default().push_back(now);
         }
     }
 
@@ -164,16 +142,8 @@ mod tests {
             t.record_failure(&["asha"], start + Duration::from_secs(i));
         }
         assert_eq!(t.check(&["asha"], start + Duration::from_secs(10)), Err(50));
-        assert_eq!(
-            t.check(&["ravi"], start + Duration::from_secs(10)),
-            Ok(()),
-            "other users are not locked"
-        );
-        assert_eq!(
-            t.check(&["asha"], start + Duration::from_secs(61)),
-            Ok(()),
-            "the oldest failure left the window"
-        );
+        assert_eq!(t.check(&["ravi"], start + Duration::from_secs(10)), Ok(()), "other users are not locked");
+        assert_eq!(t.check(&["asha"], start + Duration::from_secs(61)), Ok(()), "the oldest failure left the window");
     }
 
     #[test]

@@ -9,19 +9,11 @@ use clap::Args;
 #[derive(Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on; port 0 picks a free port and logs it.
-    #[arg(
-        long = "listen",
-        env = "CARELINE_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
+    #[arg(long = "listen", env = "CARELINE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Database: a `postgres://` URL, or a SQLite file path or `sqlite:` URL.
-    #[arg(
-        long = "database-url",
-        env = "DATABASE_URL",
-        default_value = "careline.db"
-    )]
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
     pub database_url: String,
 
     /// Redis for routing state shared by several nodes; in-process when unset.
@@ -38,11 +30,7 @@ pub struct ServeConfig {
     pub secure_cookies: bool,
 
     /// How long a console login lasts, in hours.
-    #[arg(
-        long = "session-hours",
-        env = "CARELINE_SESSION_HOURS",
-        default_value_t = 12
-    )]
+    #[arg(long = "session-hours", env = "CARELINE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: i64,
 
     /// SMTP server for mail to patients: `smtp://[user:pass@]host[:port]`
@@ -59,11 +47,7 @@ pub struct ServeConfig {
     pub mail_from: String,
 
     /// Seconds before the first retry of a failed send; each later wait doubles (at most an hour).
-    #[arg(
-        long = "mail-retry-seconds",
-        env = "CARELINE_MAIL_RETRY_SECONDS",
-        default_value_t = 30
-    )]
+    #[arg(long = "mail-retry-seconds", env = "CARELINE_MAIL_RETRY_SECONDS", default_value_t = 30)]
     pub mail_retry_seconds: i64,
 }
 
@@ -103,15 +87,9 @@ mod tests {
 
     #[test]
     fn hides_passwords() {
-        assert_eq!(
-            redact_url("postgres://care:s3cret@db:5432/x"),
-            "postgres://care:***@db:5432/x"
-        );
+        assert_eq!(redact_url("postgres://care:s3cret@db:5432/x"), "postgres://care:***@db:5432/x");
         assert_eq!(redact_url("postgres://care@db/x"), "postgres://care@db/x");
         assert_eq!(redact_url("careline.db"), "careline.db");
-        assert_eq!(
-            redact_url("redis://:pw@127.0.0.1:6379"),
-            "redis://:***@127.0.0.1:6379"
-        );
+        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
     }
 }

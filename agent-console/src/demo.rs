@@ -142,16 +142,10 @@ pub async fn seed(store: &Store, today: NaiveDate) -> anyhow::Result<Vec<DemoAcc
         .map_err(|e| anyhow::anyhow!("creating demo account {}: {e}", p.username))?;
         if let Some(shift) = shifts.iter().find(|s| s.name == p.shift) {
             for d in 0..7 {
-                store
-                    .roster(shift.shift_id, staff.staff_id, today + Days::new(d))
-                    .await?;
+                store.roster(shift.shift_id, staff.staff_id, today + Days::new(d)).await?;
             }
         }
-        accounts.push(DemoAccount {
-            username: p.username.into(),
-            role: p.role,
-            password,
-        });
+        accounts.push(DemoAccount { username: p.username.into(), role: p.role, password });
     }
     crate::hims::import(store, &crate::hims::DEMO).await?;
     crate::hims::add_opd_slots(store, today, 14).await?;
@@ -160,19 +154,16 @@ pub async fn seed(store: &Store, today: NaiveDate) -> anyhow::Result<Vec<DemoAcc
 }
 
 async fn seed_patients(store: &Store) -> anyhow::Result<()> {
-    let patient =
-        |name: &str, birth: &str, sex: Sex, phone: &str, card: &str, abha: Option<&str>| {
-            NewPatient {
-                name: name.into(),
-                birth_date: NaiveDate::parse_from_str(birth, "%Y-%m-%d").ok(),
-                sex: Some(sex),
-                phone: Some(phone.into()),
-                preferred_language: Some("hi".into()),
-                ehealth_card: Some(card.into()),
-                abha_number: abha.map(|a| AbhaNumber::parse(a).expect("valid demo ABHA")),
-                ..NewPatient::default()
-            }
-        };
+    let patient = |name: &str, birth: &str, sex: Sex, phone: &str, card: &str, abha: Option<&str>| NewPatient {
+        name: name.into(),
+        birth_date: NaiveDate::parse_from_str(birth, "%Y-%m-%d").ok(),
+        sex: Some(sex),
+        phone: Some(phone.into()),
+        preferred_language: Some("hi".into()),
+        ehealth_card: Some(card.into()),
+        abha_number: abha.map(|a| AbhaNumber::parse(a).expect("valid demo ABHA")),
+        ..NewPatient::default()
+    };
     let ramesh = store
         .create_patient(&patient(
             "Ramesh Kumar",
@@ -184,34 +175,14 @@ async fn seed_patients(store: &Store) -> anyhow::Result<()> {
         ))
         .await?;
     let savitri = store
-        .create_patient(&patient(
-            "Savitri Devi",
-            "1975-08-02",
-            Sex::Female,
-            "+919810012345",
-            "DL-EHC-100235",
-            None,
-        ))
+        .create_patient(&patient("Savitri Devi", "1975-08-02", Sex::Female, "+919810012345", "DL-EHC-100235", None))
         .await?;
     let aarav = store
-        .create_patient(&patient(
-            "Aarav Kumar",
-            "2016-11-20",
-            Sex::Male,
-            "+919810012345",
-            "DL-EHC-100236",
-            None,
-        ))
+        .create_patient(&patient("Aarav Kumar", "2016-11-20", Sex::Male, "+919810012345", "DL-EHC-100236", None))
         .await?;
-    store
-        .link_family(ramesh.patient_id, savitri.patient_id, "wife", "husband")
-        .await?;
-    store
-        .link_family(ramesh.patient_id, aarav.patient_id, "son", "father")
-        .await?;
-    store
-        .link_family(savitri.patient_id, aarav.patient_id, "son", "mother")
-        .await?;
+    store.link_family(ramesh.patient_id, savitri.patient_id, "wife", "husband").await?;
+    store.link_family(ramesh.patient_id, aarav.patient_id, "son", "father").await?;
+    store.link_family(savitri.patient_id, aarav.patient_id, "son", "mother").await?;
     store.map_scheme(ramesh.patient_id, "DAK").await?;
     store.map_scheme(savitri.patient_id, "PMJAY").await?;
     let fatima = store

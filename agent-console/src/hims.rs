@@ -57,11 +57,7 @@ impl std::fmt::Display for ImportReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{file} line {line}: {message}")]
-    Row {
-        file: &'static str,
-        line: u64,
-        message: String,
-    },
+    Row { file: &'static str, line: u64, message: String },
     #[error("{file}: {0}", file = .1)]
     Io(std::io::Error, String),
     #[error(transparent)]
@@ -109,13 +105,8 @@ struct StockRow {
 }
 
 /// Parses every row of a CSV text, or says which line is wrong and why.
-fn rows<T: serde::de::DeserializeOwned>(
-    file: &'static str,
-    text: &str,
-) -> Result<Vec<(u64, T)>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
+fn rows<T: serde::de::DeserializeOwned>(file: &'static str, text: &str) -> Result<Vec<(u64, T)>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
     let mut out = Vec::new();
     for record in reader.deserialize::<T>() {
         match record {
@@ -129,11 +120,7 @@ fn rows<T: serde::de::DeserializeOwned>(
                     },
                     _ => err.to_string(),
                 };
-                return Err(ImportError::Row {
-                    file,
-                    line,
-                    message,
-                });
+                return Err(ImportError::Row { file, line, message });
             }
         }
     }
@@ -141,19 +128,11 @@ fn rows<T: serde::de::DeserializeOwned>(
 }
 
 fn bad(file: &'static str, line: u64, message: impl Into<String>) -> ImportError {
-    ImportError::Row {
-        file,
-        line,
-        message: message.into(),
-    }
+    ImportError::Row { file, line, message: message.into() }
 }
 
 fn list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect()
 }
 
 /// Checks every file, then writes them all.
@@ -165,10 +144,7 @@ pub async fn import(store: &Store, data: &DataSet<'_>) -> Result<ImportReport, I
     };
     let mut checked = Vec::with_capacity(facilities.len());
     for (line, f) in facilities {
-        let kind: FacilityKind = f
-            .kind
-            .parse()
-            .map_err(|e: String| bad("facilities.csv", line, e))?;
+        let kind: FacilityKind = f.kind.parse().map_err(|e: String| bad("facilities.csv", line, e))?;
         if f.code.is_empty() || f.name.is_empty() {
             return Err(bad("facilities.csv", line, "code and name are required"));
         }
@@ -180,11 +156,7 @@ pub async fn import(store: &Store, data: &DataSet<'_>) -> Result<ImportReport, I
         ];
         for (t, total, vacant) in beds {
             if total < 0 || vacant < 0 || vacant > total {
-                return Err(bad(
-                    "facilities.csv",
-                    line,
-                    format!("{vacant} vacant of {total} {t} beds is impossible"),
-                ));
+                return Err(bad("facilities.csv", line, format!("{vacant} vacant of {total} {t} beds is impossible")));
             }
         }
         let new = NewFacility {
@@ -213,11 +185,7 @@ pub async fn import(store: &Store, data: &DataSet<'_>) -> Result<ImportReport, I
         }
         let known = checked.iter().any(|(f, _)| f.code == s.facility_code);
         if !known && store.facility_by_code(&s.facility_code).await.is_err() {
-            return Err(bad(
-                "stock.csv",
-                *line,
-                format!("unknown facility `{}`", s.facility_code),
-            ));
+            return Err(bad("stock.csv", *line, format!("unknown facility `{}`", s.facility_code)));
         }
     }
     let schemes = match data.schemes {
@@ -230,11 +198,7 @@ pub async fn import(store: &Store, data: &DataSet<'_>) -> Result<ImportReport, I
     };
     for (line, c) in &categories {
         if c.sla_hours <= 0 {
-            return Err(bad(
-                "complaint_categories.csv",
-                *line,
-                "sla_hours must be positive",
-            ));
+            return Err(bad("complaint_categories.csv", *line, "sla_hours must be positive"));
         }
     }
     #[derive(Deserialize)]
@@ -262,9 +226,7 @@ pub async fn import(store: &Store, data: &DataSet<'_>) -> Result<ImportReport, I
     }
     for (_, s) in &stock {
         let facility = store.facility_by_code(&s.facility_code).await?;
-        store
-            .set_stock(facility.facility_id, &s.medicine, s.quantity, &s.unit)
-            .await?;
+        store.set_stock(facility.facility_id, &s.medicine, s.quantity, &s.unit).await?;
         report.stock += 1;
     }
     for (_, s) in &schemes {
@@ -322,31 +284,15 @@ pub async fn import_dir(store: &Store, dir: &Path) -> Result<ImportReport, Impor
 /// OPD slots for `days` days from `first`: every hospital and polyclinic
 /// department in its services, Monday to Saturday, 09:00–13:00 IST in
 /// 30-minute slots of 6 places.
-pub async fn add_opd_slots(
-    store: &Store,
-    first: NaiveDate,
-    days: u32,
-) -> Result<usize, ImportError> {
-    const DEPARTMENTS: &[&str] = &[
-        "general medicine",
-        "paediatrics",
-        "gynaecology",
-        "orthopaedics",
-        "medicine",
-    ];
+pub async fn add_opd_slots(store: &Store, first: NaiveDate, days: u32) -> Result<usize, ImportError> {
+    const DEPARTMENTS: &[&str] = &["general medicine", "paediatrics", "gynaecology", "orthopaedics", "medicine"];
     let mut added = 0;
     for facility in store.search_facilities(&Default::default()).await? {
-        if !matches!(
-            facility.kind,
-            FacilityKind::Hospital | FacilityKind::Polyclinic
-        ) {
+        if !matches!(facility.kind, FacilityKind::Hospital | FacilityKind::Polyclinic) {
             continue;
         }
-        let departments: Vec<&String> = facility
-            .services
-            .iter()
-            .filter(|s| DEPARTMENTS.contains(&s.as_str()))
-            .collect();
+        let departments: Vec<&String> =
+            facility.services.iter().filter(|s| DEPARTMENTS.contains(&s.as_str())).collect();
         for day in first.iter_days().take(days as usize) {
             if day.format("%u").to_string() == "7" {
                 continue; // Sunday
@@ -355,19 +301,10 @@ pub async fn add_opd_slots(
                 for half_hour in 0..8 {
                     let start = day.and_time(NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"))
                         + Duration::minutes(30 * half_hour);
-                    let starts_at: DateTime<Utc> = Kolkata
-                        .from_local_datetime(&start)
-                        .single()
-                        .expect("IST has no gaps")
-                        .with_timezone(&Utc);
+                    let starts_at: DateTime<Utc> =
+                        Kolkata.from_local_datetime(&start).single().expect("IST has no gaps").with_timezone(&Utc);
                     store
-                        .add_slot(
-                            facility.facility_id,
-                            department,
-                            starts_at,
-                            starts_at + Duration::minutes(30),
-                            6,
-                        )
+                        .add_slot(facility.facility_id, department, starts_at, starts_at + Duration::minutes(30), 6)
                         .await?;
                     added += 1;
                 }
@@ -390,23 +327,8 @@ mod tests {
 
     #[test]
     fn the_demo_files_parse() {
-        assert!(
-            rows::<FacilityRow>("facilities.csv", DEMO.facilities.unwrap())
-                .unwrap()
-                .len()
-                >= 10
-        );
-        assert!(
-            rows::<StockRow>("stock.csv", DEMO.stock.unwrap())
-                .unwrap()
-                .len()
-                >= 20
-        );
-        assert_eq!(
-            rows::<Scheme>("schemes.csv", DEMO.schemes.unwrap())
-                .unwrap()
-                .len(),
-            5
-        );
+        assert!(rows::<FacilityRow>("facilities.csv", DEMO.facilities.unwrap()).unwrap().len() >= 10);
+        assert!(rows::<StockRow>("stock.csv", DEMO.stock.unwrap()).unwrap().len() >= 20);
+        assert_eq!(rows::<Scheme>("schemes.csv", DEMO.schemes.unwrap()).unwrap().len(), 5);
     }
 }

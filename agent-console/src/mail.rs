@@ -33,38 +33,20 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            first_backoff: Duration::seconds(30),
-            max_backoff: Duration::hours(1),
-            max_attempts: 10,
-        }
+        RetryPolicy { first_backoff: Duration::seconds(30), max_backoff: Duration::hours(1), max_attempts: 10 }
     }
 }
 
 impl RetryPolicy {
     /// What to record after a failed try, given the tries made before it.
-    pub fn after_failure(
-        &self,
-        attempts_before: i64,
-        error: String,
-        permanent: bool,
-        now: DateTime<Utc>,
-    ) -> Attempt {
+    pub fn after_failure(&self, attempts_before: i64, error: String, permanent: bool, now: DateTime<Utc>) -> Attempt {
         let made = attempts_before + 1;
         if permanent || made >= self.max_attempts {
             return Attempt::GiveUp { error };
         }
-        let factor = 1i32
-            .checked_shl(u32::try_from(made - 1).unwrap_or(31))
-            .unwrap_or(i32::MAX);
-        let wait = self
-            .first_backoff
-            .checked_mul(factor)
-            .map_or(self.max_backoff, |w| w.min(self.max_backoff));
-        Attempt::Retry {
-            error,
-            at: now + wait,
-        }
+        let factor = 1i32.checked_shl(u32::try_from(made - 1).unwrap_or(31)).unwrap_or(i32::MAX);
+        let wait = self.first_backoff.checked_mul(factor).map_or(self.max_backoff, |w| w.min(self.max_backoff));
+        Attempt::Retry { error, at: now + wait }
     }
 }
 
@@ -80,10 +62,7 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer")
-            .field("from", &self.from.to_string())
-            .field("policy", &self.policy)
-            .finish()
+        f.debug_struct("Mailer").field("from", &self.from.to_string()).field("policy", &self.policy).finish()
     }
 }
 
@@ -95,15 +74,8 @@ impl Mailer {
             .map_err(|e| anyhow::anyhow!("SMTP URL: {e}"))?
             .timeout(Some(StdDuration::from_secs(30)))
             .build();
-        let from: Mailbox = from
-            .parse()
-            .map_err(|e| anyhow::anyhow!("mail sender `{from}`: {e}"))?;
-        Ok(Mailer {
-            transport,
-            from,
-            policy,
-            queued: Arc::new(Notify::new()),
-        })
+        let from: Mailbox = from.parse().map_err(|e| anyhow::anyhow!("mail sender `{from}`: {e}"))?;
+        Ok(Mailer { transport, from, policy, queued: Arc::new(Notify::new()) })
     }
 
     /// Queues `message` in the outbox and wakes the sender.
@@ -115,11 +87,7 @@ impl Mailer {
         patient: Option<crate::store::PatientId>,
     ) -> crate::store::Result<()> {
         let envelope = message.envelope();
-        let subject = message
-            .headers()
-            .get_raw("Subject")
-            .map(str::to_owned)
-            .unwrap_or_default();
+        let subject = message.headers().get_raw("Subject").map(str::to_owned).unwrap_or_default();
         let mail = NewMail {
             envelope_from: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
             envelope_to: envelope.to().iter().map(|a| a.to_string()).collect(),
@@ -141,10 +109,7 @@ impl Mailer {
                 tracing::warn!(error = %e, "mail outbox");
             }
             let wait = match store.next_mail_due().await {
-                Ok(Some(at)) => (at - Utc::now())
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(StdDuration::from_secs(60)),
+                Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(StdDuration::from_secs(60)),
                 _ => StdDuration::from_secs(60),
             };
             tokio::select! {
@@ -160,10 +125,7 @@ impl Mailer {
         let due = store.due_mail(Utc::now(), 20).await?;
         let mut sent = 0;
         for mail in due {
-            let outcome = match self
-                .send_raw(&mail.envelope_from, &mail.envelope_to, mail.raw.as_bytes())
-                .await
-            {
+            let outcome = match self.send_raw(&mail.envelope_from, &mail.envelope_to, mail.raw.as_bytes()).await {
                 Ok(()) => {
                     sent += 1;
                     tracing::info!(mail = mail.mail_id, purpose = %mail.purpose, "mail sent");
@@ -171,41 +133,26 @@ impl Mailer {
                 }
                 Err((error, permanent)) => {
                     tracing::warn!(mail = mail.mail_id, %error, permanent, "mail not sent");
-                    self.policy
-                        .after_failure(mail.attempts, error, permanent, Utc::now())
+                    self.policy.after_failure(mail.attempts, error, permanent, Utc::now())
                 }
             };
-            store
-                .record_mail_attempt(mail.mail_id, &outcome, Utc::now())
-                .await?;
+            store.record_mail_attempt(mail.mail_id, &outcome, Utc::now()).await?;
         }
         Ok(sent)
     }
 
     async fn send_raw(&self, from: &str, to: &[String], raw: &[u8]) -> Result<(), (String, bool)> {
         let parse = |a: &str| a.parse().map_err(|e| (format!("address `{a}`: {e}"), true));
-        let from = if from.is_empty() {
-            None
-        } else {
-            Some(parse(from)?)
-        };
+        let from = if from.is_empty() { None } else { Some(parse(from)?) };
         let to = to.iter().map(|a| parse(a)).collect::<Result<Vec<_>, _>>()?;
         let envelope = Envelope::new(from, to).map_err(|e| (e.to_string(), true))?;
-        self.transport
-            .send_raw(&envelope, raw)
-            .await
-            .map(|_| ())
-            .map_err(|e| (e.to_string(), e.is_permanent()))
+        self.transport.send_raw(&envelope, raw).await.map(|_| ()).map_err(|e| (e.to_string(), e.is_permanent()))
     }
 }
 
 /// Escapes text for an iCalendar property value (RFC 5545 §3.3.11).
 fn ics_text(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace(';', "\\;")
-        .replace(',', "\\,")
-        .replace('\n', "\\n")
-        .replace('\r', "")
+    s.replace('\\', "\\\\").replace(';', "\\;").replace(',', "\\,").replace('\n', "\\n").replace('\r', "")
 }
 
 /// Folds a content line at 75 octets, never inside a UTF-8 character (RFC 5545 §3.1).
@@ -248,17 +195,8 @@ pub fn appointment_ics(
         format!("DTSTAMP:{}", ics_time(now)),
         format!("DTSTART:{}", ics_time(slot.starts_at)),
         format!("DTEND:{}", ics_time(slot.ends_at)),
-        format!(
-            "SUMMARY:{}",
-            ics_text(&format!(
-                "{} appointment, {}",
-                slot.department, facility.name
-            ))
-        ),
-        format!(
-            "LOCATION:{}",
-            ics_text(&format!("{}, {}", facility.name, facility.address))
-        ),
+        format!("SUMMARY:{}", ics_text(&format!("{} appointment, {}", slot.department, facility.name))),
+        format!("LOCATION:{}", ics_text(&format!("{}, {}", facility.name, facility.address))),
         format!(
             "DESCRIPTION:{}",
             ics_text(&format!(
@@ -273,16 +211,9 @@ pub fn appointment_ics(
         ),
     ];
     if let Some(email) = &patient.email {
-        lines.push(format!(
-            "ATTENDEE;CN={};ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{email}",
-            ics_text(&patient.name)
-        ));
+        lines.push(format!("ATTENDEE;CN={};ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{email}", ics_text(&patient.name)));
     }
-    lines.extend([
-        "STATUS:CONFIRMED".to_owned(),
-        "END:VEVENT".to_owned(),
-        "END:VCALENDAR".to_owned(),
-    ]);
+    lines.extend(["STATUS:CONFIRMED".to_owned(), "END:VEVENT".to_owned(), "END:VCALENDAR".to_owned()]);
     lines.iter().map(|l| fold(l)).collect()
 }
 
@@ -294,18 +225,10 @@ pub fn appointment_confirmation(
     patient: &Patient,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Message> {
-    let email = patient
-        .email
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("patient {} has no email", patient.patient_id.0))?;
-    let to: Mailbox = format!("{} <{email}>", patient.name)
-        .parse()
-        .or_else(|_| email.parse())?;
-    let when = appointment
-        .slot
-        .starts_at
-        .with_timezone(&Kolkata)
-        .format("%d %b %Y, %H:%M IST");
+    let email =
+        patient.email.as_deref().ok_or_else(|| anyhow::anyhow!("patient {} has no email", patient.patient_id.0))?;
+    let to: Mailbox = format!("{} <{email}>", patient.name).parse().or_else(|_| email.parse())?;
+    let when = appointment.slot.starts_at.with_timezone(&Kolkata).format("%d %b %Y, %H:%M IST");
     let text = format!(
         "नमस्ते {name},\n\nआपका अपॉइंटमेंट {facility_hi} में {when} पर ({department}) बुक हो गया है।\n\
          अपॉइंटमेंट संख्या: {id}\nपता: {address}\nकृपया अपना ई-हेल्थ कार्ड साथ लाएं।\n\n\
@@ -326,18 +249,14 @@ pub fn appointment_confirmation(
         .to(to)
         .subject(format!("Appointment booked: {}, {when}", facility.name))
         .multipart(
-            MultiPart::mixed()
-                .multipart(
-                    MultiPart::alternative()
-                        .singlepart(SinglePart::plain(text))
-                        .singlepart(
-                            SinglePart::builder()
-                                .header(calendar.clone())
-                                .body(ics.clone()),
-                        ),
-                )
-                .singlepart(Attachment::new("appointment.ics".to_owned()).body(ics, calendar)),
-        )?)
+        MultiPart::mixed()
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::plain(text))
+                    .singlepart(SinglePart::builder().header(calendar.clone()).body(ics.clone())),
+            )
+            .singlepart(Attachment::new("appointment.ics".to_owned()).body(ics, calendar)),
+    )?)
 }
 
 #[cfg(test)]
@@ -346,38 +265,21 @@ mod tests {
 
     #[test]
     fn backoff_doubles_caps_and_gives_up() {
-        let p = RetryPolicy {
-            first_backoff: Duration::seconds(30),
-            max_backoff: Duration::minutes(5),
-            max_attempts: 5,
-        };
+        let p =
+            RetryPolicy { first_backoff: Duration::seconds(30), max_backoff: Duration::minutes(5), max_attempts: 5 };
         let now = Utc::now();
         let at = |n| match p.after_failure(n, "421".into(), false, now) {
             Attempt::Retry { at, .. } => Some((at - now).num_seconds()),
             _ => None,
         };
-        assert_eq!(
-            [at(0), at(1), at(2), at(3)],
-            [Some(30), Some(60), Some(120), Some(240)]
-        );
+        assert_eq!([at(0), at(1), at(2), at(3)], [Some(30), Some(60), Some(120), Some(240)]);
         assert_eq!(at(4), None, "the fifth failure is the last");
-        let p = RetryPolicy {
-            max_attempts: 100,
-            ..p
-        };
+        let p = RetryPolicy { max_attempts: 100, ..p };
         assert_eq!(
             p.after_failure(40, "x".into(), false, now),
-            Attempt::Retry {
-                error: "x".into(),
-                at: now + Duration::minutes(5)
-            }
+            Attempt::Retry { error: "x".into(), at: now + Duration::minutes(5) }
         );
-        assert_eq!(
-            p.after_failure(0, "550".into(), true, now),
-            Attempt::GiveUp {
-                error: "550".into()
-            }
-        );
+        assert_eq!(p.after_failure(0, "550".into(), true, now), Attempt::GiveUp { error: "550".into() });
     }
 
     #[test]

@@ -17,11 +17,7 @@ use agent_console::store::{Role, Store};
 use agent_console::{demo, server};
 
 #[derive(Parser)]
-#[command(
-    name = "careline",
-    version,
-    about = "Careline: helpline call-centre and telemedicine platform"
-)]
+#[command(name = "careline", version, about = "Careline: helpline call-centre and telemedicine platform")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -103,18 +99,10 @@ fn staffing(args: StaffingArgs) -> anyhow::Result<()> {
             forecast.push((row.start, row.calls));
         }
         let day = plan_day(&forecast, &input, args.seats)?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&day)?)
-        } else {
-            print!("{day}")
-        }
+        if args.json { println!("{}", serde_json::to_string_pretty(&day)?) } else { print!("{day}") }
     } else {
         let p = plan(&input)?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&p)?)
-        } else {
-            println!("{p}")
-        }
+        if args.json { println!("{}", serde_json::to_string_pretty(&p)?) } else { println!("{p}") }
     }
     Ok(())
 }
@@ -126,11 +114,7 @@ enum HimsCommand {
     /// columns). A bad row refuses the whole import and names its line.
     Import {
         dir: std::path::PathBuf,
-        #[arg(
-            long = "database-url",
-            env = "DATABASE_URL",
-            default_value = "careline.db"
-        )]
+        #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
         database_url: String,
     },
 }
@@ -160,11 +144,7 @@ enum UserCommand {
         /// Doctors: medical council registration number.
         #[arg(long = "registration-number")]
         registration_number: Option<String>,
-        #[arg(
-            long = "database-url",
-            env = "DATABASE_URL",
-            default_value = "careline.db"
-        )]
+        #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
         database_url: String,
     },
 }
@@ -172,19 +152,13 @@ enum UserCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::Staffing(args) => staffing(args),
-        Command::Hims {
-            command: HimsCommand::Import { dir, database_url },
-        } => {
-            let store = Store::open(&database_url)
-                .await
-                .context("opening the database")?;
+        Command::Hims { command: HimsCommand::Import { dir, database_url } } => {
+            let store = Store::open(&database_url).await.context("opening the database")?;
             let report = agent_console::hims::import_dir(&store, &dir).await?;
             println!("{report}");
             store.close().await;
@@ -205,13 +179,9 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
+            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            let store = Store::open(&database_url)
-                .await
-                .context("opening the database")?;
+            let store = Store::open(&database_url).await.context("opening the database")?;
             let input = StaffInput {
                 display_name: name.unwrap_or_else(|| username.clone()),
                 username,
@@ -225,18 +195,11 @@ async fn main() -> anyhow::Result<()> {
             let staff = input.create(&store).await.map_err(|e| match e {
                 agent_console::http::error::ApiError::Invalid(errors) => anyhow::anyhow!(
                     "{}",
-                    errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.field, e.message))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("\n")
                 ),
                 other => anyhow::anyhow!("{other}"),
             })?;
-            println!(
-                "added {} ({}) as staff {}",
-                staff.username, staff.role, staff.staff_id
-            );
+            println!("added {} ({}) as staff {}", staff.username, staff.role, staff.staff_id);
             store.close().await;
             Ok(())
         }
@@ -245,12 +208,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
-    let store = Store::open(&config.database_url).await.with_context(|| {
-        format!(
-            "opening the database {}",
-            agent_console::config::redact_url(&config.database_url)
-        )
-    })?;
+    let store = Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", agent_console::config::redact_url(&config.database_url)))?;
     if config.demo {
         let accounts = demo::seed(&store, agent_console::time::local_today()).await?;
         if accounts.is_empty() {
@@ -262,9 +222,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("careline listening on http://{addr}");
@@ -275,17 +234,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
     };
-    let mut state = AppState::new(store, settings, shutdown.clone());
+    let tasks = tokio_util::task::TaskTracker::new();
+    let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;
     if let Some(url) = &config.smtp_url {
         let policy = agent_console::mail::RetryPolicy {
             first_backoff: chrono::Duration::seconds(config.mail_retry_seconds.max(1)),
             ..Default::default()
         };
-        state.mailer = Some(agent_console::mail::Mailer::new(
-            url,
-            &config.mail_from,
-            policy,
-        )?);
+        state.mailer = Some(agent_console::mail::Mailer::new(url, &config.mail_from, policy)?);
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -293,5 +249,5 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    server::run(listener, state, shutdown).await
+    server::run(listener, state, shutdown, tasks).await
 }

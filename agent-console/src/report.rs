@@ -86,10 +86,7 @@ impl Acc {
                 self.handled += 1;
             }
         } else if c.status == ContactStatus::Abandoned {
-            let wait = c
-                .ended_at
-                .map(|e| (e - c.created_at).num_milliseconds() as f64 / 1000.0)
-                .unwrap_or(0.0);
+            let wait = c.ended_at.map(|e| (e - c.created_at).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
             self.abandoned += 1;
             self.abandoned_late += u32::from(wait > threshold);
             self.longest = Some(self.longest.map_or(wait, |l: f64| l.max(wait)));
@@ -145,12 +142,7 @@ pub fn day_report(day: NaiveDate, contacts: &[Contact], threshold_seconds: i64) 
 pub fn contacts_csv(contacts: &[Contact]) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     let local = |t: Option<DateTime<Utc>>| {
-        t.map(|t| {
-            t.with_timezone(&Kolkata)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default()
+        t.map(|t| t.with_timezone(&Kolkata).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
     };
     out.write_record([
         "contact_id",
@@ -172,14 +164,8 @@ pub fn contacts_csv(contacts: &[Contact]) -> String {
     ])
     .expect("write to memory");
     for c in contacts {
-        let wait = c
-            .answered_at
-            .or(c.ended_at)
-            .map(|t| (t - c.created_at).num_seconds().to_string());
-        let handle = c
-            .answered_at
-            .zip(c.ended_at)
-            .map(|(a, e)| (e - a).num_seconds().to_string());
+        let wait = c.answered_at.or(c.ended_at).map(|t| (t - c.created_at).num_seconds().to_string());
+        let handle = c.answered_at.zip(c.ended_at).map(|(a, e)| (e - a).num_seconds().to_string());
         out.write_record([
             c.contact_id.clone(),
             c.channel.to_string(),
@@ -227,11 +213,7 @@ mod tests {
             abha_number: None,
             patient_id: None,
             location: None,
-            status: if abandoned {
-                ContactStatus::Abandoned
-            } else {
-                ContactStatus::Ended
-            },
+            status: if abandoned { ContactStatus::Abandoned } else { ContactStatus::Ended },
             created_at: arrived,
             answered_at: answer_after.map(|s| arrived + Duration::seconds(s)),
             answered_by: answer_after.map(|_| StaffId(1)),
@@ -247,10 +229,7 @@ mod tests {
     fn intervals_in_delhi_time_with_service_level_asa_and_abandonment() {
         let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
         let start = day_start(day);
-        assert_eq!(
-            start,
-            Utc.with_ymd_and_hms(2026, 11, 23, 18, 30, 0).unwrap()
-        );
+        assert_eq!(start, Utc.with_ymd_and_hms(2026, 11, 23, 18, 30, 0).unwrap());
         let ten = start + Duration::hours(10);
         let contacts = vec![
             contact("a", ten, Some(5), 185, false),
@@ -258,21 +237,12 @@ mod tests {
             contact("c", ten + Duration::minutes(2), None, 10, true), // gave up within 20 s: not held against us
             contact("d", ten + Duration::minutes(3), None, 90, true),
             contact("e", ten + Duration::minutes(31), Some(15), 75, false),
-            contact(
-                "yesterday",
-                start - Duration::minutes(1),
-                Some(1),
-                60,
-                false,
-            ),
+            contact("yesterday", start - Duration::minutes(1), Some(1), 60, false),
         ];
         let r = day_report(day, &contacts, 20);
         let at_ten = &r.intervals[20];
         assert_eq!(at_ten.start, ten);
-        assert_eq!(
-            (at_ten.offered, at_ten.answered, at_ten.abandoned),
-            (4, 2, 2)
-        );
+        assert_eq!((at_ten.offered, at_ten.answered, at_ten.abandoned), (4, 2, 2));
         assert_eq!(at_ten.service_level, Some(1.0 / 3.0));
         assert_eq!(at_ten.asa_seconds, Some(22.5));
         assert_eq!(at_ten.aht_seconds, Some(180.0));
@@ -291,10 +261,6 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("contact_id,channel"));
-        assert!(
-            lines[1].contains("2026-11-24 10:00:00") && lines[1].contains(",12,88,"),
-            "{}",
-            lines[1]
-        );
+        assert!(lines[1].contains("2026-11-24 10:00:00") && lines[1].contains(",12,88,"), "{}", lines[1]);
     }
 }

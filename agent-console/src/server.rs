@@ -15,8 +15,8 @@ pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) -> anyhow::Result<()> {
-    let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.clone(), shutdown.clone()));
     if let Some(mailer) = state.mailer.clone() {
         tasks.spawn(mailer.run(state.store.clone(), shutdown.clone()));
@@ -24,9 +24,7 @@ pub async fn run(
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
 
     tasks.close();
     tasks.wait().await;

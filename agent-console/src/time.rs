@@ -15,9 +15,7 @@ pub fn to_local(at: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
 
 /// A UTC instant as Delhi reads it, e.g. `24 Nov 2026, 18:05 IST`.
 pub fn show(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Kolkata)
-        .format("%d %b %Y, %H:%M IST")
-        .to_string()
+    at.with_timezone(&Kolkata).format("%d %b %Y, %H:%M IST").to_string()
 }
 
 #[cfg(test)]

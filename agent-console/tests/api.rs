@@ -29,15 +29,10 @@ struct Reply {
 impl App {
     async fn new() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("careline.db").display().to_string())
-            .await
-            .unwrap();
-        for (username, role) in [
-            ("asha", Role::Operator),
-            ("dr.mehta", Role::Doctor),
-            ("meera", Role::Supervisor),
-            ("admin", Role::Admin),
-        ] {
+        let store = Store::open(&dir.path().join("careline.db").display().to_string()).await.unwrap();
+        for (username, role) in
+            [("asha", Role::Operator), ("dr.mehta", Role::Doctor), ("meera", Role::Supervisor), ("admin", Role::Admin)]
+        {
             let doctor = role == Role::Doctor;
             StaffInput {
                 username: username.into(),
@@ -53,34 +48,19 @@ impl App {
             .await
             .unwrap();
         }
-        let settings = Settings {
-            secure_cookies: false,
-            session_ttl: chrono::Duration::hours(1),
-            redis_url: None,
-        };
-        let state = AppState::new(store.clone(), settings, CancellationToken::new());
-        App {
-            router: router(state),
-            store,
-            _dir: dir,
-        }
+        let settings = Settings { secure_cookies: false, session_ttl: chrono::Duration::hours(1), redis_url: None };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
+        App { router: router(state), store, _dir: dir }
     }
 
-    async fn send(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> Reply {
+    async fn send(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_owned())),
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_owned())),
             None => req.body(Body::empty()),
         }
         .unwrap();
@@ -88,21 +68,13 @@ impl App {
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { status, headers, body }
     }
 
     async fn login(&self, username: &str) -> String {
-        let body =
-            json!({"username": username, "password": PASSWORD, "kind": "bearer"}).to_string();
-        let reply = self
-            .send("POST", "/api/auth/login", None, Some(&body))
-            .await;
+        let body = json!({"username": username, "password": PASSWORD, "kind": "bearer"}).to_string();
+        let reply = self.send("POST", "/api/auth/login", None, Some(&body)).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         reply.body["token"].as_str().unwrap().to_owned()
     }
@@ -110,112 +82,53 @@ impl App {
 
 fn assert_problem(reply: &Reply, status: StatusCode) {
     assert_eq!(reply.status, status, "{:?}", reply.body);
-    assert_eq!(
-        reply.headers[header::CONTENT_TYPE],
-        "application/problem+json",
-        "{:?}",
-        reply.body
-    );
+    assert_eq!(reply.headers[header::CONTENT_TYPE], "application/problem+json", "{:?}", reply.body);
     assert_eq!(reply.body["status"], status.as_u16());
-    assert!(
-        reply.body["title"].is_string() && reply.body["detail"].is_string(),
-        "{:?}",
-        reply.body
-    );
+    assert!(reply.body["title"].is_string() && reply.body["detail"].is_string(), "{:?}", reply.body);
 }
 
 fn field_errors(reply: &Reply) -> Vec<String> {
-    reply.body["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["field"].as_str().unwrap().to_owned())
-        .collect()
+    reply.body["errors"].as_array().into_iter().flatten().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
 async fn no_session_is_401_and_wrong_role_is_403() {
     let app = App::new().await;
-    for uri in [
-        "/api/me",
-        "/api/staff",
-        "/api/patients?phone=9810000001",
-        "/api/seats",
-    ] {
+    for uri in ["/api/me", "/api/staff", "/api/patients?phone=9810000001", "/api/seats"] {
         let reply = app.send("GET", uri, None, None).await;
         assert_problem(&reply, StatusCode::UNAUTHORIZED);
         let reply = app.send("GET", uri, Some("not-a-real-token"), None).await;
         assert_problem(&reply, StatusCode::UNAUTHORIZED);
     }
     let operator = app.login("asha").await;
-    assert_problem(
-        &app.send("GET", "/api/staff", Some(&operator), None).await,
-        StatusCode::FORBIDDEN,
-    );
+    assert_problem(&app.send("GET", "/api/staff", Some(&operator), None).await, StatusCode::FORBIDDEN);
     let admin = app.login("admin").await;
-    assert_problem(
-        &app.send("GET", "/api/patients?phone=9810000001", Some(&admin), None)
-            .await,
-        StatusCode::FORBIDDEN,
-    );
+    assert_problem(&app.send("GET", "/api/patients?phone=9810000001", Some(&admin), None).await, StatusCode::FORBIDDEN);
     let supervisor = app.login("meera").await;
-    assert_eq!(
-        app.send("GET", "/api/staff", Some(&supervisor), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.send("GET", "/api/staff", Some(&supervisor), None).await.status, StatusCode::OK);
     let body = json!({"username": "neha", "password": PASSWORD, "role": "operator", "display_name": "Neha"});
     assert_problem(
-        &app.send(
-            "POST",
-            "/api/staff",
-            Some(&supervisor),
-            Some(&body.to_string()),
-        )
-        .await,
+        &app.send("POST", "/api/staff", Some(&supervisor), Some(&body.to_string())).await,
         StatusCode::FORBIDDEN,
     );
-    assert_eq!(
-        app.store.count_staff().await.unwrap(),
-        4,
-        "a refused request writes nothing"
-    );
+    assert_eq!(app.store.count_staff().await.unwrap(), 4, "a refused request writes nothing");
 }
 
 #[tokio::test]
 async fn login_logout_and_me() {
     let app = App::new().await;
-    let wrong =
-        json!({"username": "asha", "password": "wrong password", "kind": "bearer"}).to_string();
-    assert_problem(
-        &app.send("POST", "/api/auth/login", None, Some(&wrong))
-            .await,
-        StatusCode::UNAUTHORIZED,
-    );
+    let wrong = json!({"username": "asha", "password": "wrong password", "kind": "bearer"}).to_string();
+    assert_problem(&app.send("POST", "/api/auth/login", None, Some(&wrong)).await, StatusCode::UNAUTHORIZED);
     let unknown = json!({"username": "nobody", "password": PASSWORD, "kind": "bearer"}).to_string();
-    assert_problem(
-        &app.send("POST", "/api/auth/login", None, Some(&unknown))
-            .await,
-        StatusCode::UNAUTHORIZED,
-    );
+    assert_problem(&app.send("POST", "/api/auth/login", None, Some(&unknown)).await, StatusCode::UNAUTHORIZED);
 
     let token = app.login("dr.mehta").await;
     let me = app.send("GET", "/api/me", Some(&token), None).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["username"], "dr.mehta");
     assert_eq!(me.body["role"], "doctor");
-    assert_eq!(
-        app.send("POST", "/api/auth/logout", Some(&token), None)
-            .await
-            .status
-            .is_success(),
-        true
-    );
-    assert_problem(
-        &app.send("GET", "/api/me", Some(&token), None).await,
-        StatusCode::UNAUTHORIZED,
-    );
+    assert_eq!(app.send("POST", "/api/auth/logout", Some(&token), None).await.status.is_success(), true);
+    assert_problem(&app.send("GET", "/api/me", Some(&token), None).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -225,63 +138,33 @@ async fn cookie_login_sets_a_strict_http_only_cookie_that_authenticates() {
     let reply = app.send("POST", "/api/auth/login", None, Some(&body)).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["home"], "/operator");
-    assert!(
-        reply.body.get("token").is_none(),
-        "a cookie login does not put the token in the body"
-    );
-    let cookie = reply.headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    assert!(reply.body.get("token").is_none(), "a cookie login does not put the token in the body");
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("careline_session="), "{cookie}");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let pair = cookie.split(';').next().unwrap();
-    let req = Request::get("/api/me")
-        .header(header::COOKIE, pair)
-        .body(Body::empty())
-        .unwrap();
+    let req = Request::get("/api/me").header(header::COOKIE, pair).body(Body::empty()).unwrap();
     let res = app.router.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     // The operator's landing page renders for the cookie, and the login page asks for none.
-    let req = Request::get("/operator")
-        .header(header::COOKIE, pair)
-        .body(Body::empty())
-        .unwrap();
+    let req = Request::get("/operator").header(header::COOKIE, pair).body(Body::empty()).unwrap();
     let res = app.router.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let req = Request::get("/").body(Body::empty()).unwrap();
-    assert_eq!(
-        app.router.clone().oneshot(req).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled() {
     let app = App::new().await;
-    let wrong =
-        json!({"username": "asha", "password": "wrong password", "kind": "bearer"}).to_string();
+    let wrong = json!({"username": "asha", "password": "wrong password", "kind": "bearer"}).to_string();
     for _ in 0..5 {
-        assert_eq!(
-            app.send("POST", "/api/auth/login", None, Some(&wrong))
-                .await
-                .status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(app.send("POST", "/api/auth/login", None, Some(&wrong)).await.status, StatusCode::UNAUTHORIZED);
     }
     let right = json!({"username": "asha", "password": PASSWORD, "kind": "bearer"}).to_string();
-    let reply = app
-        .send("POST", "/api/auth/login", None, Some(&right))
-        .await;
+    let reply = app.send("POST", "/api/auth/login", None, Some(&right)).await;
     assert_problem(&reply, StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = reply.headers[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = reply.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
     // Another user is not locked out by asha's failures.
     app.login("meera").await;
@@ -292,88 +175,39 @@ async fn malformed_input_gets_problem_details_naming_the_field() {
     let app = App::new().await;
     let token = app.login("asha").await;
 
-    let reply = app
-        .send("POST", "/api/patients", Some(&token), Some("{\"name\": "))
-        .await;
+    let reply = app.send("POST", "/api/patients", Some(&token), Some("{\"name\": ")).await;
     assert_problem(&reply, StatusCode::BAD_REQUEST);
 
-    let reply = app
-        .send(
-            "POST",
-            "/api/patients",
-            Some(&token),
-            Some(r#"{"name": 42}"#),
-        )
-        .await;
+    let reply = app.send("POST", "/api/patients", Some(&token), Some(r#"{"name": 42}"#)).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field_errors(&reply), vec!["name"]);
 
     let bad = json!({"name": "Kamla Devi", "phone": "12345", "abha_number": "12-3456", "birth_date": "1980-05-17"});
-    let reply = app
-        .send(
-            "POST",
-            "/api/patients",
-            Some(&token),
-            Some(&bad.to_string()),
-        )
-        .await;
+    let reply = app.send("POST", "/api/patients", Some(&token), Some(&bad.to_string())).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     let mut fields = field_errors(&reply);
     fields.sort();
     assert_eq!(fields, vec!["abha_number", "phone"], "{:?}", reply.body);
-    assert!(
-        reply.body.to_string().contains("91-XXXX-XXXX-XXXX"),
-        "says what an ABHA number looks like"
-    );
+    assert!(reply.body.to_string().contains("91-XXXX-XXXX-XXXX"), "says what an ABHA number looks like");
 
-    let reply = app
-        .send(
-            "GET",
-            "/api/patients?phone=9810000001&abha=91-1234-5678-9012",
-            Some(&token),
-            None,
-        )
-        .await;
+    let reply = app.send("GET", "/api/patients?phone=9810000001&abha=91-1234-5678-9012", Some(&token), None).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-    let reply = app
-        .send("GET", "/api/patients/987654", Some(&token), None)
-        .await;
+    let reply = app.send("GET", "/api/patients/987654", Some(&token), None).await;
     assert_problem(&reply, StatusCode::NOT_FOUND);
-    let reply = app
-        .send("GET", "/api/patients/not-a-number", Some(&token), None)
-        .await;
+    let reply = app.send("GET", "/api/patients/not-a-number", Some(&token), None).await;
     assert!(reply.status.is_client_error(), "{:?}", reply.status);
 
     // Nothing was stored by the refused requests.
-    assert!(
-        app.store
-            .find_patients(&PatientKey::Phone("+919810000001".into()))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.store.find_patients(&PatientKey::Phone("+919810000001".into())).await.unwrap().is_empty());
 
     let admin = app.login("admin").await;
     let dup = json!({"username": "asha", "password": PASSWORD, "role": "operator", "display_name": "Other Asha"});
-    let reply = app
-        .send("POST", "/api/staff", Some(&admin), Some(&dup.to_string()))
-        .await;
+    let reply = app.send("POST", "/api/staff", Some(&admin), Some(&dup.to_string())).await;
     assert_problem(&reply, StatusCode::CONFLICT);
     let doctor = json!({"username": "dr.new", "password": PASSWORD, "role": "doctor", "display_name": "Dr New"});
-    let reply = app
-        .send(
-            "POST",
-            "/api/staff",
-            Some(&admin),
-            Some(&doctor.to_string()),
-        )
-        .await;
+    let reply = app.send("POST", "/api/staff", Some(&admin), Some(&doctor.to_string())).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        field_errors(&reply).contains(&"registration_number".to_owned()),
-        "{:?}",
-        reply.body
-    );
+    assert!(field_errors(&reply).contains(&"registration_number".to_owned()), "{:?}", reply.body);
     assert_eq!(app.store.count_staff().await.unwrap(), 4);
 }
 
@@ -383,49 +217,21 @@ async fn every_patient_read_is_audited_with_its_contact() {
     let token = app.login("asha").await;
     let new = json!({"name": "Kamla Devi", "phone": "+91 98100 00001", "birth_date": "1980-05-17", "sex": "female",
                      "abha_number": "91-1234-5678-9012", "ehealth_card": "dl-ehc-0001"});
-    let created = app
-        .send(
-            "POST",
-            "/api/patients",
-            Some(&token),
-            Some(&new.to_string()),
-        )
-        .await;
+    let created = app.send("POST", "/api/patients", Some(&token), Some(&new.to_string())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let id = created.body["patient_id"].as_i64().unwrap();
     assert_eq!(created.body["phone"], "+919810000001");
     assert_eq!(created.body["ehealth_card"], "DL-EHC-0001");
 
-    let found = app
-        .send(
-            "GET",
-            "/api/patients?abha=91123456789012&contact=C-42",
-            Some(&token),
-            None,
-        )
-        .await;
+    let found = app.send("GET", "/api/patients?abha=91123456789012&contact=C-42", Some(&token), None).await;
     assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
     assert_eq!(found.body.as_array().unwrap().len(), 1);
-    let read = app
-        .send(
-            "GET",
-            &format!("/api/patients/{id}?contact=C-43"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let read = app.send("GET", &format!("/api/patients/{id}?contact=C-43"), Some(&token), None).await;
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.body["name"], "Kamla Devi");
 
     let supervisor = app.login("meera").await;
-    let trail = app
-        .send(
-            "GET",
-            &format!("/api/patients/{id}/audit"),
-            Some(&supervisor),
-            None,
-        )
-        .await;
+    let trail = app.send("GET", &format!("/api/patients/{id}/audit"), Some(&supervisor), None).await;
     assert_eq!(trail.status, StatusCode::OK, "{:?}", trail.body);
     let reads: Vec<&Value> = trail
         .body
@@ -434,37 +240,13 @@ async fn every_patient_read_is_audited_with_its_contact() {
         .iter()
         .filter(|e| e["action"].as_str().unwrap().starts_with("patient."))
         .collect();
-    let contacts: Vec<&str> = reads
-        .iter()
-        .filter_map(|e| e["contact_id"].as_str())
-        .collect();
-    assert!(
-        contacts.contains(&"C-42") && contacts.contains(&"C-43"),
-        "{:?}",
-        trail.body
-    );
-    let asha = app
-        .store
-        .staff_credentials("asha")
-        .await
-        .unwrap()
-        .unwrap()
-        .0;
-    assert!(
-        reads
-            .iter()
-            .filter(|e| e["contact_id"].is_string())
-            .all(|e| e["staff_id"] == asha.staff_id.0)
-    );
+    let contacts: Vec<&str> = reads.iter().filter_map(|e| e["contact_id"].as_str()).collect();
+    assert!(contacts.contains(&"C-42") && contacts.contains(&"C-43"), "{:?}", trail.body);
+    let asha = app.store.staff_credentials("asha").await.unwrap().unwrap().0;
+    assert!(reads.iter().filter(|e| e["contact_id"].is_string()).all(|e| e["staff_id"] == asha.staff_id.0));
     // The operator may not read the audit trail.
     assert_problem(
-        &app.send(
-            "GET",
-            &format!("/api/patients/{id}/audit"),
-            Some(&token),
-            None,
-        )
-        .await,
+        &app.send("GET", &format!("/api/patients/{id}/audit"), Some(&token), None).await,
         StatusCode::FORBIDDEN,
     );
 }
@@ -475,33 +257,18 @@ async fn openapi_document_lists_the_handlers() {
     let doc = app.send("GET", "/api/openapi.json", None, None).await;
     assert_eq!(doc.status, StatusCode::OK);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in [
-        "/api/auth/login",
-        "/api/patients",
-        "/api/patients/{id}",
-        "/api/staff",
-        "/healthz",
-        "/readyz",
-    ] {
+    for path in ["/api/auth/login", "/api/patients", "/api/patients/{id}", "/api/staff", "/healthz", "/readyz"] {
         assert!(doc.body["paths"].get(path).is_some(), "missing {path}");
     }
     let metrics = app.send("GET", "/metrics", None, None).await;
     assert_eq!(metrics.status, StatusCode::OK);
-    assert!(
-        metrics
-            .body
-            .as_str()
-            .unwrap()
-            .contains("careline_http_requests_total")
-    );
+    assert!(metrics.body.as_str().unwrap().contains("careline_http_requests_total"));
 }
 
 #[tokio::test]
 async fn information_desk_complaints_and_appointments() {
     let app = App::new().await;
-    agent_console::hims::import(&app.store, &agent_console::hims::DEMO)
-        .await
-        .unwrap();
+    agent_console::hims::import(&app.store, &agent_console::hims::DEMO).await.unwrap();
     let token = app.login("asha").await;
 
     // Hindi and English search, and vacant ICU beds.
@@ -515,233 +282,235 @@ async fn information_desk_complaints_and_appointments() {
         .await;
     assert_eq!(hi.status, StatusCode::OK, "{:?}", hi.body);
     assert_eq!(hi.body[0]["code"], "DL-H-LNH");
-    let icu = app
-        .send("GET", "/api/facilities?vacant_bed=icu", Some(&token), None)
-        .await;
+    let icu = app.send("GET", "/api/facilities?vacant_bed=icu", Some(&token), None).await;
     let first = &icu.body[0];
     assert!(
-        first["beds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["bed_type"] == "icu" && b["vacant"].as_i64().unwrap() > 0)
+        first["beds"].as_array().unwrap().iter().any(|b| b["bed_type"] == "icu" && b["vacant"].as_i64().unwrap() > 0)
     );
-    let bad = app
-        .send("GET", "/api/facilities?vacant_bed=sofa", Some(&token), None)
-        .await;
+    let bad = app.send("GET", "/api/facilities?vacant_bed=sofa", Some(&token), None).await;
     assert_problem(&bad, StatusCode::BAD_REQUEST);
-    assert!(
-        bad.body["detail"].as_str().unwrap().contains("sofa"),
-        "{:?}",
-        bad.body
-    );
-    let detail = app
-        .send(
-            "GET",
-            &format!("/api/facilities/{}", first["facility_id"]),
-            Some(&token),
-            None,
-        )
-        .await;
+    assert!(bad.body["detail"].as_str().unwrap().contains("sofa"), "{:?}", bad.body);
+    let detail = app.send("GET", &format!("/api/facilities/{}", first["facility_id"]), Some(&token), None).await;
     assert_eq!(detail.status, StatusCode::OK);
     assert!(detail.body["stock"].is_array());
-    assert_problem(
-        &app.send("GET", "/api/facilities/99999", Some(&token), None)
-            .await,
-        StatusCode::NOT_FOUND,
-    );
-    let faq = app
-        .send("GET", "/api/faq?q=ambulance", Some(&token), None)
-        .await;
+    assert_problem(&app.send("GET", "/api/facilities/99999", Some(&token), None).await, StatusCode::NOT_FOUND);
+    let faq = app.send("GET", "/api/faq?q=ambulance", Some(&token), None).await;
     assert!(faq.body[0]["answer_hi"].as_str().unwrap().contains("102"));
 
     // A complaint with bad fields is refused whole, naming each field.
     let bad = json!({"category": "nope", "facility_id": 99999, "description": "short"});
-    let reply = app
-        .send(
-            "POST",
-            "/api/complaints",
-            Some(&token),
-            Some(&bad.to_string()),
-        )
-        .await;
+    let reply = app.send("POST", "/api/complaints", Some(&token), Some(&bad.to_string())).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     let mut fields = field_errors(&reply);
     fields.sort();
     assert_eq!(fields, vec!["category", "description", "facility_id"]);
     let good = json!({"category": "long_wait", "facility_id": first["facility_id"], "contact_id": "C-7",
                       "description": "Waited five hours at the OPD registration counter"});
-    let created = app
-        .send(
-            "POST",
-            "/api/complaints",
-            Some(&token),
-            Some(&good.to_string()),
-        )
-        .await;
+    let created = app.send("POST", "/api/complaints", Some(&token), Some(&good.to_string())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let ticket = created.body["ticket"].as_str().unwrap().to_owned();
-    let fetched = app
-        .send(
-            "GET",
-            &format!("/api/complaints/{ticket}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(
-        fetched.body["description"],
-        "Waited five hours at the OPD registration counter"
-    );
+    let fetched = app.send("GET", &format!("/api/complaints/{ticket}"), Some(&token), None).await;
+    assert_eq!(fetched.body["description"], "Waited five hours at the OPD registration counter");
     let past = json!({"note": "call back", "due_at": "2020-01-01T00:00:00Z"});
-    let reply = app
-        .send(
-            "POST",
-            &format!("/api/complaints/{ticket}/tasks"),
-            Some(&token),
-            Some(&past.to_string()),
-        )
-        .await;
+    let reply =
+        app.send("POST", &format!("/api/complaints/{ticket}/tasks"), Some(&token), Some(&past.to_string())).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field_errors(&reply), vec!["due_at"]);
     let status = app
-        .send(
-            "POST",
-            &format!("/api/complaints/{ticket}/status"),
-            Some(&token),
-            Some(r#"{"status":"resolved"}"#),
-        )
+        .send("POST", &format!("/api/complaints/{ticket}/status"), Some(&token), Some(r#"{"status":"resolved"}"#))
         .await;
     assert_eq!(status.body["status"], "resolved");
 
     // Appointments: a free slot books once; a full one is refused and nothing is stored.
     let patient = json!({"name": "Kamla Devi", "phone": "9810000001", "age_years": 46});
-    let patient = app
-        .send(
-            "POST",
-            "/api/patients",
-            Some(&token),
-            Some(&patient.to_string()),
-        )
-        .await;
+    let patient = app.send("POST", "/api/patients", Some(&token), Some(&patient.to_string())).await;
     let pid = patient.body["patient_id"].as_i64().unwrap();
     let other = json!({"name": "Raju", "phone": "9810000001", "age_years": 12});
-    let other = app
-        .send(
-            "POST",
-            "/api/patients",
-            Some(&token),
-            Some(&other.to_string()),
-        )
-        .await;
+    let other = app.send("POST", "/api/patients", Some(&token), Some(&other.to_string())).await;
     let oid = other.body["patient_id"].as_i64().unwrap();
     let fid = first["facility_id"].as_i64().unwrap();
     let start = chrono::Utc::now() + chrono::Duration::days(2);
-    app.store
-        .add_slot(
-            fid,
-            "general medicine",
-            start,
-            start + chrono::Duration::minutes(30),
-            1,
-        )
-        .await
-        .unwrap();
+    app.store.add_slot(fid, "general medicine", start, start + chrono::Duration::minutes(30), 1).await.unwrap();
     let slots = app
-        .send(
-            "GET",
-            &format!("/api/facilities/{fid}/slots?department=general%20medicine"),
-            Some(&token),
-            None,
-        )
+        .send("GET", &format!("/api/facilities/{fid}/slots?department=general%20medicine"), Some(&token), None)
         .await;
     assert_eq!(slots.status, StatusCode::OK, "{:?}", slots.body);
     let slot = slots.body[0]["slot_id"].as_i64().unwrap();
-    let book = |patient: i64| {
-        json!({"slot_id": slot, "patient_id": patient, "contact_id": "C-7"}).to_string()
-    };
-    let booked = app
-        .send("POST", "/api/appointments", Some(&token), Some(&book(pid)))
-        .await;
+    let book = |patient: i64| json!({"slot_id": slot, "patient_id": patient, "contact_id": "C-7"}).to_string();
+    let booked = app.send("POST", "/api/appointments", Some(&token), Some(&book(pid))).await;
     assert_eq!(booked.status, StatusCode::CREATED, "{:?}", booked.body);
-    let full = app
-        .send("POST", "/api/appointments", Some(&token), Some(&book(oid)))
-        .await;
+    let full = app.send("POST", "/api/appointments", Some(&token), Some(&book(oid))).await;
     assert_problem(&full, StatusCode::CONFLICT);
     assert!(full.body["detail"].as_str().unwrap().contains("full"));
-    let theirs = app
-        .send(
-            "GET",
-            &format!("/api/patients/{oid}/appointments"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let theirs = app.send("GET", &format!("/api/patients/{oid}/appointments"), Some(&token), None).await;
     assert_eq!(theirs.body.as_array().unwrap().len(), 0);
     let unknown = json!({"slot_id": 999999, "patient_id": pid}).to_string();
-    assert_problem(
-        &app.send("POST", "/api/appointments", Some(&token), Some(&unknown))
-            .await,
-        StatusCode::NOT_FOUND,
-    );
-    assert_problem(
-        &app.send("GET", "/api/facilities?vacant_bed=icu", None, None)
-            .await,
-        StatusCode::UNAUTHORIZED,
-    );
+    assert_problem(&app.send("POST", "/api/appointments", Some(&token), Some(&unknown)).await, StatusCode::NOT_FOUND);
+    assert_problem(&app.send("GET", "/api/facilities?vacant_bed=icu", None, None).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn supervisors_get_the_day_report_and_csv() {
     use agent_console::store::{Channel, ContactChange, NewContact};
     let app = App::new().await;
-    let asha = app
-        .store
-        .staff_credentials("asha")
-        .await
-        .unwrap()
-        .unwrap()
-        .0;
+    let asha = app.store.staff_credentials("asha").await.unwrap().unwrap().0;
     let now = chrono::Utc::now();
-    let new = NewContact {
-        channel: Some(Channel::Phone),
-        language: "hi".into(),
-        ..Default::default()
-    };
-    app.store
-        .create_contact("c-1", &new, "h1", now - chrono::Duration::seconds(30))
-        .await
-        .unwrap();
-    app.store
-        .update_contact("c-1", &ContactChange::Answered { by: asha.staff_id }, now)
-        .await
-        .unwrap();
+    let new = NewContact { channel: Some(Channel::Phone), language: "hi".into(), ..Default::default() };
+    app.store.create_contact("c-1", &new, "h1", now - chrono::Duration::seconds(30)).await.unwrap();
+    app.store.update_contact("c-1", &ContactChange::Answered { by: asha.staff_id }, now).await.unwrap();
     let supervisor = app.login("meera").await;
-    let report = app
-        .send("GET", "/api/reports/day", Some(&supervisor), None)
-        .await;
+    let report = app.send("GET", "/api/reports/day", Some(&supervisor), None).await;
     assert_eq!(report.status, StatusCode::OK, "{:?}", report.body);
     assert_eq!(report.body["total"]["offered"], 1);
     assert_eq!(report.body["intervals"].as_array().unwrap().len(), 48);
-    let csv = app
-        .send("GET", "/api/reports/day.csv", Some(&supervisor), None)
-        .await;
+    let csv = app.send("GET", "/api/reports/day.csv", Some(&supervisor), None).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
     assert_eq!(csv.body.as_str().unwrap().lines().count(), 2);
     let operator = app.login("asha").await;
+    assert_problem(&app.send("GET", "/api/reports/day", Some(&operator), None).await, StatusCode::FORBIDDEN);
+    let bad = app.send("GET", "/api/reports/day?day=24-11-2026", Some(&supervisor), None).await;
+    assert!(bad.status.is_client_error());
+}
+
+/// Puts `usernames` on a round-the-clock shift of `role` for yesterday and today (Delhi),
+/// so the test does not depend on the hour it runs at.
+async fn round_the_clock(app: &App, admin: &str, role: &str, usernames: &[&str]) {
+    let shift = json!({"name": format!("test-{role}-24h"), "role": role, "starts_minute": 0, "ends_minute": 1440});
+    let shift = app.send("POST", "/api/shifts", Some(admin), Some(&shift.to_string())).await;
+    assert_eq!(shift.status, StatusCode::CREATED, "{:?}", shift.body);
+    let today = agent_console::time::local_today();
+    for name in usernames {
+        let staff = app.store.staff_credentials(name).await.unwrap().unwrap().0;
+        for day in [today.pred_opt().unwrap(), today] {
+            let entry = json!({"shift_id": shift.body["shift_id"], "staff_id": staff.staff_id.0, "day": day});
+            let r = app.send("POST", "/api/roster", Some(admin), Some(&entry.to_string())).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_flows_from_patient_to_operator_to_doctor_and_is_wrapped_up() {
+    let app = App::new().await;
+    let admin = app.login("admin").await;
+    round_the_clock(&app, &admin, "operator", &["asha"]).await;
+    round_the_clock(&app, &admin, "doctor", &["dr.mehta"]).await;
+    let asha = app.login("asha").await;
+    let doctor = app.login("dr.mehta").await;
+
+    // A patient starts a chat; nobody is ready yet.
+    let start = json!({"language": "hi", "phone": "98100 00001", "channel": "chat"});
+    let started = app.send("POST", "/api/contacts", None, Some(&start.to_string())).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.body);
+    let id = started.body["contact_id"].as_str().unwrap().to_owned();
+    let token = started.body["token"].as_str().unwrap().to_owned();
+    let bad = json!({"language": "hindi!", "phone": "12", "channel": "phone", "abha_number": "12"});
+    let refused = app.send("POST", "/api/contacts", None, Some(&bad.to_string())).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut fields = field_errors(&refused);
+    fields.sort();
+    assert_eq!(fields, vec!["abha_number", "channel", "language", "phone"]);
+
+    // The operator takes a seat and goes ready: the chat is offered and accepted.
+    let seat = app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
+    assert_eq!(seat.status, StatusCode::OK, "{:?}", seat.body);
+    assert_eq!(seat.body["state"], "paused");
+    let taken = app.send("POST", "/api/agent/session", Some(&doctor), Some(r#"{"seat_id": 1}"#)).await;
+    assert_problem(&taken, StatusCode::CONFLICT);
+    let ready = app.send("POST", "/api/agent/ready", Some(&asha), None).await;
+    assert_eq!(ready.body["state"], "offered", "{:?}", ready.body);
+    let accepted = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    assert_eq!(accepted.body["status"], "connected");
     assert_problem(
-        &app.send("GET", "/api/reports/day", Some(&operator), None)
-            .await,
+        &app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await,
+        StatusCode::CONFLICT,
+    );
+
+    // They chat; only the patient's token and staff on the contact may read it.
+    let msg = |body: &str| json!({"body": body}).to_string();
+    let sent = app
+        .send("POST", &format!("/api/contacts/{id}/messages?token={token}"), None, Some(&msg("बच्चे को तेज़ बुखार है")))
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+    app.send("POST", &format!("/api/contacts/{id}/messages"), Some(&asha), Some(&msg("Since when?"))).await;
+    let history = app.send("GET", &format!("/api/contacts/{id}/messages"), Some(&asha), None).await;
+    assert_eq!(history.body.as_array().unwrap().len(), 2);
+    assert_problem(
+        &app.send("GET", &format!("/api/contacts/{id}/messages?token=wrong"), None, None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_problem(
+        &app.send("GET", &format!("/api/contacts/{id}/messages"), Some(&doctor), None).await,
         StatusCode::FORBIDDEN,
     );
-    let bad = app
-        .send(
-            "GET",
-            "/api/reports/day?day=24-11-2026",
-            Some(&supervisor),
-            None,
-        )
-        .await;
-    assert!(bad.status.is_client_error());
+
+    // Escalate to a doctor: the doctor accepts, the operator leaves, the doctor ends and wraps up.
+    let esc = json!({"specialty": "general", "urgent": false, "note": "Child, fever for two days"});
+    let r = app.send("POST", &format!("/api/contacts/{id}/escalate"), Some(&asha), Some(&esc.to_string())).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    app.send("POST", "/api/agent/session", Some(&doctor), Some(r#"{"seat_id": 2}"#)).await;
+    let ready = app.send("POST", "/api/agent/ready", Some(&doctor), None).await;
+    assert_eq!(ready.body["state"], "offered", "{:?}", ready.body);
+    let joined = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&doctor), None).await;
+    assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
+    let history = app.send("GET", &format!("/api/contacts/{id}/messages"), Some(&doctor), None).await;
+    assert!(history.body.to_string().contains("Child, fever for two days"), "the doctor sees the operator's note");
+    assert_eq!(
+        app.send("POST", &format!("/api/contacts/{id}/leave"), Some(&asha), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let wrap = json!({"disposition": "escalated"}).to_string();
+    assert_eq!(
+        app.send("POST", &format!("/api/contacts/{id}/wrap-up"), Some(&asha), Some(&wrap)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send("POST", &format!("/api/contacts/{id}/end"), Some(&doctor), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let bad = json!({"disposition": "whatever"}).to_string();
+    assert_problem(
+        &app.send("POST", &format!("/api/contacts/{id}/wrap-up"), Some(&doctor), Some(&bad)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let done = app.send("POST", &format!("/api/contacts/{id}/wrap-up"), Some(&doctor), Some(&wrap)).await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    assert_eq!(done.body["status"], "ended");
+    assert_eq!(done.body["tier"], 2);
+    assert!(done.body["answered_by"].is_number() && done.body["doctor_id"].is_number());
+    let closed =
+        app.send("POST", &format!("/api/contacts/{id}/messages?token={token}"), None, Some(&msg("hello?"))).await;
+    assert_problem(&closed, StatusCode::CONFLICT);
+
+    // Every step is in the routing log.
+    let log = app.store.routing_events_since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
+    let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
+    for kind in ["contact_arrived", "login", "ready", "accept", "escalate", "leave", "end"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
+    let app = App::new().await;
+    let admin = app.login("admin").await;
+    round_the_clock(&app, &admin, "operator", &["asha"]).await;
+    let start = json!({"language": "en", "phone": "9810000002", "channel": "chat"});
+    let id = app.send("POST", "/api/contacts", None, Some(&start.to_string())).await.body["contact_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A second node on the same store (as after a restart) rebuilds the queue from the log.
+    let settings = Settings { secure_cookies: false, session_ttl: chrono::Duration::hours(1), redis_url: None };
+    let tasks = tokio_util::task::TaskTracker::new();
+    let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
+    let restarted = App { router: router(state), store: app.store.clone(), _dir: tempfile::tempdir().unwrap() };
+    let asha = restarted.login("asha").await;
+    restarted.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 3}"#)).await;
+    let ready = restarted.send("POST", "/api/agent/ready", Some(&asha), None).await;
+    assert_eq!(ready.body["state"], "offered", "{:?}", ready.body);
+    let accepted = restarted.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
 }

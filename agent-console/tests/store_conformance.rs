@@ -6,9 +6,8 @@
 //! A missing server fails the suite; it is never skipped.
 
 use agent_console::store::{
-    AbhaNumber, Attempt, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery,
-    NewAudit, NewComplaint, NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store,
-    StoreError, TokenKind,
+    AbhaNumber, Attempt, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery, NewAudit, NewComplaint,
+    NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
 };
 use agent_console::store::{Channel, ContactChange, ContactStatus, NewContact};
 use chrono::{Duration, NaiveDate, Utc};
@@ -65,44 +64,26 @@ impl TempPgDatabase {
         let admin_url = postgres_admin_url();
         // PostgreSQL names stop at 63 bytes: keep the test's name short.
         let short: String = test.chars().take(24).collect();
-        let name = format!(
-            "careline_test_{short}_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+        let name = format!("careline_test_{short}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!(
                 "PostgreSQL is required for the store conformance suite: cannot connect to {admin_url}: {e}. \
                  Start it (bash .ci/run does) or set CARELINE_TEST_POSTGRES_URL."
             )
         });
-        sqlx::query(&format!("create database \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
+        sqlx::query(&format!("create database \"{name}\"")).execute(&mut conn).await.expect("create database");
         conn.close().await.ok();
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
         let url = format!("{base}/{name}");
-        TempPgDatabase {
-            admin_url,
-            name,
-            url,
-        }
+        TempPgDatabase { admin_url, name, url }
     }
 
     async fn drop(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url)
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.expect("reconnect");
+        sqlx::query(&format!("drop database if exists \"{}\" with (force)", self.name))
+            .execute(&mut conn)
             .await
-            .expect("reconnect");
-        sqlx::query(&format!(
-            "drop database if exists \"{}\" with (force)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("drop database");
+            .expect("drop database");
     }
 }
 
@@ -131,8 +112,7 @@ conformance!(
 fn new_staff(username: &str, role: Role) -> NewStaff {
     NewStaff {
         username: username.to_owned(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-            .to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
         role,
         display_name: format!("{username} display"),
         languages: vec!["hi".to_owned(), "en".to_owned()],
@@ -163,22 +143,13 @@ async fn migrations_seed_seats_and_shifts(store: &Store, _url: &str) {
     assert_eq!(seats.iter().filter(|s| s.is_peak).count(), 5);
     let shifts = store.shifts().await.unwrap();
     let window = |name: &str| {
-        let s = shifts
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("shift {name}"));
+        let s = shifts.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("shift {name}"));
         (s.starts_minute, s.ends_minute, s.role)
     };
     assert_eq!(window("operator-morning"), (360, 840, Role::Operator));
     assert_eq!(window("operator-evening"), (840, 1320, Role::Operator));
     assert_eq!(window("operator-peak"), (600, 1080, Role::Operator));
-    assert!(
-        shifts
-            .iter()
-            .find(|s| s.name == "operator-peak")
-            .unwrap()
-            .is_peak
-    );
+    assert!(shifts.iter().find(|s| s.name == "operator-peak").unwrap().is_peak);
     // The doctors' rota covers every minute of the day.
     let doctors: Vec<_> = shifts.iter().filter(|s| s.role == Role::Doctor).collect();
     for minute in (0..1440).step_by(15) {
@@ -194,52 +165,32 @@ async fn migrations_seed_seats_and_shifts(store: &Store, _url: &str) {
 }
 
 async fn opening_twice_is_harmless(store: &Store, url: &str) {
-    store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
-    let again = Store::open(url)
-        .await
-        .expect("reopen and re-run migrations");
+    store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let again = Store::open(url).await.expect("reopen and re-run migrations");
     assert_eq!(again.count_staff().await.unwrap(), 1);
     assert_eq!(again.seats().await.unwrap().len(), 45);
     again.close().await;
 }
 
 async fn staff_accounts_round_trip(store: &Store, _url: &str) {
-    let doctor = store
-        .create_staff(&new_staff("dr.mehta", Role::Doctor))
-        .await
-        .unwrap();
+    let doctor = store.create_staff(&new_staff("dr.mehta", Role::Doctor)).await.unwrap();
     assert_eq!(doctor.role, Role::Doctor);
     assert_eq!(doctor.languages, vec!["hi", "en"]);
     assert_eq!(doctor.registration_number.as_deref(), Some("DMC/R/12345"));
     assert_eq!(store.staff(doctor.staff_id).await.unwrap(), doctor);
-    store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
+    store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
     let all = store.list_staff().await.unwrap();
     assert_eq!(all.len(), 2);
     let (found, hash) = store.staff_credentials("dr.mehta").await.unwrap().unwrap();
     assert_eq!(found.staff_id, doctor.staff_id);
     assert!(hash.starts_with("$argon2id$"));
     assert!(store.staff_credentials("nobody").await.unwrap().is_none());
-    assert!(matches!(
-        store.staff(agent_console::store::StaffId(9999)).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.staff(agent_console::store::StaffId(9999)).await, Err(StoreError::NotFound)));
 }
 
 async fn duplicate_username_is_a_conflict(store: &Store, _url: &str) {
-    store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
-    let err = store
-        .create_staff(&new_staff("asha", Role::Supervisor))
-        .await
-        .unwrap_err();
+    store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let err = store.create_staff(&new_staff("asha", Role::Supervisor)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     // The first account is untouched.
     let (staff, _) = store.staff_credentials("asha").await.unwrap().unwrap();
@@ -248,46 +199,17 @@ async fn duplicate_username_is_a_conflict(store: &Store, _url: &str) {
 }
 
 async fn auth_sessions_expire_and_revoke(store: &Store, _url: &str) {
-    let staff = store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
+    let staff = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
     let now = Utc::now();
-    store
-        .create_auth_session(
-            "live",
-            staff.staff_id,
-            TokenKind::Cookie,
-            now + Duration::hours(1),
-        )
-        .await
-        .unwrap();
-    store
-        .create_auth_session(
-            "old",
-            staff.staff_id,
-            TokenKind::Bearer,
-            now - Duration::minutes(1),
-        )
-        .await
-        .unwrap();
-    let live = store
-        .auth_session("live", now)
-        .await
-        .unwrap()
-        .expect("live session");
+    store.create_auth_session("live", staff.staff_id, TokenKind::Cookie, now + Duration::hours(1)).await.unwrap();
+    store.create_auth_session("old", staff.staff_id, TokenKind::Bearer, now - Duration::minutes(1)).await.unwrap();
+    let live = store.auth_session("live", now).await.unwrap().expect("live session");
     assert_eq!(live.staff.staff_id, staff.staff_id);
-    assert!(
-        store.auth_session("old", now).await.unwrap().is_none(),
-        "expired session must not authenticate"
-    );
+    assert!(store.auth_session("old", now).await.unwrap().is_none(), "expired session must not authenticate");
     assert!(store.auth_session("unknown", now).await.unwrap().is_none());
     store.revoke_auth_session("live").await.unwrap();
     store.revoke_auth_session("live").await.unwrap();
-    assert!(
-        store.auth_session("live", now).await.unwrap().is_none(),
-        "revoked session must not authenticate"
-    );
+    assert!(store.auth_session("live", now).await.unwrap().is_none(), "revoked session must not authenticate");
     assert_eq!(store.purge_expired_sessions(now).await.unwrap(), 1);
 }
 
@@ -297,25 +219,13 @@ async fn patients_round_trip_and_search(store: &Store, _url: &str) {
     input.abha_number = Some(AbhaNumber::parse("91 1234 5678 9012").unwrap());
     input.hims_patient_id = Some("HIMS-77".to_owned());
     let kamla = store.create_patient(&input).await.unwrap();
-    assert_eq!(
-        kamla.abha_number.as_ref().unwrap().as_str(),
-        "91-1234-5678-9012"
-    );
+    assert_eq!(kamla.abha_number.as_ref().unwrap().as_str(), "91-1234-5678-9012");
     assert_eq!(kamla.sex, Sex::Female);
     assert_eq!(store.patient(kamla.patient_id).await.unwrap(), kamla);
     // A family shares a phone.
-    let son = store
-        .create_patient(&new_patient("Raju", "9810000001"))
-        .await
-        .unwrap();
-    let by_phone = store
-        .find_patients(&PatientKey::Phone("9810000001".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        by_phone.iter().map(|p| p.patient_id).collect::<Vec<_>>(),
-        vec![kamla.patient_id, son.patient_id]
-    );
+    let son = store.create_patient(&new_patient("Raju", "9810000001")).await.unwrap();
+    let by_phone = store.find_patients(&PatientKey::Phone("9810000001".into())).await.unwrap();
+    assert_eq!(by_phone.iter().map(|p| p.patient_id).collect::<Vec<_>>(), vec![kamla.patient_id, son.patient_id]);
     for key in [
         PatientKey::EhealthCard("DL-EHC-0001".into()),
         PatientKey::Abha(AbhaNumber::parse("91-1234-5678-9012").unwrap()),
@@ -325,48 +235,20 @@ async fn patients_round_trip_and_search(store: &Store, _url: &str) {
         assert_eq!(found.len(), 1, "{key:?}");
         assert_eq!(found[0].patient_id, kamla.patient_id);
     }
-    assert!(
-        store
-            .find_patients(&PatientKey::Phone("9999999999".into()))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.find_patients(&PatientKey::Phone("9999999999".into())).await.unwrap().is_empty());
     // A card number belongs to one patient.
     let mut clash = new_patient("Someone Else", "9810000002");
     clash.ehealth_card = Some("DL-EHC-0001".to_owned());
-    assert!(matches!(
-        store.create_patient(&clash).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(
-        store
-            .find_patients(&PatientKey::Phone("9810000002".into()))
-            .await
-            .unwrap()
-            .len(),
-        0
-    );
+    assert!(matches!(store.create_patient(&clash).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.find_patients(&PatientKey::Phone("9810000002".into())).await.unwrap().len(), 0);
 }
 
 async fn family_links_both_ways(store: &Store, _url: &str) {
-    let mother = store
-        .create_patient(&new_patient("Kamla Devi", "9810000001"))
-        .await
-        .unwrap();
-    let son = store
-        .create_patient(&new_patient("Raju", "9810000001"))
-        .await
-        .unwrap();
-    store
-        .link_family(mother.patient_id, son.patient_id, "son", "mother")
-        .await
-        .unwrap();
+    let mother = store.create_patient(&new_patient("Kamla Devi", "9810000001")).await.unwrap();
+    let son = store.create_patient(&new_patient("Raju", "9810000001")).await.unwrap();
+    store.link_family(mother.patient_id, son.patient_id, "son", "mother").await.unwrap();
     // Linking again updates rather than duplicates.
-    store
-        .link_family(mother.patient_id, son.patient_id, "son", "mother")
-        .await
-        .unwrap();
+    store.link_family(mother.patient_id, son.patient_id, "son", "mother").await.unwrap();
     let mother = store.patient(mother.patient_id).await.unwrap();
     assert_eq!(mother.family.len(), 1);
     assert_eq!(mother.family[0].relation, "son");
@@ -376,71 +258,29 @@ async fn family_links_both_ways(store: &Store, _url: &str) {
 }
 
 async fn family_link_to_unknown_patient_is_refused_and_writes_nothing(store: &Store, _url: &str) {
-    let mother = store
-        .create_patient(&new_patient("Kamla Devi", "9810000001"))
-        .await
-        .unwrap();
-    let err = store
-        .link_family(
-            mother.patient_id,
-            agent_console::store::PatientId(4242),
-            "son",
-            "mother",
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::InvalidReference(_) | StoreError::NotFound),
-        "{err:?}"
-    );
-    assert!(
-        store
-            .patient(mother.patient_id)
-            .await
-            .unwrap()
-            .family
-            .is_empty()
-    );
+    let mother = store.create_patient(&new_patient("Kamla Devi", "9810000001")).await.unwrap();
+    let err =
+        store.link_family(mother.patient_id, agent_console::store::PatientId(4242), "son", "mother").await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_) | StoreError::NotFound), "{err:?}");
+    assert!(store.patient(mother.patient_id).await.unwrap().family.is_empty());
 }
 
 async fn roster_by_day(store: &Store, _url: &str) {
-    let asha = store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
     let shifts = store.shifts().await.unwrap();
-    let morning = shifts
-        .iter()
-        .find(|s| s.name == "operator-morning")
-        .unwrap()
-        .shift_id;
+    let morning = shifts.iter().find(|s| s.name == "operator-morning").unwrap().shift_id;
     let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
     store.roster(morning, asha.staff_id, day).await.unwrap();
     store.roster(morning, asha.staff_id, day).await.unwrap();
     let today = store.roster_for(day).await.unwrap();
     assert_eq!(today.len(), 1);
-    assert_eq!(
-        (today[0].shift_id, today[0].staff_id, today[0].day),
-        (morning, asha.staff_id, day)
-    );
-    assert!(
-        store
-            .roster_for(day.succ_opt().unwrap())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!((today[0].shift_id, today[0].staff_id, today[0].day), (morning, asha.staff_id, day));
+    assert!(store.roster_for(day.succ_opt().unwrap()).await.unwrap().is_empty());
 }
 
 async fn audit_log_is_append_only(store: &Store, url: &str) {
-    let asha = store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
-    let kamla = store
-        .create_patient(&new_patient("Kamla Devi", "9810000001"))
-        .await
-        .unwrap();
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let kamla = store.create_patient(&new_patient("Kamla Devi", "9810000001")).await.unwrap();
     let entry = store
         .append_audit(&NewAudit {
             staff_id: Some(asha.staff_id),
@@ -460,86 +300,47 @@ async fn audit_log_is_append_only(store: &Store, url: &str) {
     let delete = "delete from audit_log";
     if url.starts_with("postgres") {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        assert!(
-            sqlx::query(update).execute(&mut conn).await.is_err(),
-            "update must be refused"
-        );
-        assert!(
-            sqlx::query(delete).execute(&mut conn).await.is_err(),
-            "delete must be refused"
-        );
+        assert!(sqlx::query(update).execute(&mut conn).await.is_err(), "update must be refused");
+        assert!(sqlx::query(delete).execute(&mut conn).await.is_err(), "delete must be refused");
     } else {
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{url}"))
-            .await
-            .unwrap();
-        assert!(
-            sqlx::query(update).execute(&mut conn).await.is_err(),
-            "update must be refused"
-        );
-        assert!(
-            sqlx::query(delete).execute(&mut conn).await.is_err(),
-            "delete must be refused"
-        );
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{url}")).await.unwrap();
+        assert!(sqlx::query(update).execute(&mut conn).await.is_err(), "update must be refused");
+        assert!(sqlx::query(delete).execute(&mut conn).await.is_err(), "delete must be refused");
     }
-    assert_eq!(
-        store.audit_for_patient(kamla.patient_id).await.unwrap(),
-        vec![entry]
-    );
+    assert_eq!(store.audit_for_patient(kamla.patient_id).await.unwrap(), vec![entry]);
 }
 
 async fn demo_desk(store: &Store) {
-    agent_console::hims::import(store, &agent_console::hims::DEMO)
-        .await
-        .expect("import demo data");
+    agent_console::hims::import(store, &agent_console::hims::DEMO).await.expect("import demo data");
 }
 
 async fn facilities_search_in_english_and_hindi(store: &Store, _url: &str) {
     demo_desk(store).await;
-    let q = |text: &str| FacilityQuery {
-        text: Some(text.to_owned()),
-        ..Default::default()
-    };
+    let q = |text: &str| FacilityQuery { text: Some(text.to_owned()), ..Default::default() };
     let lnh = store.search_facilities(&q("lok nayak")).await.unwrap();
     assert_eq!(lnh.len(), 1);
     assert_eq!(lnh[0].code, "DL-H-LNH");
-    assert!(
-        lnh[0]
-            .beds
-            .iter()
-            .any(|b| b.bed_type == BedType::Icu && b.total == 120)
-    );
+    assert!(lnh[0].beds.iter().any(|b| b.bed_type == BedType::Icu && b.total == 120));
     let hindi = store.search_facilities(&q("लोक नायक")).await.unwrap();
-    assert_eq!(
-        hindi.iter().map(|f| &f.code).collect::<Vec<_>>(),
-        vec!["DL-H-LNH"]
-    );
+    assert_eq!(hindi.iter().map(|f| &f.code).collect::<Vec<_>>(), vec!["DL-H-LNH"]);
     // Services match in either language.
     let dialysis = store.search_facilities(&q("Dialysis")).await.unwrap();
     assert!(dialysis.iter().any(|f| f.code == "DL-H-LNH"));
     let mohalla = store
-        .search_facilities(&FacilityQuery {
-            kind: Some(FacilityKind::MohallaClinic),
-            ..Default::default()
-        })
+        .search_facilities(&FacilityQuery { kind: Some(FacilityKind::MohallaClinic), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(mohalla.len(), 2);
     // Vacant ventilators, most first; GTB has none free.
     let vent = store
-        .search_facilities(&FacilityQuery {
-            vacant_bed: Some(BedType::Ventilator),
-            ..Default::default()
-        })
+        .search_facilities(&FacilityQuery { vacant_bed: Some(BedType::Ventilator), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(vent.first().map(|f| f.code.as_str()), Some("DL-H-RGSSH"));
     assert!(!vent.iter().any(|f| f.code == "DL-H-GTB"));
     // A medicine at zero stock does not count.
     let rabies = store
-        .search_facilities(&FacilityQuery {
-            medicine: Some("anti-rabies".into()),
-            ..Default::default()
-        })
+        .search_facilities(&FacilityQuery { medicine: Some("anti-rabies".into()), ..Default::default() })
         .await
         .unwrap();
     assert!(rabies.iter().any(|f| f.code == "DL-H-LNH"));
@@ -551,36 +352,14 @@ async fn facilities_search_in_english_and_hindi(store: &Store, _url: &str) {
 async fn bed_and_stock_updates_are_checked(store: &Store, _url: &str) {
     demo_desk(store).await;
     let lnh = store.facility_by_code("DL-H-LNH").await.unwrap();
-    assert!(matches!(
-        store.set_beds(lnh.facility_id, BedType::Icu, 10, 11).await,
-        Err(StoreError::Refused(_))
-    ));
-    store
-        .set_beds(lnh.facility_id, BedType::Icu, 120, 0)
-        .await
-        .unwrap();
+    assert!(matches!(store.set_beds(lnh.facility_id, BedType::Icu, 10, 11).await, Err(StoreError::Refused(_))));
+    store.set_beds(lnh.facility_id, BedType::Icu, 120, 0).await.unwrap();
     let icu = store.facility(lnh.facility_id).await.unwrap();
-    assert_eq!(
-        icu.beds
-            .iter()
-            .find(|b| b.bed_type == BedType::Icu)
-            .unwrap()
-            .vacant,
-        0
-    );
-    assert!(matches!(
-        store.set_stock(lnh.facility_id, "ors", -1, "sachet").await,
-        Err(StoreError::Refused(_))
-    ));
-    store
-        .set_stock(lnh.facility_id, "ors", 50, "sachet")
-        .await
-        .unwrap();
+    assert_eq!(icu.beds.iter().find(|b| b.bed_type == BedType::Icu).unwrap().vacant, 0);
+    assert!(matches!(store.set_stock(lnh.facility_id, "ors", -1, "sachet").await, Err(StoreError::Refused(_))));
+    store.set_stock(lnh.facility_id, "ors", 50, "sachet").await.unwrap();
     let ors = store.stock(None, Some("ORS")).await.unwrap();
-    assert!(
-        ors.iter()
-            .any(|s| s.facility_id == lnh.facility_id && s.medicine == "ORS" && s.quantity == 50)
-    );
+    assert!(ors.iter().any(|s| s.facility_id == lnh.facility_id && s.medicine == "ORS" && s.quantity == 50));
 }
 
 async fn answers_search_in_both_languages(store: &Store, _url: &str) {
@@ -588,49 +367,26 @@ async fn answers_search_in_both_languages(store: &Store, _url: &str) {
     let en = store.search_faq("ambulance").await.unwrap();
     assert!(en.iter().any(|f| f.answer_en.contains("102")));
     let hi = store.search_faq("एम्बुलेंस").await.unwrap();
-    assert_eq!(
-        hi.iter().map(|f| f.faq_id).collect::<Vec<_>>(),
-        en.iter().map(|f| f.faq_id).collect::<Vec<_>>()
-    );
+    assert_eq!(hi.iter().map(|f| f.faq_id).collect::<Vec<_>>(), en.iter().map(|f| f.faq_id).collect::<Vec<_>>());
     assert!(store.search_faq("").await.unwrap().len() >= 8);
 }
 
 async fn schemes_of_the_whole_family(store: &Store, _url: &str) {
     demo_desk(store).await;
-    let father = store
-        .create_patient(&new_patient("Ramesh Kumar", "9810012345"))
-        .await
-        .unwrap();
-    let son = store
-        .create_patient(&new_patient("Aarav Kumar", "9810012345"))
-        .await
-        .unwrap();
-    store
-        .link_family(father.patient_id, son.patient_id, "son", "father")
-        .await
-        .unwrap();
+    let father = store.create_patient(&new_patient("Ramesh Kumar", "9810012345")).await.unwrap();
+    let son = store.create_patient(&new_patient("Aarav Kumar", "9810012345")).await.unwrap();
+    store.link_family(father.patient_id, son.patient_id, "son", "father").await.unwrap();
     store.map_scheme(father.patient_id, "DAK").await.unwrap();
     store.map_scheme(father.patient_id, "DAK").await.unwrap();
-    let of_son: Vec<String> = store
-        .schemes_of_family(son.patient_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.code)
-        .collect();
+    let of_son: Vec<String> =
+        store.schemes_of_family(son.patient_id).await.unwrap().into_iter().map(|s| s.code).collect();
     assert_eq!(of_son, vec!["DAK"]);
-    assert!(matches!(
-        store.map_scheme(son.patient_id, "NOPE").await,
-        Err(StoreError::InvalidReference(_))
-    ));
+    assert!(matches!(store.map_scheme(son.patient_id, "NOPE").await, Err(StoreError::InvalidReference(_))));
 }
 
 async fn complaints_get_tickets_due_dates_and_tasks(store: &Store, _url: &str) {
     demo_desk(store).await;
-    let asha = store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
     let gtb = store.facility_by_code("DL-H-GTB").await.unwrap();
     let now = Utc::now();
     let new = NewComplaint {
@@ -642,199 +398,71 @@ async fn complaints_get_tickets_due_dates_and_tasks(store: &Store, _url: &str) {
         created_by: asha.staff_id,
     };
     let c = store.create_complaint(&new, now).await.unwrap();
-    assert!(
-        c.ticket.starts_with("CL-") && c.ticket.len() == 16,
-        "{}",
-        c.ticket
-    );
+    assert!(c.ticket.starts_with("CL-") && c.ticket.len() == 16, "{}", c.ticket);
     assert_eq!(c.status, ComplaintStatus::Open);
     assert_eq!((c.due_at - c.created_at).num_hours(), 48);
     assert_eq!(c.tasks.len(), 1);
-    assert_eq!(
-        store
-            .complaint_by_ticket(&c.ticket.to_lowercase())
-            .await
-            .unwrap()
-            .complaint_id,
-        c.complaint_id
-    );
+    assert_eq!(store.complaint_by_ticket(&c.ticket.to_lowercase()).await.unwrap().complaint_id, c.complaint_id);
     // The first task falls due at half the service level: a reminder then.
-    assert!(
-        store
-            .due_complaint_tasks(now + Duration::hours(23))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let due = store
-        .due_complaint_tasks(now + Duration::hours(25))
-        .await
-        .unwrap();
+    assert!(store.due_complaint_tasks(now + Duration::hours(23)).await.unwrap().is_empty());
+    let due = store.due_complaint_tasks(now + Duration::hours(25)).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].0, c.ticket);
     store
-        .add_complaint_task(
-            c.complaint_id,
-            "Call the patient back",
-            now + Duration::hours(30),
-            asha.staff_id,
-            now,
-        )
+        .add_complaint_task(c.complaint_id, "Call the patient back", now + Duration::hours(30), asha.staff_id, now)
         .await
         .unwrap();
-    let done = store
-        .set_complaint_status(
-            c.complaint_id,
-            ComplaintStatus::Resolved,
-            now + Duration::hours(2),
-        )
-        .await
-        .unwrap();
+    let done =
+        store.set_complaint_status(c.complaint_id, ComplaintStatus::Resolved, now + Duration::hours(2)).await.unwrap();
     assert!(done.resolved_at.is_some());
-    assert!(
-        done.tasks.iter().all(|t| t.done_at.is_some()),
-        "resolving closes the tasks"
-    );
-    assert!(
-        store
-            .due_complaint_tasks(now + Duration::hours(100))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let unknown = NewComplaint {
-        category: "nope".into(),
-        ..new
-    };
+    assert!(done.tasks.iter().all(|t| t.done_at.is_some()), "resolving closes the tasks");
+    assert!(store.due_complaint_tasks(now + Duration::hours(100)).await.unwrap().is_empty());
+    let unknown = NewComplaint { category: "nope".into(), ..new };
     assert!(store.create_complaint(&unknown, now).await.is_err());
 }
 
 async fn slots_book_atomically_and_refuse_full_or_past(store: &Store, _url: &str) {
     demo_desk(store).await;
-    let asha = store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
-    let p1 = store
-        .create_patient(&new_patient("One", "9810000001"))
-        .await
-        .unwrap();
-    let p2 = store
-        .create_patient(&new_patient("Two", "9810000002"))
-        .await
-        .unwrap();
-    let p3 = store
-        .create_patient(&new_patient("Three", "9810000003"))
-        .await
-        .unwrap();
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let p1 = store.create_patient(&new_patient("One", "9810000001")).await.unwrap();
+    let p2 = store.create_patient(&new_patient("Two", "9810000002")).await.unwrap();
+    let p3 = store.create_patient(&new_patient("Three", "9810000003")).await.unwrap();
     let ddu = store.facility_by_code("DL-H-DDU").await.unwrap();
     let now = Utc::now();
     let start = now + Duration::days(1);
+    store.add_slot(ddu.facility_id, "paediatrics", start, start + Duration::minutes(30), 2).await.unwrap();
     store
-        .add_slot(
-            ddu.facility_id,
-            "paediatrics",
-            start,
-            start + Duration::minutes(30),
-            2,
-        )
+        .add_slot(ddu.facility_id, "paediatrics", now - Duration::hours(1), now - Duration::minutes(30), 2)
         .await
         .unwrap();
-    store
-        .add_slot(
-            ddu.facility_id,
-            "paediatrics",
-            now - Duration::hours(1),
-            now - Duration::minutes(30),
-            2,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.add_slot(ddu.facility_id, "x", start, start, 2).await,
-        Err(StoreError::Refused(_))
-    ));
-    let free = store
-        .free_slots(
-            ddu.facility_id,
-            Some("paediatrics"),
-            now,
-            now + Duration::days(2),
-        )
-        .await
-        .unwrap();
+    assert!(matches!(store.add_slot(ddu.facility_id, "x", start, start, 2).await, Err(StoreError::Refused(_))));
+    let free = store.free_slots(ddu.facility_id, Some("paediatrics"), now, now + Duration::days(2)).await.unwrap();
     assert_eq!(free.len(), 1, "past slots are not offered");
     let slot = free[0].slot_id;
-    let a1 = store
-        .book_appointment(slot, p1.patient_id, asha.staff_id, Some("C-1"), now)
-        .await
-        .unwrap();
+    let a1 = store.book_appointment(slot, p1.patient_id, asha.staff_id, Some("C-1"), now).await.unwrap();
     assert_eq!(a1.slot.booked, 1);
     assert!(matches!(
-        store
-            .book_appointment(slot, p1.patient_id, asha.staff_id, None, now)
-            .await,
+        store.book_appointment(slot, p1.patient_id, asha.staff_id, None, now).await,
         Err(StoreError::Refused(_))
     ));
-    store
-        .book_appointment(slot, p2.patient_id, asha.staff_id, None, now)
-        .await
-        .unwrap();
-    let full = store
-        .book_appointment(slot, p3.patient_id, asha.staff_id, None, now)
-        .await;
+    store.book_appointment(slot, p2.patient_id, asha.staff_id, None, now).await.unwrap();
+    let full = store.book_appointment(slot, p3.patient_id, asha.staff_id, None, now).await;
+    assert!(matches!(full, Err(StoreError::Refused(ref m)) if m.contains("full")), "{full:?}");
+    assert_eq!(store.slot(slot).await.unwrap().booked, 2, "a refused booking writes nothing");
+    assert!(store.appointments_of(p3.patient_id).await.unwrap().is_empty());
     assert!(
-        matches!(full, Err(StoreError::Refused(ref m)) if m.contains("full")),
-        "{full:?}"
-    );
-    assert_eq!(
-        store.slot(slot).await.unwrap().booked,
-        2,
-        "a refused booking writes nothing"
-    );
-    assert!(
-        store
-            .appointments_of(p3.patient_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .free_slots(
-                ddu.facility_id,
-                Some("paediatrics"),
-                now,
-                now + Duration::days(2)
-            )
-            .await
-            .unwrap()
-            .is_empty()
+        store.free_slots(ddu.facility_id, Some("paediatrics"), now, now + Duration::days(2)).await.unwrap().is_empty()
     );
     // Cancelling frees the place.
-    store
-        .cancel_appointment(a1.appointment_id, now)
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.cancel_appointment(a1.appointment_id, now).await,
-        Err(StoreError::Refused(_))
-    ));
-    let a3 = store
-        .book_appointment(slot, p3.patient_id, asha.staff_id, None, now)
-        .await
-        .unwrap();
+    store.cancel_appointment(a1.appointment_id, now).await.unwrap();
+    assert!(matches!(store.cancel_appointment(a1.appointment_id, now).await, Err(StoreError::Refused(_))));
+    let a3 = store.book_appointment(slot, p3.patient_id, asha.staff_id, None, now).await.unwrap();
     assert_eq!(a3.slot.booked, 2);
-    let past = store
-        .free_slots(ddu.facility_id, None, now - Duration::days(1), now)
-        .await
-        .unwrap();
+    let past = store.free_slots(ddu.facility_id, None, now - Duration::days(1), now).await.unwrap();
     assert!(past.is_empty() || past.iter().all(|s| s.starts_at < now));
     if let Some(old) = past.first() {
         assert!(matches!(
-            store
-                .book_appointment(old.slot_id, p1.patient_id, asha.staff_id, None, now)
-                .await,
+            store.book_appointment(old.slot_id, p1.patient_id, asha.staff_id, None, now).await,
             Err(StoreError::Refused(_))
         ));
     }
@@ -843,26 +471,12 @@ async fn slots_book_atomically_and_refuse_full_or_past(store: &Store, _url: &str
 async fn a_bad_import_file_writes_nothing(store: &Store, _url: &str) {
     let bad = agent_console::hims::DataSet {
         facilities: Some(agent_console::hims::DEMO.facilities.unwrap()),
-        stock: Some(
-            "facility_code,medicine,quantity,unit\nDL-H-LNH,ORS,10,sachet\nDL-X-NOPE,ORS,5,sachet\n",
-        ),
+        stock: Some("facility_code,medicine,quantity,unit\nDL-H-LNH,ORS,10,sachet\nDL-X-NOPE,ORS,5,sachet\n"),
         ..Default::default()
     };
-    let err = agent_console::hims::import(store, &bad)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("stock.csv line 3") && err.contains("DL-X-NOPE"),
-        "{err}"
-    );
-    assert!(
-        store
-            .search_facilities(&FacilityQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let err = agent_console::hims::import(store, &bad).await.unwrap_err().to_string();
+    assert!(err.contains("stock.csv line 3") && err.contains("DL-X-NOPE"), "{err}");
+    assert!(store.search_facilities(&FacilityQuery::default()).await.unwrap().is_empty());
 }
 
 async fn mail_outbox_retries_and_survives_reopening(store: &Store, url: &str) {
@@ -879,77 +493,29 @@ async fn mail_outbox_retries_and_survives_reopening(store: &Store, url: &str) {
     assert_eq!(store.due_mail(now, 10).await.unwrap().len(), 1);
     let retry_at = now + Duration::seconds(30);
     let after = store
-        .record_mail_attempt(
-            queued.mail_id,
-            &Attempt::Retry {
-                error: "421 try later".into(),
-                at: retry_at,
-            },
-            now,
-        )
+        .record_mail_attempt(queued.mail_id, &Attempt::Retry { error: "421 try later".into(), at: retry_at }, now)
         .await
         .unwrap();
     assert_eq!(after.attempts, 1);
-    assert!(
-        store.due_mail(now, 10).await.unwrap().is_empty(),
-        "not due before the backoff"
-    );
+    assert!(store.due_mail(now, 10).await.unwrap().is_empty(), "not due before the backoff");
     // A restart finds it still queued.
     let reopened = Store::open(url).await.unwrap();
     let due = reopened.due_mail(retry_at, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].raw, mail.raw);
-    assert_eq!(
-        reopened
-            .next_mail_due()
-            .await
-            .unwrap()
-            .map(|t| t.timestamp()),
-        Some(retry_at.timestamp())
-    );
+    assert_eq!(reopened.next_mail_due().await.unwrap().map(|t| t.timestamp()), Some(retry_at.timestamp()));
     reopened.close().await;
-    let sent = store
-        .record_mail_attempt(queued.mail_id, &Attempt::Sent, retry_at)
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            sent.attempts,
-            sent.sent_at.is_some(),
-            sent.last_error.as_deref()
-        ),
-        (2, true, Some("421 try later"))
-    );
-    assert!(
-        store
-            .due_mail(retry_at + Duration::days(1), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let nobody = NewMail {
-        envelope_to: vec![],
-        ..mail
-    };
-    assert!(matches!(
-        store.enqueue_mail(&nobody, now).await,
-        Err(StoreError::Refused(_))
-    ));
+    let sent = store.record_mail_attempt(queued.mail_id, &Attempt::Sent, retry_at).await.unwrap();
+    assert_eq!((sent.attempts, sent.sent_at.is_some(), sent.last_error.as_deref()), (2, true, Some("421 try later")));
+    assert!(store.due_mail(retry_at + Duration::days(1), 10).await.unwrap().is_empty());
+    let nobody = NewMail { envelope_to: vec![], ..mail };
+    assert!(matches!(store.enqueue_mail(&nobody, now).await, Err(StoreError::Refused(_))));
 }
 
 async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
-    let asha = store
-        .create_staff(&new_staff("asha", Role::Operator))
-        .await
-        .unwrap();
-    let doctor = store
-        .create_staff(&new_staff("dr.mehta", Role::Doctor))
-        .await
-        .unwrap();
-    let kamla = store
-        .create_patient(&new_patient("Kamla Devi", "9810000001"))
-        .await
-        .unwrap();
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let doctor = store.create_staff(&new_staff("dr.mehta", Role::Doctor)).await.unwrap();
+    let kamla = store.create_patient(&new_patient("Kamla Devi", "9810000001")).await.unwrap();
     let now = Utc::now();
     let new = NewContact {
         channel: Some(Channel::Webrtc),
@@ -957,177 +523,53 @@ async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
         caller_phone: Some("+919810000001".into()),
         ..Default::default()
     };
-    let c = store
-        .create_contact("c-1", &new, "hash-1", now)
-        .await
-        .unwrap();
-    assert_eq!(
-        (c.status, c.tier, c.channel),
-        (ContactStatus::Waiting, 1, Channel::Webrtc)
-    );
-    assert_eq!(
-        store.contact_by_token("hash-1").await.unwrap().contact_id,
-        "c-1"
-    );
-    assert!(matches!(
-        store.contact_by_token("other").await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.create_contact("c-2", &new, "hash-1", now).await,
-        Err(StoreError::Conflict(_))
-    ));
+    let c = store.create_contact("c-1", &new, "hash-1", now).await.unwrap();
+    assert_eq!((c.status, c.tier, c.channel), (ContactStatus::Waiting, 1, Channel::Webrtc));
+    assert_eq!(store.contact_by_token("hash-1").await.unwrap().contact_id, "c-1");
+    assert!(matches!(store.contact_by_token("other").await, Err(StoreError::NotFound)));
+    assert!(matches!(store.create_contact("c-2", &new, "hash-1", now).await, Err(StoreError::Conflict(_))));
 
     let t1 = now + Duration::seconds(12);
-    let c = store
-        .update_contact("c-1", &ContactChange::Answered { by: asha.staff_id }, t1)
-        .await
-        .unwrap();
+    let c = store.update_contact("c-1", &ContactChange::Answered { by: asha.staff_id }, t1).await.unwrap();
     assert_eq!(
-        (
-            c.status,
-            c.answered_by,
-            c.answered_at.map(|t| t.timestamp())
-        ),
-        (
-            ContactStatus::Connected,
-            Some(asha.staff_id),
-            Some(t1.timestamp())
-        )
+        (c.status, c.answered_by, c.answered_at.map(|t| t.timestamp())),
+        (ContactStatus::Connected, Some(asha.staff_id), Some(t1.timestamp()))
     );
-    store
-        .update_contact(
-            "c-1",
-            &ContactChange::Identified {
-                patient: kamla.patient_id,
-            },
-            t1,
-        )
-        .await
-        .unwrap();
-    store
-        .add_contact_staff("c-1", asha.staff_id, t1)
-        .await
-        .unwrap();
-    store
-        .add_contact_staff("c-1", asha.staff_id, t1)
-        .await
-        .unwrap();
+    store.update_contact("c-1", &ContactChange::Identified { patient: kamla.patient_id }, t1).await.unwrap();
+    store.add_contact_staff("c-1", asha.staff_id, t1).await.unwrap();
+    store.add_contact_staff("c-1", asha.staff_id, t1).await.unwrap();
     assert!(store.works_on_contact(asha.staff_id, "c-1").await.unwrap());
-    assert!(
-        !store
-            .works_on_contact(doctor.staff_id, "c-1")
-            .await
-            .unwrap()
-    );
-    let c = store
-        .update_contact(
-            "c-1",
-            &ContactChange::Escalated {
-                specialty: "paediatrics".into(),
-            },
-            t1,
-        )
-        .await
-        .unwrap();
+    assert!(!store.works_on_contact(doctor.staff_id, "c-1").await.unwrap());
+    let c =
+        store.update_contact("c-1", &ContactChange::Escalated { specialty: "paediatrics".into() }, t1).await.unwrap();
     assert_eq!((c.tier, c.specialty.as_deref()), (2, Some("paediatrics")));
-    let c = store
-        .update_contact(
-            "c-1",
-            &ContactChange::DoctorJoined {
-                doctor: doctor.staff_id,
-            },
-            t1,
-        )
-        .await
-        .unwrap();
+    let c = store.update_contact("c-1", &ContactChange::DoctorJoined { doctor: doctor.staff_id }, t1).await.unwrap();
     assert_eq!(c.doctor_id, Some(doctor.staff_id));
     let t2 = now + Duration::minutes(9);
-    let c = store
-        .update_contact("c-1", &ContactChange::Ended, t2)
-        .await
-        .unwrap();
+    let c = store.update_contact("c-1", &ContactChange::Ended, t2).await.unwrap();
     assert_eq!(c.status, ContactStatus::WrapUp);
     // An ended call cannot be abandoned.
-    assert!(matches!(
-        store
-            .update_contact("c-1", &ContactChange::Abandoned, t2)
-            .await,
-        Err(StoreError::Refused(_))
-    ));
+    assert!(matches!(store.update_contact("c-1", &ContactChange::Abandoned, t2).await, Err(StoreError::Refused(_))));
     let c = store
         .update_contact(
             "c-1",
-            &ContactChange::WrappedUp {
-                disposition: "escalated".into(),
-                note: Some("fever".into()),
-            },
+            &ContactChange::WrappedUp { disposition: "escalated".into(), note: Some("fever".into()) },
             t2,
         )
         .await
         .unwrap();
-    assert_eq!(
-        (c.status, c.disposition.as_deref()),
-        (ContactStatus::Ended, Some("escalated"))
-    );
-    assert_eq!(
-        store
-            .contacts_of_patient(kamla.patient_id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        store
-            .contacts_between(now - Duration::hours(1), now + Duration::hours(1))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(matches!(
-        store
-            .update_contact("nope", &ContactChange::Ended, t2)
-            .await,
-        Err(StoreError::NotFound)
-    ));
+    assert_eq!((c.status, c.disposition.as_deref()), (ContactStatus::Ended, Some("escalated")));
+    assert_eq!(store.contacts_of_patient(kamla.patient_id).await.unwrap().len(), 1);
+    assert_eq!(store.contacts_between(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap().len(), 1);
+    assert!(matches!(store.update_contact("nope", &ContactChange::Ended, t2).await, Err(StoreError::NotFound)));
 
-    let chat = NewContact {
-        channel: Some(Channel::Chat),
-        language: "en".into(),
-        ..Default::default()
-    };
-    store
-        .create_contact("c-3", &chat, "hash-3", now)
-        .await
-        .unwrap();
-    let m1 = store
-        .add_chat_message("c-3", "patient", None, "Is GTB open on Sunday?", now)
-        .await
-        .unwrap();
-    store
-        .add_chat_message(
-            "c-3",
-            "staff",
-            Some(asha.staff_id),
-            "Emergency is open 24x7.",
-            now,
-        )
-        .await
-        .unwrap();
+    let chat = NewContact { channel: Some(Channel::Chat), language: "en".into(), ..Default::default() };
+    store.create_contact("c-3", &chat, "hash-3", now).await.unwrap();
+    let m1 = store.add_chat_message("c-3", "patient", None, "Is GTB open on Sunday?", now).await.unwrap();
+    store.add_chat_message("c-3", "staff", Some(asha.staff_id), "Emergency is open 24x7.", now).await.unwrap();
     assert_eq!(store.chat_messages("c-3", 0).await.unwrap().len(), 2);
-    let after = store
-        .chat_messages("c-3", m1.chat_message_id)
-        .await
-        .unwrap();
-    assert_eq!(
-        after.iter().map(|m| m.sender.as_str()).collect::<Vec<_>>(),
-        vec!["staff"]
-    );
-    let c = store
-        .update_contact("c-3", &ContactChange::Abandoned, t2)
-        .await
-        .unwrap();
+    let after = store.chat_messages("c-3", m1.chat_message_id).await.unwrap();
+    assert_eq!(after.iter().map(|m| m.sender.as_str()).collect::<Vec<_>>(), vec!["staff"]);
+    let c = store.update_contact("c-3", &ContactChange::Abandoned, t2).await.unwrap();
     assert_eq!(c.status, ContactStatus::Abandoned);
 }

@@ -423,41 +423,23 @@ impl Engine {
     }
 
     fn on_shift(&self, agent: AgentId, now: Millis) -> bool {
-        self.roster
-            .shifts
-            .iter()
-            .any(|s| s.start <= now && now < s.end && s.agents.contains(&agent))
+        self.roster.shifts.iter().any(|s| s.start <= now && now < s.end && s.agents.contains(&agent))
     }
 
     fn operators_on(&self, now: Millis) -> bool {
-        self.roster
-            .shifts
-            .iter()
-            .any(|s| s.role == Role::Operator && s.start <= now && now < s.end)
+        self.roster.shifts.iter().any(|s| s.role == Role::Operator && s.start <= now && now < s.end)
     }
 
     fn next_operator_shift(&self, now: Millis) -> Option<Millis> {
-        self.roster
-            .shifts
-            .iter()
-            .filter(|s| s.role == Role::Operator && s.start > now)
-            .map(|s| s.start)
-            .min()
+        self.roster.shifts.iter().filter(|s| s.role == Role::Operator && s.start > now).map(|s| s.start).min()
     }
 
     fn peak_open(&self, now: Millis) -> bool {
-        self.roster
-            .shifts
-            .iter()
-            .any(|s| s.peak && s.start <= now && now < s.end)
+        self.roster.shifts.iter().any(|s| s.peak && s.start <= now && now < s.end)
     }
 
     fn settle(a: &mut AgentRt, now: Millis) {
-        a.state = if a.handling.is_empty() {
-            AgentState::Idle { since: now }
-        } else {
-            AgentState::Busy
-        };
+        a.state = if a.handling.is_empty() { AgentState::Idle { since: now } } else { AgentState::Busy };
     }
 
     /// Offers and wrap-ups whose time has come.
@@ -466,25 +448,18 @@ impl Engine {
             .agents
             .iter()
             .filter_map(|(id, a)| match &a.state {
-                AgentState::Offered { contact, until } if *until <= now => {
-                    Some((*id, contact.clone()))
-                }
+                AgentState::Offered { contact, until } if *until <= now => Some((*id, contact.clone())),
                 _ => None,
             })
             .collect();
         for (agent, contact) in due {
-            out.push(Action::Withdraw {
-                contact: contact.clone(),
-                agent,
-            });
+            out.push(Action::Withdraw { contact: contact.clone(), agent });
             self.unoffer(agent, &contact);
             let a = self.agents.get_mut(&agent).expect("offered agent");
             a.missed += 1;
             if a.missed >= self.cfg.max_missed {
                 let reason = "missed offers".to_owned();
-                a.state = AgentState::Paused {
-                    reason: reason.clone(),
-                };
+                a.state = AgentState::Paused { reason: reason.clone() };
                 out.push(Action::AgentPaused { agent, reason });
             } else {
                 Self::settle(a, now);
@@ -530,9 +505,7 @@ impl Engine {
         if !self.roster.agents.iter().any(|a| a.id == agent) {
             return Err(RoutingError::UnknownAgent(agent));
         }
-        self.agents
-            .get_mut(&agent)
-            .ok_or(RoutingError::NotLoggedIn(agent))
+        self.agents.get_mut(&agent).ok_or(RoutingError::NotLoggedIn(agent))
     }
 
     fn new_task(
@@ -570,37 +543,20 @@ impl Engine {
         if let Some(a) = self.agents.get_mut(&agent) {
             a.handling.retain(|(c, _)| c != contact);
             if a.handling.is_empty() && matches!(a.state, AgentState::Busy) {
-                a.state = AgentState::WrapUp {
-                    until: now + self.cfg.wrap_up,
-                };
+                a.state = AgentState::WrapUp { until: now + self.cfg.wrap_up };
             }
         }
     }
 
-    fn apply(
-        &mut self,
-        now: Millis,
-        event: Event,
-        out: &mut Vec<Action>,
-    ) -> Result<(), RoutingError> {
+    fn apply(&mut self, now: Millis, event: Event, out: &mut Vec<Action>) -> Result<(), RoutingError> {
         match event {
             Event::Tick => {}
             Event::ContactArrived(spec) => {
                 if self.known(&spec.id) {
                     return Err(RoutingError::DuplicateContact(spec.id));
                 }
-                let need = if spec.specialty.is_some() {
-                    Need::Doctor
-                } else {
-                    Need::Operator
-                };
-                let task = self.new_task(
-                    now,
-                    spec.media,
-                    spec.language,
-                    spec.emergency,
-                    spec.specialty,
-                );
+                let need = if spec.specialty.is_some() { Need::Doctor } else { Need::Operator };
+                let task = self.new_task(now, spec.media, spec.language, spec.emergency, spec.specialty);
                 self.enqueue((spec.id, need), task);
             }
             Event::Login { agent, seat } => {
@@ -614,12 +570,7 @@ impl Engine {
                 if self.agents.contains_key(&agent) {
                     return Err(RoutingError::AlreadyLoggedIn(agent));
                 }
-                let s = self
-                    .roster
-                    .seats
-                    .iter()
-                    .find(|s| s.id == seat)
-                    .ok_or(RoutingError::UnknownSeat(seat))?;
+                let s = self.roster.seats.iter().find(|s| s.id == seat).ok_or(RoutingError::UnknownSeat(seat))?;
                 if self.agents.values().any(|a| a.seat == seat) {
                     return Err(RoutingError::SeatTaken(seat));
                 }
@@ -629,19 +580,8 @@ impl Engine {
                 if !self.on_shift(agent, now) {
                     return Err(RoutingError::NotRostered(agent));
                 }
-                let state = AgentState::Paused {
-                    reason: "logged in".into(),
-                };
-                self.agents.insert(
-                    agent,
-                    AgentRt {
-                        profile,
-                        seat,
-                        state,
-                        missed: 0,
-                        handling: Vec::new(),
-                    },
-                );
+                let state = AgentState::Paused { reason: "logged in".into() };
+                self.agents.insert(agent, AgentRt { profile, seat, state, missed: 0, handling: Vec::new() });
             }
             Event::Logout { agent } => {
                 let a = self.logged_in(agent)?;
@@ -649,20 +589,14 @@ impl Engine {
                     return Err(RoutingError::AgentBusy(agent));
                 }
                 if let AgentState::Offered { contact, .. } = a.state.clone() {
-                    out.push(Action::Withdraw {
-                        contact: contact.clone(),
-                        agent,
-                    });
+                    out.push(Action::Withdraw { contact: contact.clone(), agent });
                     self.unoffer(agent, &contact);
                 }
                 self.agents.remove(&agent);
             }
             Event::Ready { agent } => {
                 let a = self.logged_in(agent)?;
-                if matches!(
-                    a.state,
-                    AgentState::Paused { .. } | AgentState::WrapUp { .. }
-                ) {
+                if matches!(a.state, AgentState::Paused { .. } | AgentState::WrapUp { .. }) {
                     a.missed = 0;
                     Self::settle(a, now);
                 }
@@ -678,10 +612,7 @@ impl Engine {
                 };
                 a.state = AgentState::Paused { reason };
                 if let Some(contact) = offered {
-                    out.push(Action::Withdraw {
-                        contact: contact.clone(),
-                        agent,
-                    });
+                    out.push(Action::Withdraw { contact: contact.clone(), agent });
                     self.unoffer(agent, &contact);
                 }
             }
@@ -696,10 +627,7 @@ impl Engine {
                 self.logged_in(agent)?;
                 let tk = self.offered_task(agent, &contact).ok_or_else(|| {
                     if self.known(&contact) {
-                        RoutingError::NotOffered {
-                            agent,
-                            contact: contact.clone(),
-                        }
+                        RoutingError::NotOffered { agent, contact: contact.clone() }
                     } else {
                         RoutingError::UnknownContact(contact.clone())
                     }
@@ -733,26 +661,15 @@ impl Engine {
                     return Err(RoutingError::Connected(contact));
                 }
                 let tk = (contact.clone(), Need::Operator);
-                let tk = if self.tasks.contains_key(&tk) {
-                    tk
-                } else {
-                    (contact.clone(), Need::Doctor)
-                };
-                let task = self
-                    .tasks
-                    .remove(&tk)
-                    .ok_or(RoutingError::UnknownContact(contact.clone()))?;
+                let tk = if self.tasks.contains_key(&tk) { tk } else { (contact.clone(), Need::Doctor) };
+                let task = self.tasks.remove(&tk).ok_or(RoutingError::UnknownContact(contact.clone()))?;
                 self.queue.remove(&task.key);
                 if let Some(agent) = task.offered {
                     out.push(Action::Withdraw { contact, agent });
                     Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
                 }
             }
-            Event::Escalate {
-                contact,
-                specialty,
-                urgent,
-            } => {
+            Event::Escalate { contact, specialty, urgent } => {
                 let media = match self.connections.get(&contact) {
                     Some(c) => c.media,
                     None if self.known(&contact) => {
@@ -767,10 +684,7 @@ impl Engine {
                 }
             }
             Event::Leave { agent, contact } => {
-                let conn = self
-                    .connections
-                    .get_mut(&contact)
-                    .ok_or(RoutingError::NotConnected(contact.clone()))?;
+                let conn = self.connections.get_mut(&contact).ok_or(RoutingError::NotConnected(contact.clone()))?;
                 if !conn.agents.contains(&agent) || conn.agents.len() < 2 {
                     return Err(RoutingError::NotHandling { agent, contact });
                 }
@@ -788,10 +702,7 @@ impl Engine {
                 task.callback = true;
             }
             Event::CallbackFailed { agent, contact } => {
-                let conn = self
-                    .connections
-                    .get(&contact)
-                    .ok_or(RoutingError::NotConnected(contact.clone()))?;
+                let conn = self.connections.get(&contact).ok_or(RoutingError::NotConnected(contact.clone()))?;
                 if !conn.agents.contains(&agent) {
                     return Err(RoutingError::NotHandling { agent, contact });
                 }
@@ -863,9 +774,7 @@ impl Engine {
             Need::Operator => match agent.profile.role {
                 Role::Operator => true,
                 // At night, doctors take emergencies (and, by default, others when idle).
-                Role::Doctor => {
-                    !self.operators_on(now) && (task.emergency || self.cfg.night_to_idle_doctor)
-                }
+                Role::Doctor => !self.operators_on(now) && (task.emergency || self.cfg.night_to_idle_doctor),
             },
         }
     }
@@ -886,8 +795,7 @@ impl Engine {
 
     /// Offers waiting tasks, in queue order, to the longest-idle eligible agent.
     fn dispatch(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let order: Vec<(QueueKey, TaskKey)> =
-            self.queue.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let order: Vec<(QueueKey, TaskKey)> = self.queue.iter().map(|(k, v)| (*k, v.clone())).collect();
         for (key, tk) in order {
             let task = self.tasks.get(&tk).expect("queued task").clone();
             if task.not_before > now {
@@ -904,16 +812,9 @@ impl Engine {
                 self.queue.remove(&key);
                 let t = self.tasks.get_mut(&tk).expect("queued task");
                 t.offered = Some(agent);
-                self.agents.get_mut(&agent).expect("candidate").state = AgentState::Offered {
-                    contact: tk.0.clone(),
-                    until,
-                };
-                out.push(Action::Offer {
-                    contact: tk.0.clone(),
-                    agent,
-                    until,
-                    callback: task.callback,
-                });
+                self.agents.get_mut(&agent).expect("candidate").state =
+                    AgentState::Offered { contact: tk.0.clone(), until };
+                out.push(Action::Offer { contact: tk.0.clone(), agent, until, callback: task.callback });
                 continue;
             }
             // Night: nobody on the phones for a non-emergency: call back when operators start.
@@ -927,10 +828,7 @@ impl Engine {
                 t.night_callback_told = true;
                 t.callback = true;
                 t.not_before = at;
-                out.push(Action::ScheduleCallback {
-                    contact: tk.0.clone(),
-                    at,
-                });
+                out.push(Action::ScheduleCallback { contact: tk.0.clone(), at });
             }
         }
     }
@@ -957,8 +855,7 @@ impl Engine {
             let position = *n;
             // Each agent frees up about once per handle time: the contact is
             // served when `position` agents have freed up, spread over the staffed agents.
-            let estimate =
-                ((position as f64 / staffed(&tk.1, &self.agents)).ceil() * self.aht) as Millis;
+            let estimate = ((position as f64 / staffed(&tk.1, &self.agents)).ceil() * self.aht) as Millis;
             let task = self.tasks.get_mut(&tk).expect("queued task");
             let estimate = estimate.max(task.not_before - now).max(0);
             let changed = match task.announced {
@@ -967,19 +864,12 @@ impl Engine {
             };
             if changed {
                 task.announced = Some((position, estimate));
-                out.push(Action::Position {
-                    contact: tk.0.clone(),
-                    position,
-                    estimated_wait: estimate,
-                });
+                out.push(Action::Position { contact: tk.0.clone(), position, estimated_wait: estimate });
             }
             let waited = now - task.since();
             if !task.alerted && waited >= self.cfg.long_wait_alert {
                 task.alerted = true;
-                out.push(Action::Alert {
-                    contact: tk.0.clone(),
-                    waited,
-                });
+                out.push(Action::Alert { contact: tk.0.clone(), waited });
             }
         }
     }

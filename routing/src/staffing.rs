@@ -50,19 +50,13 @@ pub struct StaffingPlan {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum StaffingError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("no staffing up to {0} agents meets the target")]
     Unreachable(u32),
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> StaffingError {
-    StaffingError::Invalid {
-        field,
-        message: message.into(),
-    }
+    StaffingError::Invalid { field, message: message.into() }
 }
 
 impl StaffingInput {
@@ -81,22 +75,13 @@ impl StaffingInput {
             return Err(invalid("target_seconds", "must be zero or more"));
         }
         if !(self.service_level > 0.0 && self.service_level < 1.0) {
-            return Err(invalid(
-                "service_level",
-                "must be between 0 and 1, e.g. 0.8",
-            ));
+            return Err(invalid("service_level", "must be between 0 and 1, e.g. 0.8"));
         }
         if !(0.0..1.0).contains(&self.shrinkage) {
-            return Err(invalid(
-                "shrinkage",
-                "must be at least 0 and below 1, e.g. 0.3",
-            ));
+            return Err(invalid("shrinkage", "must be at least 0 and below 1, e.g. 0.3"));
         }
         if !(self.max_occupancy > 0.0 && self.max_occupancy <= 1.0) {
-            return Err(invalid(
-                "max_occupancy",
-                "must be above 0 and at most 1, e.g. 0.85",
-            ));
+            return Err(invalid("max_occupancy", "must be above 0 and at most 1, e.g. 0.85"));
         }
         Ok(())
     }
@@ -164,11 +149,7 @@ pub fn plan(input: &StaffingInput) -> Result<StaffingPlan, StaffingError> {
 
 impl std::fmt::Display for StaffingPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "traffic               {:.2} erlangs",
-            self.traffic_erlangs
-        )?;
+        writeln!(f, "traffic               {:.2} erlangs", self.traffic_erlangs)?;
         writeln!(f, "agents needed         {}", self.agents)?;
         writeln!(f, "service level         {:.3}", self.service_level)?;
         writeln!(f, "probability of wait   {:.3}", self.p_wait)?;
@@ -196,25 +177,13 @@ pub struct IntervalPlan {
 }
 
 /// Plans each interval of a forecast (`(start, calls)` pairs) with shared targets.
-pub fn plan_day(
-    forecast: &[(String, f64)],
-    template: &StaffingInput,
-    seats: u32,
-) -> Result<DayPlan, StaffingError> {
+pub fn plan_day(forecast: &[(String, f64)], template: &StaffingInput, seats: u32) -> Result<DayPlan, StaffingError> {
     let intervals = forecast
         .iter()
         .map(|(start, calls)| {
-            let input = StaffingInput {
-                calls: *calls,
-                ..*template
-            };
+            let input = StaffingInput { calls: *calls, ..*template };
             let plan = plan(&input)?;
-            Ok(IntervalPlan {
-                start: start.clone(),
-                calls: *calls,
-                over_seats: plan.agents > seats,
-                plan,
-            })
+            Ok(IntervalPlan { start: start.clone(), calls: *calls, over_seats: plan.agents > seats, plan })
         })
         .collect::<Result<Vec<_>, StaffingError>>()?;
     Ok(DayPlan { intervals, seats })
@@ -234,11 +203,7 @@ impl std::fmt::Display for DayPlan {
                 i.plan.service_level,
                 i.plan.asa_seconds,
                 i.plan.occupancy,
-                if i.over_seats {
-                    format!("  more than the {} seats", self.seats)
-                } else {
-                    String::new()
-                }
+                if i.over_seats { format!("  more than the {} seats", self.seats) } else { String::new() }
             )?;
         }
         Ok(())
@@ -267,11 +232,7 @@ mod tests {
         let p = plan(&published()).unwrap();
         assert_eq!(p.traffic_erlangs, 10.0);
         assert_eq!(p.agents, 14);
-        assert!(
-            (p.service_level - 0.888).abs() < 0.0005,
-            "{}",
-            p.service_level
-        );
+        assert!((p.service_level - 0.888).abs() < 0.0005, "{}", p.service_level);
         assert!((p.p_wait - 0.174).abs() < 0.0005, "{}", p.p_wait);
         assert!((p.occupancy - 0.714).abs() < 0.0005, "{}", p.occupancy);
         assert_eq!(p.staff_with_shrinkage, 20);
@@ -293,48 +254,19 @@ mod tests {
 
     #[test]
     fn occupancy_ceiling_adds_agents() {
-        let input = StaffingInput {
-            calls: 1000.0,
-            max_occupancy: 0.85,
-            ..published()
-        };
+        let input = StaffingInput { calls: 1000.0, max_occupancy: 0.85, ..published() };
         let p = plan(&input).unwrap();
         assert!(p.occupancy <= 0.85);
-        let tighter = plan(&StaffingInput {
-            max_occupancy: 0.7,
-            ..input
-        })
-        .unwrap();
+        let tighter = plan(&StaffingInput { max_occupancy: 0.7, ..input }).unwrap();
         assert!(tighter.agents > p.agents && tighter.occupancy <= 0.7);
     }
 
     #[test]
     fn no_calls_need_no_agents_and_bad_input_is_named() {
-        assert_eq!(
-            plan(&StaffingInput {
-                calls: 0.0,
-                ..published()
-            })
-            .unwrap()
-            .agents,
-            0
-        );
-        let err = plan(&StaffingInput {
-            service_level: 80.0,
-            ..published()
-        })
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "service_level: must be between 0 and 1, e.g. 0.8"
-        );
-        assert!(
-            plan(&StaffingInput {
-                aht_seconds: 0.0,
-                ..published()
-            })
-            .is_err()
-        );
+        assert_eq!(plan(&StaffingInput { calls: 0.0, ..published() }).unwrap().agents, 0);
+        let err = plan(&StaffingInput { service_level: 80.0, ..published() }).unwrap_err();
+        assert_eq!(err.to_string(), "service_level: must be between 0 and 1, e.g. 0.8");
+        assert!(plan(&StaffingInput { aht_seconds: 0.0, ..published() }).is_err());
     }
 
     #[test]

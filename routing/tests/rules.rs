@@ -34,12 +34,7 @@ fn roster() -> Roster {
             agent(10, Role::Doctor, &["hi", "en"], Some("general")),
             agent(11, Role::Doctor, &["hi", "en"], Some("paediatrics")),
         ],
-        seats: (1..=45)
-            .map(|i| Seat {
-                id: SeatId(i),
-                peak: i > 40,
-            })
-            .collect(),
+        seats: (1..=45).map(|i| Seat { id: SeatId(i), peak: i > 40 }).collect(),
         shifts: vec![
             shift(Role::Operator, 6, 14, false, &[1, 2]),
             shift(Role::Operator, 10, 18, true, &[3]),
@@ -78,16 +73,8 @@ fn ready(at: Millis, agents: &[i64]) -> Engine {
     let mut e = Engine::new(roster(), RoutingConfig::default());
     for (i, a) in agents.iter().enumerate() {
         let seat = if *a == 3 { 41 } else { 1 + i as i64 };
-        e.handle(
-            at,
-            Event::Login {
-                agent: AgentId(*a),
-                seat: SeatId(seat),
-            },
-        )
-        .unwrap();
-        e.handle(at + i as Millis, Event::Ready { agent: AgentId(*a) })
-            .unwrap();
+        e.handle(at, Event::Login { agent: AgentId(*a), seat: SeatId(seat) }).unwrap();
+        e.handle(at + i as Millis, Event::Ready { agent: AgentId(*a) }).unwrap();
     }
     e
 }
@@ -99,45 +86,15 @@ fn emergencies_first_then_by_wait_and_longest_idle_agent_first() {
     e.handle(t, contact("early", "hi", false)).unwrap();
     e.handle(t + S, contact("late", "hi", false)).unwrap();
     e.handle(t + 2 * S, contact("urgent", "hi", true)).unwrap();
-    e.handle(
-        t,
-        Event::Login {
-            agent: AgentId(1),
-            seat: SeatId(1),
-        },
-    )
-    .unwrap();
-    e.handle(
-        t,
-        Event::Login {
-            agent: AgentId(2),
-            seat: SeatId(2),
-        },
-    )
-    .unwrap();
+    e.handle(t, Event::Login { agent: AgentId(1), seat: SeatId(1) }).unwrap();
+    e.handle(t, Event::Login { agent: AgentId(2), seat: SeatId(2) }).unwrap();
     // Agent 2 has been idle longer than agent 1.
-    assert_eq!(
-        offers(
-            &e.handle(t + 3 * S, Event::Ready { agent: AgentId(2) })
-                .unwrap()
-        ),
-        vec![("urgent".into(), 2)]
-    );
-    assert_eq!(
-        offers(
-            &e.handle(t + 4 * S, Event::Ready { agent: AgentId(1) })
-                .unwrap()
-        ),
-        vec![("early".into(), 1)]
-    );
+    assert_eq!(offers(&e.handle(t + 3 * S, Event::Ready { agent: AgentId(2) }).unwrap()), vec![("urgent".into(), 2)]);
+    assert_eq!(offers(&e.handle(t + 4 * S, Event::Ready { agent: AgentId(1) }).unwrap()), vec![("early".into(), 1)]);
     // An offered contact is offered to nobody else.
     let mut e = ready(t, &[1, 2]);
     let out = e.handle(t + 10 * S, contact("x", "hi", false)).unwrap();
-    assert_eq!(
-        offers(&out),
-        vec![("x".into(), 1)],
-        "agent 1 became ready first"
-    );
+    assert_eq!(offers(&out), vec![("x".into(), 1)], "agent 1 became ready first");
     let out = e.handle(t + 11 * S, contact("y", "hi", false)).unwrap();
     assert_eq!(offers(&out), vec![("y".into(), 2)]);
 }
@@ -146,67 +103,27 @@ fn emergencies_first_then_by_wait_and_longest_idle_agent_first() {
 fn an_unanswered_offer_moves_on_and_two_misses_pause_the_agent() {
     let t = 7 * H;
     let mut e = ready(t, &[1, 2]);
-    assert_eq!(
-        offers(&e.handle(t + S, contact("a", "hi", false)).unwrap()),
-        vec![("a".into(), 1)]
-    );
+    assert_eq!(offers(&e.handle(t + S, contact("a", "hi", false)).unwrap()), vec![("a".into(), 1)]);
     assert_eq!(e.next_timer(), Some(t + 16 * S));
     let out = e.handle(t + 16 * S, Event::Tick).unwrap();
-    assert!(out.contains(&Action::Withdraw {
-        contact: c("a"),
-        agent: AgentId(1)
-    }));
+    assert!(out.contains(&Action::Withdraw { contact: c("a"), agent: AgentId(1) }));
     assert_eq!(offers(&out), vec![("a".into(), 2)], "the next agent rings");
     // Accepting after the timeout is refused and changes nothing.
     let before = format!("{:?}", e.agent_state(AgentId(1)));
     assert_eq!(
-        e.handle(
-            t + 17 * S,
-            Event::Accept {
-                agent: AgentId(1),
-                contact: c("a")
-            }
-        ),
-        Err(RoutingError::NotOffered {
-            agent: AgentId(1),
-            contact: c("a")
-        })
+        e.handle(t + 17 * S, Event::Accept { agent: AgentId(1), contact: c("a") }),
+        Err(RoutingError::NotOffered { agent: AgentId(1), contact: c("a") })
     );
     assert_eq!(format!("{:?}", e.agent_state(AgentId(1))), before);
     // A second miss in a row pauses agent 1.
-    e.handle(
-        t + 18 * S,
-        Event::Accept {
-            agent: AgentId(2),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        offers(&e.handle(t + 20 * S, contact("b", "hi", false)).unwrap()),
-        vec![("b".into(), 1)]
-    );
+    e.handle(t + 18 * S, Event::Accept { agent: AgentId(2), contact: c("a") }).unwrap();
+    assert_eq!(offers(&e.handle(t + 20 * S, contact("b", "hi", false)).unwrap()), vec![("b".into(), 1)]);
     let out = e.handle(t + 35 * S, Event::Tick).unwrap();
-    assert!(out.contains(&Action::AgentPaused {
-        agent: AgentId(1),
-        reason: "missed offers".into()
-    }));
-    assert!(matches!(
-        e.agent_state(AgentId(1)),
-        Some(AgentState::Paused { .. })
-    ));
+    assert!(out.contains(&Action::AgentPaused { agent: AgentId(1), reason: "missed offers".into() }));
+    assert!(matches!(e.agent_state(AgentId(1)), Some(AgentState::Paused { .. })));
     assert!(offers(&out).is_empty(), "nobody else is free");
     // A second accept of the same contact is refused.
-    assert!(
-        e.handle(
-            t + 36 * S,
-            Event::Accept {
-                agent: AgentId(2),
-                contact: c("a")
-            }
-        )
-        .is_err()
-    );
+    assert!(e.handle(t + 36 * S, Event::Accept { agent: AgentId(2), contact: c("a") }).is_err());
 }
 
 #[test]
@@ -214,33 +131,15 @@ fn wrap_up_comes_before_the_next_offer() {
     let t = 7 * H;
     let mut e = ready(t, &[1]);
     e.handle(t + S, contact("a", "hi", false)).unwrap();
-    e.handle(
-        t + 2 * S,
-        Event::Accept {
-            agent: AgentId(1),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
     e.handle(t + 60 * S, contact("b", "hi", false)).unwrap();
-    let out = e
-        .handle(t + 120 * S, Event::End { contact: c("a") })
-        .unwrap();
+    let out = e.handle(t + 120 * S, Event::End { contact: c("a") }).unwrap();
     assert!(offers(&out).is_empty(), "in wrap-up");
-    assert_eq!(
-        e.agent_state(AgentId(1)),
-        Some(&AgentState::WrapUp { until: t + 150 * S })
-    );
-    assert_eq!(
-        offers(&e.handle(t + 150 * S, Event::Tick).unwrap()),
-        vec![("b".into(), 1)]
-    );
+    assert_eq!(e.agent_state(AgentId(1)), Some(&AgentState::WrapUp { until: t + 150 * S }));
+    assert_eq!(offers(&e.handle(t + 150 * S, Event::Tick).unwrap()), vec![("b".into(), 1)]);
     // Wrap-up without a contact is refused.
     let mut e = ready(t, &[1]);
-    assert_eq!(
-        e.handle(t + S, Event::WrapUpDone { agent: AgentId(1) }),
-        Err(RoutingError::NotInWrapUp(AgentId(1)))
-    );
+    assert_eq!(e.handle(t + S, Event::WrapUpDone { agent: AgentId(1) }), Err(RoutingError::NotInWrapUp(AgentId(1))));
 }
 
 #[test]
@@ -249,15 +148,9 @@ fn language_must_match_until_it_relaxes_to_hindi_or_english() {
     let mut e = ready(t, &[1]);
     let out = e.handle(t + S, contact("pa", "pa", false)).unwrap();
     assert!(offers(&out).is_empty(), "agent 1 speaks no Punjabi");
-    assert_eq!(
-        offers(&e.handle(t + 61 * S, Event::Tick).unwrap()),
-        vec![("pa".into(), 1)]
-    );
+    assert_eq!(offers(&e.handle(t + 61 * S, Event::Tick).unwrap()), vec![("pa".into(), 1)]);
     let mut e = ready(t, &[1, 2]);
-    assert_eq!(
-        offers(&e.handle(t + S, contact("pa", "pa", false)).unwrap()),
-        vec![("pa".into(), 2)]
-    );
+    assert_eq!(offers(&e.handle(t + S, contact("pa", "pa", false)).unwrap()), vec![("pa".into(), 2)]);
 }
 
 #[test]
@@ -265,91 +158,29 @@ fn escalation_goes_to_the_specialty_then_relaxes_to_a_general_physician() {
     let t = 7 * H;
     let mut e = ready(t, &[1, 10]);
     e.handle(t + S, contact("a", "hi", false)).unwrap();
-    e.handle(
-        t + 2 * S,
-        Event::Accept {
-            agent: AgentId(1),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
     let out = e
-        .handle(
-            t + 30 * S,
-            Event::Escalate {
-                contact: c("a"),
-                specialty: "paediatrics".into(),
-                urgent: false,
-            },
-        )
+        .handle(t + 30 * S, Event::Escalate { contact: c("a"), specialty: "paediatrics".into(), urgent: false })
         .unwrap();
-    assert!(
-        offers(&out).is_empty(),
-        "the paediatrician is not logged in; the GP waits for the relax"
-    );
-    assert_eq!(
-        offers(&e.handle(t + 150 * S, Event::Tick).unwrap()),
-        vec![("a".into(), 10)]
-    );
-    e.handle(
-        t + 151 * S,
-        Event::Accept {
-            agent: AgentId(10),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
+    assert!(offers(&out).is_empty(), "the paediatrician is not logged in; the GP waits for the relax");
+    assert_eq!(offers(&e.handle(t + 150 * S, Event::Tick).unwrap()), vec![("a".into(), 10)]);
+    e.handle(t + 151 * S, Event::Accept { agent: AgentId(10), contact: c("a") }).unwrap();
     // Warm transfer: the operator leaves, the doctor stays.
-    e.handle(
-        t + 200 * S,
-        Event::Leave {
-            agent: AgentId(1),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
-    assert!(matches!(
-        e.agent_state(AgentId(1)),
-        Some(AgentState::WrapUp { .. })
-    ));
+    e.handle(t + 200 * S, Event::Leave { agent: AgentId(1), contact: c("a") }).unwrap();
+    assert!(matches!(e.agent_state(AgentId(1)), Some(AgentState::WrapUp { .. })));
     assert_eq!(e.agent_state(AgentId(10)), Some(&AgentState::Busy));
     assert!(
-        e.handle(
-            t + 201 * S,
-            Event::Leave {
-                agent: AgentId(10),
-                contact: c("a")
-            }
-        )
-        .is_err(),
+        e.handle(t + 201 * S, Event::Leave { agent: AgentId(10), contact: c("a") }).is_err(),
         "the last one ends it"
     );
-    e.handle(t + 600 * S, Event::End { contact: c("a") })
-        .unwrap();
-    assert!(matches!(
-        e.agent_state(AgentId(10)),
-        Some(AgentState::WrapUp { .. })
-    ));
+    e.handle(t + 600 * S, Event::End { contact: c("a") }).unwrap();
+    assert!(matches!(e.agent_state(AgentId(10)), Some(AgentState::WrapUp { .. })));
     // With the paediatrician on, they get it at once.
     let mut e = ready(t, &[1, 10, 11]);
     e.handle(t + S, contact("b", "hi", false)).unwrap();
-    e.handle(
-        t + 2 * S,
-        Event::Accept {
-            agent: AgentId(1),
-            contact: c("b"),
-        },
-    )
-    .unwrap();
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("b") }).unwrap();
     let out = e
-        .handle(
-            t + 3 * S,
-            Event::Escalate {
-                contact: c("b"),
-                specialty: "paediatrics".into(),
-                urgent: true,
-            },
-        )
+        .handle(t + 3 * S, Event::Escalate { contact: c("b"), specialty: "paediatrics".into(), urgent: true })
         .unwrap();
     assert_eq!(offers(&out), vec![("b".into(), 11)]);
 }
@@ -370,63 +201,28 @@ fn an_agent_takes_up_to_three_chats_but_never_a_call_with_them() {
         let out = e.handle(t + S * (10 * i + 1), ev).unwrap();
         if i < 3 {
             assert_eq!(offers(&out), vec![(id.clone(), 1)]);
-            e.handle(
-                t + S * (10 * i + 2),
-                Event::Accept {
-                    agent: AgentId(1),
-                    contact: c(&id),
-                },
-            )
-            .unwrap();
+            e.handle(t + S * (10 * i + 2), Event::Accept { agent: AgentId(1), contact: c(&id) }).unwrap();
         } else {
             assert!(offers(&out).is_empty(), "a fourth chat waits");
         }
     }
-    assert!(
-        offers(&e.handle(t + 50 * S, contact("call", "hi", false)).unwrap()).is_empty(),
-        "no call while chatting"
-    );
+    assert!(offers(&e.handle(t + 50 * S, contact("call", "hi", false)).unwrap()).is_empty(), "no call while chatting");
 }
 
 #[test]
 fn peak_seats_open_only_in_the_peak_shift_and_shifts_bound_offers() {
     let mut e = Engine::new(roster(), RoutingConfig::default());
     assert_eq!(
-        e.handle(
-            8 * H,
-            Event::Login {
-                agent: AgentId(1),
-                seat: SeatId(41)
-            }
-        ),
+        e.handle(8 * H, Event::Login { agent: AgentId(1), seat: SeatId(41) }),
         Err(RoutingError::PeakSeatClosed(SeatId(41)))
     );
     assert_eq!(
-        e.handle(
-            8 * H,
-            Event::Login {
-                agent: AgentId(4),
-                seat: SeatId(2)
-            }
-        ),
+        e.handle(8 * H, Event::Login { agent: AgentId(4), seat: SeatId(2) }),
         Err(RoutingError::NotRostered(AgentId(4)))
     );
-    e.handle(
-        11 * H,
-        Event::Login {
-            agent: AgentId(3),
-            seat: SeatId(41),
-        },
-    )
-    .unwrap();
+    e.handle(11 * H, Event::Login { agent: AgentId(3), seat: SeatId(41) }).unwrap();
     assert_eq!(
-        e.handle(
-            11 * H,
-            Event::Login {
-                agent: AgentId(1),
-                seat: SeatId(41)
-            }
-        ),
+        e.handle(11 * H, Event::Login { agent: AgentId(1), seat: SeatId(41) }),
         Err(RoutingError::SeatTaken(SeatId(41)))
     );
     // After 14:00 the morning operators get no new offers.
@@ -437,50 +233,21 @@ fn peak_seats_open_only_in_the_peak_shift_and_shifts_bound_offers() {
 #[test]
 fn at_night_emergencies_go_to_doctors_and_others_get_a_callback_at_six() {
     let t = 2 * H; // 02:00: no operator until 06:00
-    let night = RoutingConfig {
-        night_to_idle_doctor: false,
-        ..RoutingConfig::default()
-    };
+    let night = RoutingConfig { night_to_idle_doctor: false, ..RoutingConfig::default() };
     let mut e = Engine::new(roster(), night);
-    e.handle(
-        t,
-        Event::Login {
-            agent: AgentId(10),
-            seat: SeatId(1),
-        },
-    )
-    .unwrap();
+    e.handle(t, Event::Login { agent: AgentId(10), seat: SeatId(1) }).unwrap();
     e.handle(t, Event::Ready { agent: AgentId(10) }).unwrap();
     let out = e.handle(t + S, contact("question", "hi", false)).unwrap();
-    assert!(
-        out.contains(&Action::ScheduleCallback {
-            contact: c("question"),
-            at: 6 * H
-        }),
-        "{out:?}"
-    );
+    assert!(out.contains(&Action::ScheduleCallback { contact: c("question"), at: 6 * H }), "{out:?}");
     assert_eq!(
-        offers(
-            &e.handle(t + 2 * S, contact("chest pain", "hi", true))
-                .unwrap()
-        ),
+        offers(&e.handle(t + 2 * S, contact("chest pain", "hi", true)).unwrap()),
         vec![("chest pain".into(), 10)]
     );
     // By default an idle doctor takes the non-emergency rather than a callback.
     let mut e = Engine::new(roster(), RoutingConfig::default());
-    e.handle(
-        t,
-        Event::Login {
-            agent: AgentId(10),
-            seat: SeatId(1),
-        },
-    )
-    .unwrap();
+    e.handle(t, Event::Login { agent: AgentId(10), seat: SeatId(1) }).unwrap();
     e.handle(t, Event::Ready { agent: AgentId(10) }).unwrap();
-    assert_eq!(
-        offers(&e.handle(t + S, contact("q", "hi", false)).unwrap()),
-        vec![("q".into(), 10)]
-    );
+    assert_eq!(offers(&e.handle(t + S, contact("q", "hi", false)).unwrap()), vec![("q".into(), 10)]);
 }
 
 #[test]
@@ -490,70 +257,29 @@ fn a_callback_keeps_its_place_and_is_retried_then_given_up() {
     let mut e = Engine::new(roster(), cfg.clone());
     e.handle(t, contact("a", "hi", false)).unwrap();
     e.handle(t + S, contact("b", "hi", false)).unwrap();
-    e.handle(t + 2 * S, Event::RequestCallback { contact: c("a") })
-        .unwrap();
-    e.handle(
-        t + 3 * S,
-        Event::Login {
-            agent: AgentId(1),
-            seat: SeatId(1),
-        },
-    )
-    .unwrap();
-    let out = e
-        .handle(t + 4 * S, Event::Ready { agent: AgentId(1) })
-        .unwrap();
-    assert!(
-        out.iter().any(
-            |a| matches!(a, Action::Offer { contact, callback: true, .. } if contact.0 == "a")
-        )
-    );
+    e.handle(t + 2 * S, Event::RequestCallback { contact: c("a") }).unwrap();
+    e.handle(t + 3 * S, Event::Login { agent: AgentId(1), seat: SeatId(1) }).unwrap();
+    let out = e.handle(t + 4 * S, Event::Ready { agent: AgentId(1) }).unwrap();
+    assert!(out.iter().any(|a| matches!(a, Action::Offer { contact, callback: true, .. } if contact.0 == "a")));
     let mut now = t + 5 * S;
     for attempt in 1..=cfg.callback_tries {
-        e.handle(
-            now,
-            Event::Accept {
-                agent: AgentId(1),
-                contact: c("a"),
-            },
-        )
-        .unwrap();
-        let out = e
-            .handle(
-                now + 30 * S,
-                Event::CallbackFailed {
-                    agent: AgentId(1),
-                    contact: c("a"),
-                },
-            )
-            .unwrap();
+        e.handle(now, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
+        let out = e.handle(now + 30 * S, Event::CallbackFailed { agent: AgentId(1), contact: c("a") }).unwrap();
         if attempt == cfg.callback_tries {
             assert!(out.contains(&Action::CallbackGivenUp { contact: c("a") }));
             break;
         }
-        e.handle(now + 40 * S, Event::WrapUpDone { agent: AgentId(1) })
-            .unwrap();
+        e.handle(now + 40 * S, Event::WrapUpDone { agent: AgentId(1) }).unwrap();
         if attempt == 1 {
             // b is served while a's retry is not yet due.
-            e.handle(
-                now + 41 * S,
-                Event::Accept {
-                    agent: AgentId(1),
-                    contact: c("b"),
-                },
-            )
-            .unwrap();
-            e.handle(now + 90 * S, Event::End { contact: c("b") })
-                .unwrap();
-            e.handle(now + 91 * S, Event::WrapUpDone { agent: AgentId(1) })
-                .unwrap();
+            e.handle(now + 41 * S, Event::Accept { agent: AgentId(1), contact: c("b") }).unwrap();
+            e.handle(now + 90 * S, Event::End { contact: c("b") }).unwrap();
+            e.handle(now + 91 * S, Event::WrapUpDone { agent: AgentId(1) }).unwrap();
         }
         now += 30 * S + cfg.callback_retry;
         let out = e.handle(now, Event::Tick).unwrap();
         assert!(
-            out.iter().any(
-                |a| matches!(a, Action::Offer { contact, callback: true, .. } if contact.0 == "a")
-            ),
+            out.iter().any(|a| matches!(a, Action::Offer { contact, callback: true, .. } if contact.0 == "a")),
             "{out:?}"
         );
         now += S;
@@ -565,22 +291,13 @@ fn waiting_contacts_hear_position_and_wait_and_long_waits_alert() {
     let t = 7 * H;
     let mut e = ready(t, &[1]);
     e.handle(t + S, contact("a", "hi", false)).unwrap();
-    e.handle(
-        t + 2 * S,
-        Event::Accept {
-            agent: AgentId(1),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
     let out = e.handle(t + 3 * S, contact("b", "hi", false)).unwrap();
     let pos = |out: &[Action], id: &str| {
         out.iter().find_map(|a| match a {
-            Action::Position {
-                contact,
-                position,
-                estimated_wait,
-            } if contact.0 == id => Some((*position, *estimated_wait)),
+            Action::Position { contact, position, estimated_wait } if contact.0 == id => {
+                Some((*position, *estimated_wait))
+            }
             _ => None,
         })
     };
@@ -589,19 +306,9 @@ fn waiting_contacts_hear_position_and_wait_and_long_waits_alert() {
     let (p, wait_c) = pos(&out, "c").unwrap();
     assert_eq!(p, 2);
     assert!(wait_c > 0);
-    assert_eq!(
-        pos(&out, "b"),
-        None,
-        "b's position did not change: not repeated"
-    );
+    assert_eq!(pos(&out, "b"), None, "b's position did not change: not repeated");
     let out = e.handle(t + 3 * S + 120 * S, Event::Tick).unwrap();
-    assert!(
-        out.contains(&Action::Alert {
-            contact: c("b"),
-            waited: 120 * S
-        }),
-        "{out:?}"
-    );
+    assert!(out.contains(&Action::Alert { contact: c("b"), waited: 120 * S }), "{out:?}");
     // An emergency jumps ahead: c moves to 3rd? No: b and c move back one.
     let out = e.handle(t + 130 * S, contact("e", "hi", true)).unwrap();
     assert_eq!(pos(&out, "e").map(|p| p.0), Some(1));
@@ -612,43 +319,15 @@ fn waiting_contacts_hear_position_and_wait_and_long_waits_alert() {
 fn unknown_agents_and_contacts_and_out_of_order_events_are_refused() {
     let t = 7 * H;
     let mut e = ready(t, &[1]);
-    assert_eq!(
-        e.handle(t, Event::Ready { agent: AgentId(99) }),
-        Err(RoutingError::UnknownAgent(AgentId(99)))
-    );
-    assert_eq!(
-        e.handle(t, Event::Ready { agent: AgentId(2) }),
-        Err(RoutingError::NotLoggedIn(AgentId(2)))
-    );
-    assert_eq!(
-        e.handle(t, Event::End { contact: c("nope") }),
-        Err(RoutingError::UnknownContact(c("nope")))
-    );
+    assert_eq!(e.handle(t, Event::Ready { agent: AgentId(99) }), Err(RoutingError::UnknownAgent(AgentId(99))));
+    assert_eq!(e.handle(t, Event::Ready { agent: AgentId(2) }), Err(RoutingError::NotLoggedIn(AgentId(2))));
+    assert_eq!(e.handle(t, Event::End { contact: c("nope") }), Err(RoutingError::UnknownContact(c("nope"))));
     e.handle(t + S, contact("a", "hi", false)).unwrap();
-    assert_eq!(
-        e.handle(t + S, contact("a", "hi", false)),
-        Err(RoutingError::DuplicateContact(c("a")))
-    );
-    assert_eq!(
-        e.handle(t + S, Event::End { contact: c("a") }),
-        Err(RoutingError::NotConnected(c("a")))
-    );
-    e.handle(
-        t + 2 * S,
-        Event::Accept {
-            agent: AgentId(1),
-            contact: c("a"),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        e.handle(t + 3 * S, Event::Abandon { contact: c("a") }),
-        Err(RoutingError::Connected(c("a")))
-    );
-    assert_eq!(
-        e.handle(t + 3 * S, Event::Logout { agent: AgentId(1) }),
-        Err(RoutingError::AgentBusy(AgentId(1)))
-    );
+    assert_eq!(e.handle(t + S, contact("a", "hi", false)), Err(RoutingError::DuplicateContact(c("a"))));
+    assert_eq!(e.handle(t + S, Event::End { contact: c("a") }), Err(RoutingError::NotConnected(c("a"))));
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
+    assert_eq!(e.handle(t + 3 * S, Event::Abandon { contact: c("a") }), Err(RoutingError::Connected(c("a"))));
+    assert_eq!(e.handle(t + 3 * S, Event::Logout { agent: AgentId(1) }), Err(RoutingError::AgentBusy(AgentId(1))));
 }
 
 #[test]
@@ -656,17 +335,9 @@ fn an_abandoned_caller_leaves_the_queue_and_frees_a_ringing_agent() {
     let t = 7 * H;
     let mut e = ready(t, &[1]);
     e.handle(t + S, contact("a", "hi", false)).unwrap();
-    let out = e
-        .handle(t + 5 * S, Event::Abandon { contact: c("a") })
-        .unwrap();
-    assert!(out.contains(&Action::Withdraw {
-        contact: c("a"),
-        agent: AgentId(1)
-    }));
-    assert!(matches!(
-        e.agent_state(AgentId(1)),
-        Some(AgentState::Idle { .. })
-    ));
+    let out = e.handle(t + 5 * S, Event::Abandon { contact: c("a") }).unwrap();
+    assert!(out.contains(&Action::Withdraw { contact: c("a"), agent: AgentId(1) }));
+    assert!(matches!(e.agent_state(AgentId(1)), Some(AgentState::Idle { .. })));
     assert_eq!(e.waiting(), 0);
 }
 
@@ -678,17 +349,8 @@ fn a_whole_shift_replays_to_the_same_actions() {
     for (i, a) in [1i64, 2, 3].iter().enumerate() {
         let at = if *a == 3 { 10 * H } else { t0 };
         let seat = if *a == 3 { 41 } else { 1 + i as i64 };
-        log.push(LoggedEvent {
-            at,
-            event: Event::Login {
-                agent: AgentId(*a),
-                seat: SeatId(seat),
-            },
-        });
-        log.push(LoggedEvent {
-            at,
-            event: Event::Ready { agent: AgentId(*a) },
-        });
+        log.push(LoggedEvent { at, event: Event::Login { agent: AgentId(*a), seat: SeatId(seat) } });
+        log.push(LoggedEvent { at, event: Event::Ready { agent: AgentId(*a) } });
     }
     let mut x: u64 = 42;
     let mut rnd = || {
@@ -700,10 +362,7 @@ fn a_whole_shift_replays_to_the_same_actions() {
     for i in 0..200 {
         let at = t0 + (i as Millis) * 120 * S;
         let lang = ["hi", "en", "pa"][(rnd() % 3) as usize];
-        log.push(LoggedEvent {
-            at,
-            event: contact(&format!("c{i}"), lang, rnd() % 20 == 0),
-        });
+        log.push(LoggedEvent { at, event: contact(&format!("c{i}"), lang, rnd() % 20 == 0) });
     }
     log.sort_by_key(|e| e.at);
     let run = |log: &[LoggedEvent]| {
@@ -725,27 +384,16 @@ fn a_whole_shift_replays_to_the_same_actions() {
                 (None, Some(t)) => (t, Event::Tick),
                 (None, None) => break,
             };
-            done.push(LoggedEvent {
-                at,
-                event: event.clone(),
-            });
+            done.push(LoggedEvent { at, event: event.clone() });
             let out = e.handle(at, event).unwrap_or_default();
             // Agents accept every offer at once and talk for 4 minutes.
             for a in &out {
                 if let Action::Offer { contact, agent, .. } = a {
                     pending.push(LoggedEvent {
                         at: at + S,
-                        event: Event::Accept {
-                            agent: *agent,
-                            contact: contact.clone(),
-                        },
+                        event: Event::Accept { agent: *agent, contact: contact.clone() },
                     });
-                    pending.push(LoggedEvent {
-                        at: at + 241 * S,
-                        event: Event::End {
-                            contact: contact.clone(),
-                        },
-                    });
+                    pending.push(LoggedEvent { at: at + 241 * S, event: Event::End { contact: contact.clone() } });
                 }
             }
             actions.extend(out);
@@ -756,16 +404,12 @@ fn a_whole_shift_replays_to_the_same_actions() {
     let (first, full_log, engine) = run(&log);
     let (second, _, _) = run(&log);
     assert_eq!(first, second, "the same inputs give the same actions");
-    let offered: std::collections::HashSet<String> =
-        offers(&first).into_iter().map(|(c, _)| c).collect();
+    let offered: std::collections::HashSet<String> = offers(&first).into_iter().map(|(c, _)| c).collect();
     assert_eq!(offered.len(), 200, "every contact was offered");
     assert_eq!(engine.waiting(), 0);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // Replaying the logged events rebuilds the same state.
     let replayed = Engine::replay(roster(), RoutingConfig::default(), &full_log);
-    assert_eq!(
-        format!("{:?}", replayed.agent_state(AgentId(1))),
-        format!("{:?}", engine.agent_state(AgentId(1)))
-    );
+    assert_eq!(format!("{:?}", replayed.agent_state(AgentId(1))), format!("{:?}", engine.agent_state(AgentId(1))));
     assert_eq!(replayed.waiting(), engine.waiting());
 }

@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 pub fn careline_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash> → target/<profile>/careline
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let bin = profile_dir.join(format!("careline{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
@@ -34,10 +31,7 @@ pub fn careline_bin() -> PathBuf {
 
 /// The repository root (for `tests/node`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
 /// A running `careline serve`.
@@ -93,12 +87,7 @@ impl Careline {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("careline listening on ") {
-                        return Careline {
-                            child,
-                            base: addr.trim().to_owned(),
-                            passwords,
-                            lines: rx,
-                        };
+                        return Careline { child, base: addr.trim().to_owned(), passwords, lines: rx };
                     }
                     let words: Vec<&str> = line.split_whitespace().collect();
                     if let [role, user, pass] = words[..]
@@ -110,10 +99,7 @@ impl Careline {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!(
-                        "careline did not start within 60 s; it printed:\n{}",
-                        seen.join("\n")
-                    );
+                    panic!("careline did not start within 60 s; it printed:\n{}", seen.join("\n"));
                 }
             }
         }

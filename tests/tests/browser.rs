@@ -9,8 +9,7 @@ use tests::{Careline, client, repo_root};
 fn node(script: &str, server: &Careline, user: &str) -> Output {
     let root = repo_root();
     assert!(
-        root.join("tests/node/node_modules/playwright-core")
-            .exists(),
+        root.join("tests/node/node_modules/playwright-core").exists(),
         "playwright-core is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
     );
     Command::new("node")
@@ -29,8 +28,7 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
     let server = Careline::start(dir.path(), &["--demo"], &[]);
     let root = repo_root();
     assert!(
-        root.join("tests/node/node_modules/playwright-core")
-            .exists(),
+        root.join("tests/node/node_modules/playwright-core").exists(),
         "playwright-core is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
     );
     let out = Command::new("node")
@@ -43,10 +41,7 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
         .expect("run node (install Node.js)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "login.mjs failed:\n{stdout}\n{stderr}"
-    );
+    assert!(out.status.success(), "login.mjs failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("landed /operator"), "{stdout}");
     drop(server);
 }
@@ -57,31 +52,15 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
     let server = Careline::start(dir.path(), &["--demo"], &[]);
     let out = node("operator-desk.mjs", &server, "asha");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "operator-desk.mjs failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "operator-desk.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("appointment booked"), "{stdout}");
 
     // What the browser did is in the records, and each patient read is audited.
     let http = client();
-    let login =
-        json!({"username": "meera", "password": server.passwords["meera"], "kind": "bearer"});
-    let body: Value = http
-        .post(server.url("/api/auth/login"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = json!({"username": "meera", "password": server.passwords["meera"], "kind": "bearer"});
+    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
     let token = body["token"].as_str().unwrap();
-    let ticket = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ticket "))
-        .unwrap();
+    let ticket = stdout.lines().find_map(|l| l.strip_prefix("ticket ")).unwrap();
     let complaint: Value = http
         .get(server.url(&format!("/api/complaints/{ticket}")))
         .bearer_auth(token)
@@ -101,12 +80,7 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
         .json()
         .await
         .unwrap();
-    let ramesh = found
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "Ramesh Kumar")
-        .unwrap();
+    let ramesh = found.as_array().unwrap().iter().find(|p| p["name"] == "Ramesh Kumar").unwrap();
     let id = ramesh["patient_id"].as_i64().unwrap();
     let audit: Value = http
         .get(server.url(&format!("/api/patients/{id}/audit")))
@@ -117,19 +91,9 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
         .json()
         .await
         .unwrap();
-    let actions: Vec<&str> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    for action in [
-        "patient.lookup",
-        "patient.schemes",
-        "patient.appointments",
-        "appointment.book",
-        "complaint.create",
-    ] {
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in ["patient.lookup", "patient.schemes", "patient.appointments", "appointment.book", "complaint.create"]
+    {
         assert!(actions.contains(&action), "no {action} in {actions:?}");
     }
 }
@@ -143,19 +107,11 @@ async fn supervisor_wallboard_is_live_and_exports_the_day() {
     let url = format!("sqlite://{}", dir.path().join("careline.db").display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let now = chrono::Utc::now();
-    for (id, status, answered) in [
-        (
-            "c-answered",
-            "ended",
-            Some(now - chrono::Duration::seconds(48)),
-        ),
-        ("c-waiting", "waiting", None),
-    ] {
-        let arrived = if answered.is_some() {
-            now - chrono::Duration::seconds(60)
-        } else {
-            now - chrono::Duration::seconds(45)
-        };
+    for (id, status, answered) in
+        [("c-answered", "ended", Some(now - chrono::Duration::seconds(48))), ("c-waiting", "waiting", None)]
+    {
+        let arrived =
+            if answered.is_some() { now - chrono::Duration::seconds(60) } else { now - chrono::Duration::seconds(45) };
         sqlx::query(
             "insert into contact (contact_id, channel, language, status, patient_token_hash, created_at, answered_at) \
              values ($1, 'phone', 'hi', $2, $1, $3, $4)",
@@ -170,20 +126,10 @@ async fn supervisor_wallboard_is_live_and_exports_the_day() {
     }
     let out = node("wallboard.mjs", &server, "meera");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "wallboard.mjs failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "wallboard.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("waiting 1 "), "{stdout}");
     assert!(stdout.contains("offered 2"), "{stdout}");
     assert!(stdout.contains("bars 96"), "{stdout}");
-    assert!(
-        stdout.contains("operator-morning 06:00–14:00: 2"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("pushed again") && stdout.contains("csv lines 3"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("operator-morning 06:00–14:00: 2"), "{stdout}");
+    assert!(stdout.contains("pushed again") && stdout.contains("csv lines 3"), "{stdout}");
 }

@@ -6,10 +6,7 @@ use serde_json::Value;
 use tests::{careline_bin, repo_root};
 
 fn careline(args: &[&str]) -> std::process::Output {
-    Command::new(careline_bin())
-        .args(args)
-        .output()
-        .expect("run careline")
+    Command::new(careline_bin()).args(args).output().expect("run careline")
 }
 
 #[test]
@@ -32,19 +29,12 @@ fn staffing_meets_the_published_erlang_c_check() {
         "0.85",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["agents"], 14);
     assert_eq!(plan["staff_with_shrinkage"], 20);
     let close = |k: &str, v: f64| (plan[k].as_f64().unwrap() - v).abs() < 0.0005;
-    assert!(
-        close("service_level", 0.888) && close("p_wait", 0.174) && close("occupancy", 0.714),
-        "{plan}"
-    );
+    assert!(close("service_level", 0.888) && close("p_wait", 0.174) && close("occupancy", 0.714), "{plan}");
     assert!(plan["asa_seconds"].as_f64().unwrap() > 0.0);
 }
 
@@ -67,38 +57,18 @@ fn staffing_plans_a_day_and_flags_intervals_beyond_the_seats() {
         "20",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let day: Value = serde_json::from_slice(&out.stdout).unwrap();
     let intervals = day["intervals"].as_array().unwrap();
     assert_eq!(intervals.len(), 48);
-    let over: Vec<&str> = intervals
-        .iter()
-        .filter(|i| i["over_seats"] == true)
-        .map(|i| i["start"].as_str().unwrap())
-        .collect();
-    assert!(
-        over.contains(&"10:00") && !over.contains(&"03:00"),
-        "{over:?}"
-    );
+    let over: Vec<&str> =
+        intervals.iter().filter(|i| i["over_seats"] == true).map(|i| i["start"].as_str().unwrap()).collect();
+    assert!(over.contains(&"10:00") && !over.contains(&"03:00"), "{over:?}");
 }
 
 #[test]
 fn staffing_refuses_bad_input_with_the_reason() {
-    let out = careline(&[
-        "staffing",
-        "--calls-per-interval",
-        "100",
-        "--aht-seconds",
-        "180",
-        "--service-level",
-        "80",
-    ]);
+    let out = careline(&["staffing", "--calls-per-interval", "100", "--aht-seconds", "180", "--service-level", "80"]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("service_level: must be between 0 and 1")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("service_level: must be between 0 and 1"));
 }

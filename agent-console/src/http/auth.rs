@@ -29,10 +29,7 @@ use crate::store::{Role, Staff, Store, TokenKind};
 pub const SESSION_COOKIE: &str = "careline_session";
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(login))
-        .routes(routes!(logout))
-        .routes(routes!(me))
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout)).routes(routes!(me))
 }
 
 /// The signed-in staff member behind a request, whatever their role.
@@ -44,16 +41,12 @@ pub struct AuthUser {
 }
 
 fn presented_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    if let Some(bearer) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     {
         return Some(bearer.trim().to_owned());
     }
-    CookieJar::from_headers(headers)
-        .get(SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
+    CookieJar::from_headers(headers).get(SESSION_COOKIE).map(|c| c.value().to_owned())
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -69,14 +62,9 @@ where
         }
         let token = presented_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let hash = token_hash(&token);
-        let session = Store::from_ref(state)
-            .auth_session(&hash, chrono::Utc::now())
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let user = AuthUser {
-            staff: session.staff,
-            token_hash: hash,
-        };
+        let session =
+            Store::from_ref(state).auth_session(&hash, chrono::Utc::now()).await?.ok_or(ApiError::Unauthorized)?;
+        let user = AuthUser { staff: session.staff, token_hash: hash };
         parts.extensions.insert(user.clone());
         Ok(user)
     }
@@ -173,15 +161,10 @@ async fn login(
     if username.is_empty() {
         return Err(ApiError::invalid("username", "must not be empty"));
     }
-    let client = peer
-        .map(|addr| format!("ip:{}", addr.ip()))
-        .unwrap_or_else(|| "ip:unknown".into());
+    let client = peer.map(|addr| format!("ip:{}", addr.ip())).unwrap_or_else(|| "ip:unknown".into());
     let user_key = format!("user:{username}");
     let now = Instant::now();
-    let wait = [
-        state.throttle.check(&[&user_key], now),
-        state.addr_throttle.check(&[&client], now),
-    ];
+    let wait = [state.throttle.check(&[&user_key], now), state.addr_throttle.check(&[&client], now)];
     if let Some(secs) = wait.iter().filter_map(|w| w.err()).max() {
         return Err(ApiError::TooManyRequests(secs));
     }
@@ -197,9 +180,7 @@ async fn login(
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(staff) = staff.filter(|_| ok) else {
         state.throttle.record_failure(&[&user_key], Instant::now());
-        state
-            .addr_throttle
-            .record_failure(&[&client], Instant::now());
+        state.addr_throttle.record_failure(&[&client], Instant::now());
         tracing::warn!(%username, %client, "failed login");
         return Err(ApiError::Unauthorized);
     };
@@ -211,10 +192,7 @@ async fn login(
         LoginKind::Cookie => TokenKind::Cookie,
         LoginKind::Bearer => TokenKind::Bearer,
     };
-    state
-        .store
-        .create_auth_session(&token_hash(&token), staff.staff_id, kind, expires_at)
-        .await?;
+    state.store.create_auth_session(&token_hash(&token), staff.staff_id, kind, expires_at).await?;
     tracing::info!(username = %staff.username, role = %staff.role, "login");
 
     let home = home_of(staff.role).to_owned();
@@ -230,15 +208,7 @@ async fn login(
         }
         TokenKind::Bearer => (jar, Some(token)),
     };
-    Ok((
-        jar,
-        axum::Json(LoginResponse {
-            staff,
-            home,
-            token,
-            expires_at,
-        }),
-    ))
+    Ok((jar, axum::Json(LoginResponse { staff, home, token, expires_at })))
 }
 
 /// The peer address of the connection, when the server recorded it
@@ -248,16 +218,8 @@ pub struct ClientAddr(pub Option<SocketAddr>);
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> std::result::Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| *addr),
-        ))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
     }
 }
 
@@ -273,11 +235,7 @@ pub fn home_of(role: Role) -> &'static str {
 
 /// Ends the session or revokes the token that made this request.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204), (status = 401)))]
-async fn logout(
-    State(store): State<Store>,
-    user: AuthUser,
-    jar: CookieJar,
-) -> Result<impl IntoResponse> {
+async fn logout(State(store): State<Store>, user: AuthUser, jar: CookieJar) -> Result<impl IntoResponse> {
     store.revoke_auth_session(&user.token_hash).await?;
     tracing::info!(username = %user.staff.username, "logout");
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));

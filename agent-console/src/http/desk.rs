@@ -13,9 +13,8 @@ use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
 use super::{AppState, StaffOnDuty};
 use crate::store::{
-    Appointment, BedType, Complaint, ComplaintCategory, ComplaintStatus, ComplaintTask, Facility,
-    FacilityKind, FacilityQuery, Faq, NewAudit, NewComplaint, PatientId, Scheme, Slot, Stock,
-    Store, StoreError,
+    Appointment, BedType, Complaint, ComplaintCategory, ComplaintStatus, ComplaintTask, Facility, FacilityKind,
+    FacilityQuery, Faq, NewAudit, NewComplaint, PatientId, Scheme, Slot, Stock, Store, StoreError,
 };
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -86,13 +85,8 @@ async fn search_facilities(
     _staff: StaffOnDuty,
     ApiQuery(q): ApiQuery<FacilitySearch>,
 ) -> Result<axum::Json<Vec<Facility>>> {
-    let query = FacilityQuery {
-        text: q.q,
-        kind: q.kind,
-        district: q.district,
-        vacant_bed: q.vacant_bed,
-        medicine: q.medicine,
-    };
+    let query =
+        FacilityQuery { text: q.q, kind: q.kind, district: q.district, vacant_bed: q.vacant_bed, medicine: q.medicine };
     Ok(axum::Json(store.search_facilities(&query).await?))
 }
 
@@ -111,10 +105,7 @@ async fn facility(
     _staff: StaffOnDuty,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<FacilityDetail>> {
-    let facility = store
-        .facility(id)
-        .await
-        .map_err(not_found(format!("facility {id}")))?;
+    let facility = store.facility(id).await.map_err(not_found(format!("facility {id}")))?;
     let stock = store.stock(Some(id), None).await?;
     Ok(axum::Json(FacilityDetail { facility, stock }))
 }
@@ -136,10 +127,7 @@ async fn stock(
     ApiQuery(q): ApiQuery<StockSearch>,
 ) -> Result<axum::Json<Vec<Stock>>> {
     if q.medicine.trim().len() < 2 {
-        return Err(ApiError::invalid(
-            "medicine",
-            "give at least two letters of the medicine's name",
-        ));
+        return Err(ApiError::invalid("medicine", "give at least two letters of the medicine's name"));
     }
     Ok(axum::Json(store.stock(None, Some(&q.medicine)).await?))
 }
@@ -160,9 +148,7 @@ async fn faq(
     _staff: StaffOnDuty,
     ApiQuery(q): ApiQuery<FaqSearch>,
 ) -> Result<axum::Json<Vec<Faq>>> {
-    Ok(axum::Json(
-        store.search_faq(q.q.as_deref().unwrap_or_default()).await?,
-    ))
+    Ok(axum::Json(store.search_faq(q.q.as_deref().unwrap_or_default()).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -181,19 +167,8 @@ async fn patient_schemes(
     Path(id): Path<i64>,
     ApiQuery(ctx): ApiQuery<ContactParam>,
 ) -> Result<axum::Json<Vec<Scheme>>> {
-    store
-        .patient(PatientId(id))
-        .await
-        .map_err(not_found(format!("patient {id}")))?;
-    audit(
-        &store,
-        &staff,
-        "patient.schemes",
-        Some(PatientId(id)),
-        ctx.contact,
-        String::new(),
-    )
-    .await?;
+    store.patient(PatientId(id)).await.map_err(not_found(format!("patient {id}")))?;
+    audit(&store, &staff, "patient.schemes", Some(PatientId(id)), ctx.contact, String::new()).await?;
     Ok(axum::Json(store.schemes_of_family(PatientId(id)).await?))
 }
 
@@ -235,32 +210,18 @@ async fn create_complaint(
             message: "say what happened in 10 to 4000 characters".into(),
         });
     }
-    if !store
-        .complaint_categories()
-        .await?
-        .iter()
-        .any(|c| c.code == input.category)
-    {
-        errors.push(FieldError {
-            field: "category".into(),
-            message: format!("unknown category `{}`", input.category),
-        });
+    if !store.complaint_categories().await?.iter().any(|c| c.code == input.category) {
+        errors.push(FieldError { field: "category".into(), message: format!("unknown category `{}`", input.category) });
     }
     if let Some(f) = input.facility_id
         && store.facility(f).await.is_err()
     {
-        errors.push(FieldError {
-            field: "facility_id".into(),
-            message: format!("no facility {f}"),
-        });
+        errors.push(FieldError { field: "facility_id".into(), message: format!("no facility {f}") });
     }
     if let Some(p) = input.patient_id
         && store.patient(PatientId(p)).await.is_err()
     {
-        errors.push(FieldError {
-            field: "patient_id".into(),
-            message: format!("no patient {p}"),
-        });
+        errors.push(FieldError { field: "patient_id".into(), message: format!("no patient {p}") });
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
@@ -278,15 +239,7 @@ async fn create_complaint(
             Utc::now(),
         )
         .await?;
-    audit(
-        &store,
-        &staff,
-        "complaint.create",
-        complaint.patient_id,
-        input.contact_id,
-        complaint.ticket.clone(),
-    )
-    .await?;
+    audit(&store, &staff, "complaint.create", complaint.patient_id, input.contact_id, complaint.ticket.clone()).await?;
     Ok((StatusCode::CREATED, axum::Json(complaint)))
 }
 
@@ -298,12 +251,7 @@ async fn complaint(
     _staff: StaffOnDuty,
     Path(ticket): Path<String>,
 ) -> Result<axum::Json<Complaint>> {
-    Ok(axum::Json(
-        store
-            .complaint_by_ticket(&ticket)
-            .await
-            .map_err(not_found(format!("complaint {ticket}")))?,
-    ))
+    Ok(axum::Json(store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -322,22 +270,9 @@ async fn set_complaint_status(
     Path(ticket): Path<String>,
     ApiJson(input): ApiJson<StatusInput>,
 ) -> Result<axum::Json<Complaint>> {
-    let c = store
-        .complaint_by_ticket(&ticket)
-        .await
-        .map_err(not_found(format!("complaint {ticket}")))?;
-    let c = store
-        .set_complaint_status(c.complaint_id, input.status, Utc::now())
-        .await?;
-    audit(
-        &store,
-        &staff,
-        "complaint.status",
-        c.patient_id,
-        None,
-        format!("{} {}", c.ticket, c.status),
-    )
-    .await?;
+    let c = store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?;
+    let c = store.set_complaint_status(c.complaint_id, input.status, Utc::now()).await?;
+    audit(&store, &staff, "complaint.status", c.patient_id, None, format!("{} {}", c.ticket, c.status)).await?;
     Ok(axum::Json(c))
 }
 
@@ -362,33 +297,16 @@ async fn add_complaint_task(
     let now = Utc::now();
     let mut errors = Vec::new();
     if input.note.trim().is_empty() {
-        errors.push(FieldError {
-            field: "note".into(),
-            message: "must not be empty".into(),
-        });
+        errors.push(FieldError { field: "note".into(), message: "must not be empty".into() });
     }
     if input.due_at <= now {
-        errors.push(FieldError {
-            field: "due_at".into(),
-            message: "must be in the future".into(),
-        });
+        errors.push(FieldError { field: "due_at".into(), message: "must be in the future".into() });
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let c = store
-        .complaint_by_ticket(&ticket)
-        .await
-        .map_err(not_found(format!("complaint {ticket}")))?;
-    let task = store
-        .add_complaint_task(
-            c.complaint_id,
-            input.note.trim(),
-            input.due_at,
-            staff.staff_id,
-            now,
-        )
-        .await?;
+    let c = store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?;
+    let task = store.add_complaint_task(c.complaint_id, input.note.trim(), input.due_at, staff.staff_id, now).await?;
     Ok((StatusCode::CREATED, axum::Json(task)))
 }
 
@@ -402,16 +320,9 @@ struct DueTask {
 /// Follow-up tasks that are due now: the reminders.
 #[utoipa::path(get, path = "/api/complaint-tasks/due", tag = "desk",
     responses((status = 200, body = [DueTask]), (status = 401), (status = 403)))]
-async fn due_tasks(
-    State(store): State<Store>,
-    _staff: StaffOnDuty,
-) -> Result<axum::Json<Vec<DueTask>>> {
+async fn due_tasks(State(store): State<Store>, _staff: StaffOnDuty) -> Result<axum::Json<Vec<DueTask>>> {
     let due = store.due_complaint_tasks(Utc::now()).await?;
-    Ok(axum::Json(
-        due.into_iter()
-            .map(|(ticket, task)| DueTask { ticket, task })
-            .collect(),
-    ))
+    Ok(axum::Json(due.into_iter().map(|(ticket, task)| DueTask { ticket, task }).collect()))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -436,16 +347,9 @@ async fn free_slots(
     if !(1..=30).contains(&days) {
         return Err(ApiError::invalid("days", "look 1 to 30 days ahead"));
     }
-    store
-        .facility(id)
-        .await
-        .map_err(not_found(format!("facility {id}")))?;
+    store.facility(id).await.map_err(not_found(format!("facility {id}")))?;
     let now = Utc::now();
-    Ok(axum::Json(
-        store
-            .free_slots(id, q.department.as_deref(), now, now + Duration::days(days))
-            .await?,
-    ))
+    Ok(axum::Json(store.free_slots(id, q.department.as_deref(), now, now + Duration::days(days)).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -465,52 +369,20 @@ async fn book_appointment(
     ApiJson(input): ApiJson<BookingInput>,
 ) -> Result<(StatusCode, axum::Json<Appointment>)> {
     let store = &state.store;
-    let patient = store
-        .patient(PatientId(input.patient_id))
-        .await
-        .map_err(not_found(format!("patient {}", input.patient_id)))?;
+    let patient =
+        store.patient(PatientId(input.patient_id)).await.map_err(not_found(format!("patient {}", input.patient_id)))?;
     let now = Utc::now();
     let appointment = store
-        .book_appointment(
-            input.slot_id,
-            patient.patient_id,
-            staff.staff_id,
-            input.contact_id.as_deref(),
-            now,
-        )
+        .book_appointment(input.slot_id, patient.patient_id, staff.staff_id, input.contact_id.as_deref(), now)
         .await
         .map_err(not_found(format!("slot {}", input.slot_id)))?;
-    let detail = format!(
-        "appointment {} slot {}",
-        appointment.appointment_id, appointment.slot.slot_id
-    );
-    audit(
-        store,
-        &staff,
-        "appointment.book",
-        Some(patient.patient_id),
-        input.contact_id,
-        detail,
-    )
-    .await?;
+    let detail = format!("appointment {} slot {}", appointment.appointment_id, appointment.slot.slot_id);
+    audit(store, &staff, "appointment.book", Some(patient.patient_id), input.contact_id, detail).await?;
     // The confirmation goes through the outbox; the booking stands even if mail is down.
     if let (Some(mailer), Some(_)) = (&state.mailer, &patient.email) {
         let facility = store.facility(appointment.slot.facility_id).await?;
-        let message = crate::mail::appointment_confirmation(
-            &mailer.from,
-            &appointment,
-            &facility,
-            &patient,
-            now,
-        )?;
-        mailer
-            .enqueue(
-                store,
-                &message,
-                "appointment.confirmation",
-                Some(patient.patient_id),
-            )
-            .await?;
+        let message = crate::mail::appointment_confirmation(&mailer.from, &appointment, &facility, &patient, now)?;
+        mailer.enqueue(store, &message, "appointment.confirmation", Some(patient.patient_id)).await?;
     }
     Ok((StatusCode::CREATED, axum::Json(appointment)))
 }
@@ -524,19 +396,8 @@ async fn patient_appointments(
     Path(id): Path<i64>,
     ApiQuery(ctx): ApiQuery<ContactParam>,
 ) -> Result<axum::Json<Vec<Appointment>>> {
-    store
-        .patient(PatientId(id))
-        .await
-        .map_err(not_found(format!("patient {id}")))?;
-    audit(
-        &store,
-        &staff,
-        "patient.appointments",
-        Some(PatientId(id)),
-        ctx.contact,
-        String::new(),
-    )
-    .await?;
+    store.patient(PatientId(id)).await.map_err(not_found(format!("patient {id}")))?;
+    audit(&store, &staff, "patient.appointments", Some(PatientId(id)), ctx.contact, String::new()).await?;
     Ok(axum::Json(store.appointments_of(PatientId(id)).await?))
 }
 
@@ -548,19 +409,9 @@ async fn cancel_appointment(
     StaffOnDuty(staff): StaffOnDuty,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Appointment>> {
-    store
-        .appointment(id)
-        .await
-        .map_err(not_found(format!("appointment {id}")))?;
+    store.appointment(id).await.map_err(not_found(format!("appointment {id}")))?;
     let appointment = store.cancel_appointment(id, Utc::now()).await?;
-    audit(
-        &store,
-        &staff,
-        "appointment.cancel",
-        Some(appointment.patient_id),
-        None,
-        format!("appointment {id}"),
-    )
-    .await?;
+    audit(&store, &staff, "appointment.cancel", Some(appointment.patient_id), None, format!("appointment {id}"))
+        .await?;
     Ok(axum::Json(appointment))
 }

@@ -50,10 +50,7 @@ pub enum ApiError {
 impl ApiError {
     /// A 422 for one field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Invalid(vec![FieldError {
-            field: field.into(),
-            message: message.into(),
-        }])
+        ApiError::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
     fn status(&self) -> StatusCode {
@@ -76,9 +73,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("record".into()),
             StoreError::Conflict(what) => ApiError::Conflict(format!("already exists: {what}")),
             StoreError::Refused(why) => ApiError::Conflict(why),
-            StoreError::InvalidReference(what) => {
-                ApiError::invalid(what, "refers to a record that does not exist")
-            }
+            StoreError::InvalidReference(what) => ApiError::invalid(what, "refers to a record that does not exist"),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -104,11 +99,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?err, "request failed");
                 "an internal error occurred; it has been logged".to_owned()
             }
-            ApiError::Invalid(errors) => errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
+            ApiError::Invalid(errors) => {
+                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+            }
             other => other.to_string(),
         };
         let errors = match self {
@@ -123,20 +116,14 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut response = (status, Json(problem)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let ApiError::TooManyRequests(secs) = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"careline\""),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"careline\""));
         }
         response
     }

@@ -11,10 +11,7 @@ use utoipa_axum::routes;
 use super::AppState;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
 /// The process is alive.
@@ -53,28 +50,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }),
     };
     let ready = database == "ok" && redis.as_deref().is_none_or(|r| r == "ok");
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        axum::Json(Readiness {
-            ready,
-            database,
-            redis,
-        }),
-    )
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(Readiness { ready, database, redis }))
 }
 
 async fn ping_redis(url: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
-    let mut conn = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        client.get_multiplexed_async_connection(),
-    )
-    .await??;
+    let mut conn =
+        tokio::time::timeout(std::time::Duration::from_secs(2), client.get_multiplexed_async_connection()).await??;
     let _: String = redis::cmd("PING").query_async(&mut conn).await?;
     Ok(())
 }
@@ -82,11 +65,5 @@ async fn ping_redis(url: &str) -> anyhow::Result<()> {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }

@@ -22,9 +22,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if !is_json {
-            return Err(ApiError::BadRequest(
-                "expected a JSON body with `Content-Type: application/json`".into(),
-            ));
+            return Err(ApiError::BadRequest("expected a JSON body with `Content-Type: application/json`".into()));
         }
         let bytes = Bytes::from_request(req, state)
             .await
@@ -45,11 +43,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let field = if path == "." { "body".to_owned() } else { path };
             // serde's messages carry " at line L column C": noise for a field error.
             let message = inner.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
             ApiError::invalid(field, message)
         }
     })
@@ -62,10 +56,7 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str(query)
             .map(ApiQuery)

@@ -4,12 +4,13 @@
 //! OpenAPI document that utoipa builds from the handlers' annotations.
 
 mod auth;
+mod contacts;
 mod desk;
 pub mod error;
 mod health;
 pub mod json;
 mod pages;
-mod patients;
+pub(crate) mod patients;
 mod reports;
 mod roster;
 mod staff;
@@ -26,9 +27,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use auth::{
-    Admin, AuthUser, Doctor, Management, Operator, SESSION_COOKIE, StaffOnDuty, Supervisor, home_of,
-};
+pub use auth::{Admin, AuthUser, Doctor, Management, Operator, SESSION_COOKIE, StaffOnDuty, Supervisor, home_of};
 
 use crate::auth::LoginThrottle;
 use crate::metrics::Metrics;
@@ -51,6 +50,8 @@ pub struct AppState {
     /// Mail to patients, when SMTP is configured.
     #[from_ref(skip)]
     pub mailer: Option<crate::mail::Mailer>,
+    /// The contact centre: routing, and updates to consoles and patients.
+    pub center: crate::center::Center,
 }
 
 /// Settings the handlers read.
@@ -63,8 +64,24 @@ pub struct Settings {
 }
 
 impl AppState {
-    pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> Self {
-        AppState {
+    /// The state of a node: starts its contact centre (restoring routing
+    /// state from the store's log) with its tasks on `tasks`.
+    pub async fn new(
+        store: Store,
+        settings: Settings,
+        shutdown: CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> anyhow::Result<Self> {
+        let node = format!("node-{}", std::process::id());
+        let center = crate::center::Center::start(
+            store.clone(),
+            node,
+            routing::RoutingConfig::default(),
+            shutdown.clone(),
+            tasks,
+        )
+        .await?;
+        Ok(AppState {
             store,
             metrics: Metrics::new(),
             settings: Arc::new(settings),
@@ -74,7 +91,8 @@ impl AppState {
             addr_throttle: Arc::new(LoginThrottle::new(20, Duration::from_secs(15 * 60))),
             shutdown,
             mailer: None,
-        }
+            center,
+        })
     }
 }
 
@@ -86,6 +104,7 @@ impl AppState {
         (name = "staff", description = "Staff accounts"),
         (name = "patients", description = "Patients as the helpline knows them; every read is audited"),
         (name = "roster", description = "Seats, shifts and the roster"),
+        (name = "contacts", description = "Calls and chats: patients start and follow them; agents take, escalate, end and wrap up"),
         (name = "reports", description = "The day's figures and the contacts export"),
         (name = "desk", description = "Information desk: facilities, beds, stock, answers, schemes, complaints, appointments"),
         (name = "health", description = "Liveness, readiness and metrics"),
@@ -101,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(patients::router())
         .merge(roster::router())
         .merge(desk::router())
+        .merge(contacts::router())
         .merge(reports::router())
         .merge(wallboard::router())
         .merge(health::router())
@@ -129,11 +149,6 @@ async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> 
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
-    metrics.observe_http(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    metrics.observe_http(&route, &method, response.status().as_u16(), started.elapsed());
     response
 }

@@ -34,21 +34,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PageLang {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let asked = parts
-            .uri
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
-            .and_then(Lang::parse);
+        let asked =
+            parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang="))).and_then(Lang::parse);
         if let Some(lang) = asked {
-            let cookie = Cookie::build(("careline_lang", lang.code()))
-                .path("/")
-                .same_site(SameSite::Lax)
-                .build();
+            let cookie = Cookie::build(("careline_lang", lang.code())).path("/").same_site(SameSite::Lax).build();
             return Ok(PageLang(lang, Some(cookie)));
         }
-        let saved = CookieJar::from_headers(&parts.headers)
-            .get("careline_lang")
-            .and_then(|c| Lang::parse(c.value()));
+        let saved = CookieJar::from_headers(&parts.headers).get("careline_lang").and_then(|c| Lang::parse(c.value()));
         Ok(PageLang(saved.unwrap_or_default(), None))
     }
 }
@@ -78,10 +70,7 @@ struct LoginPage {
 }
 
 async fn login_page(lang: PageLang) -> Response {
-    let page = LoginPage {
-        lang: lang.0,
-        t: lang.0.words(),
-    };
+    let page = LoginPage { lang: lang.0, t: lang.0.words() };
     render(lang, page)
 }
 
@@ -138,53 +127,20 @@ async fn console_page(
             )
         })
         .collect();
-    let seats = if user.staff.role == Role::Supervisor {
-        store.seats().await?
-    } else {
-        Vec::new()
-    };
-    let page = ConsolePage {
-        lang: lang.0,
-        t,
-        staff: user.staff,
-        title,
-        shifts_today,
-        seats,
-    };
+    let seats = if user.staff.role == Role::Supervisor { store.seats().await? } else { Vec::new() };
+    let page = ConsolePage { lang: lang.0, t, staff: user.staff, title, shifts_today, seats };
     Ok(render(lang, page))
 }
 
 /// The consoles' static files, compiled into the binary.
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     let (body, mime): (&'static str, &str) = match file.as_str() {
-        "careline.css" => (
-            include_str!("../../static/careline.css"),
-            "text/css; charset=utf-8",
-        ),
-        "login.js" => (
-            include_str!("../../static/login.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "wallboard.js" => (
-            include_str!("../../static/wallboard.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "operator.js" => (
-            include_str!("../../static/operator.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "console.js" => (
-            include_str!("../../static/console.js"),
-            "text/javascript; charset=utf-8",
-        ),
+        "careline.css" => (include_str!("../../static/careline.css"), "text/css; charset=utf-8"),
+        "login.js" => (include_str!("../../static/login.js"), "text/javascript; charset=utf-8"),
+        "wallboard.js" => (include_str!("../../static/wallboard.js"), "text/javascript; charset=utf-8"),
+        "operator.js" => (include_str!("../../static/operator.js"), "text/javascript; charset=utf-8"),
+        "console.js" => (include_str!("../../static/console.js"), "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    (
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }

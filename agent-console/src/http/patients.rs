@@ -13,9 +13,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
 use super::{AppState, Management, StaffOnDuty};
-use crate::store::{
-    AbhaNumber, AuditEntry, NewAudit, NewPatient, Patient, PatientId, PatientKey, Sex, Staff, Store,
-};
+use crate::store::{AbhaNumber, AuditEntry, NewAudit, NewPatient, Patient, PatientId, PatientKey, Sex, Staff, Store};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -57,15 +55,11 @@ pub fn normalise_phone(input: &str) -> Result<String, String> {
         12 if digits.starts_with("91") => &digits[2..],
         11 if digits.starts_with('0') => &digits[1..],
         _ => {
-            return Err(format!(
-                "`{input}` is not a phone number: give 10 digits, optionally with +91"
-            ));
+            return Err(format!("`{input}` is not a phone number: give 10 digits, optionally with +91"));
         }
     };
     if !national.starts_with(['6', '7', '8', '9']) {
-        return Err(format!(
-            "`{input}` is not an Indian mobile number: it starts with 6, 7, 8 or 9"
-        ));
+        return Err(format!("`{input}` is not an Indian mobile number: it starts with 6, 7, 8 or 9"));
     }
     Ok(format!("+91{national}"))
 }
@@ -73,25 +67,17 @@ pub fn normalise_phone(input: &str) -> Result<String, String> {
 /// A Delhi e-health card number: letters, digits and hyphens, 6 to 24 characters, upper-cased.
 pub fn normalise_card(input: &str) -> Result<String, String> {
     let card = input.trim().to_uppercase();
-    if (6..=24).contains(&card.len()) && card.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
+    if (6..=24).contains(&card.len()) && card.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         Ok(card)
     } else {
-        Err(format!(
-            "`{input}` is not an e-health card number: 6 to 24 letters, digits or hyphens"
-        ))
+        Err(format!("`{input}` is not an e-health card number: 6 to 24 letters, digits or hyphens"))
     }
 }
 
 impl PatientInput {
     fn validate(self) -> Result<NewPatient> {
         let mut errors = Vec::new();
-        let mut bad = |field: &str, message: String| {
-            errors.push(FieldError {
-                field: field.into(),
-                message,
-            })
-        };
+        let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
         let name = self.name.trim().to_owned();
         if name.is_empty() {
             bad("name", "must not be empty".into());
@@ -106,33 +92,18 @@ impl PatientInput {
         {
             bad("birth_date", "is in the future".into());
         }
-        let phone = self
-            .phone
-            .as_deref()
-            .map(normalise_phone)
-            .transpose()
-            .unwrap_or_else(|e| {
-                bad("phone", e);
-                None
-            });
-        let ehealth_card = self
-            .ehealth_card
-            .as_deref()
-            .map(normalise_card)
-            .transpose()
-            .unwrap_or_else(|e| {
-                bad("ehealth_card", e);
-                None
-            });
-        let abha_number = self
-            .abha_number
-            .as_deref()
-            .map(AbhaNumber::parse)
-            .transpose()
-            .unwrap_or_else(|e| {
-                bad("abha_number", e);
-                None
-            });
+        let phone = self.phone.as_deref().map(normalise_phone).transpose().unwrap_or_else(|e| {
+            bad("phone", e);
+            None
+        });
+        let ehealth_card = self.ehealth_card.as_deref().map(normalise_card).transpose().unwrap_or_else(|e| {
+            bad("ehealth_card", e);
+            None
+        });
+        let abha_number = self.abha_number.as_deref().map(AbhaNumber::parse).transpose().unwrap_or_else(|e| {
+            bad("abha_number", e);
+            None
+        });
         if let Some(email) = &self.email
             && !email.contains('@')
         {
@@ -195,14 +166,7 @@ async fn read_patient(
         crate::store::StoreError::NotFound => ApiError::NotFound(format!("patient {id}")),
         other => other.into(),
     })?;
-    audit(
-        &store,
-        &staff,
-        "patient.read",
-        patient.patient_id,
-        ctx.contact,
-    )
-    .await?;
+    audit(&store, &staff, "patient.read", patient.patient_id, ctx.contact).await?;
     Ok(axum::Json(patient))
 }
 
@@ -228,15 +192,9 @@ async fn find_patients(
     StaffOnDuty(staff): StaffOnDuty,
     ApiQuery(q): ApiQuery<FindQuery>,
 ) -> Result<axum::Json<Vec<Patient>>> {
-    let given = [&q.card, &q.abha, &q.phone, &q.hims_id]
-        .iter()
-        .filter(|v| v.is_some())
-        .count();
+    let given = [&q.card, &q.abha, &q.phone, &q.hims_id].iter().filter(|v| v.is_some()).count();
     if given != 1 {
-        return Err(ApiError::invalid(
-            "card|abha|phone|hims_id",
-            "give exactly one of these to search by",
-        ));
+        return Err(ApiError::invalid("card|abha|phone|hims_id", "give exactly one of these to search by"));
     }
     let key = if let Some(card) = &q.card {
         PatientKey::EhealthCard(normalise_card(card).map_err(|e| ApiError::invalid("card", e))?)
@@ -249,14 +207,7 @@ async fn find_patients(
     };
     let found = store.find_patients(&key).await?;
     for patient in &found {
-        audit(
-            &store,
-            &staff,
-            "patient.lookup",
-            patient.patient_id,
-            q.contact.clone(),
-        )
-        .await?;
+        audit(&store, &staff, "patient.lookup", patient.patient_id, q.contact.clone()).await?;
     }
     Ok(axum::Json(found))
 }
@@ -282,38 +233,22 @@ async fn link_family(
     ApiJson(input): ApiJson<FamilyInput>,
 ) -> Result<StatusCode> {
     let mut errors = Vec::new();
-    for (field, value) in [
-        ("relation", &input.relation),
-        ("reverse_relation", &input.reverse_relation),
-    ] {
+    for (field, value) in [("relation", &input.relation), ("reverse_relation", &input.reverse_relation)] {
         if value.trim().is_empty() {
-            errors.push(FieldError {
-                field: field.into(),
-                message: "must not be empty".into(),
-            });
+            errors.push(FieldError { field: field.into(), message: "must not be empty".into() });
         }
     }
     if input.relative_id == id {
-        errors.push(FieldError {
-            field: "relative_id".into(),
-            message: "a patient is not their own relative".into(),
-        });
+        errors.push(FieldError { field: "relative_id".into(), message: "a patient is not their own relative".into() });
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
     store
-        .link_family(
-            PatientId(id),
-            PatientId(input.relative_id),
-            input.relation.trim(),
-            input.reverse_relation.trim(),
-        )
+        .link_family(PatientId(id), PatientId(input.relative_id), input.relation.trim(), input.reverse_relation.trim())
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::InvalidReference(_) => {
-                ApiError::NotFound("patient or relative".into())
-            }
+            crate::store::StoreError::InvalidReference(_) => ApiError::NotFound("patient or relative".into()),
             other => other.into(),
         })?;
     audit(&store, &staff, "patient.family.link", PatientId(id), None).await?;
@@ -331,13 +266,7 @@ async fn patient_audit(
     Ok(axum::Json(store.audit_for_patient(PatientId(id)).await?))
 }
 
-async fn audit(
-    store: &Store,
-    staff: &Staff,
-    action: &str,
-    patient: PatientId,
-    contact: Option<String>,
-) -> Result<()> {
+async fn audit(store: &Store, staff: &Staff, action: &str, patient: PatientId, contact: Option<String>) -> Result<()> {
     store
         .append_audit(&NewAudit {
             staff_id: Some(staff.staff_id),

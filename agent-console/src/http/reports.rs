@@ -16,9 +16,7 @@ use crate::report::{DayReport, contacts_csv, day_report, day_start};
 use crate::store::Store;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(day))
-        .routes(routes!(day_csv))
+    OpenApiRouter::new().routes(routes!(day)).routes(routes!(day_csv))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -38,11 +36,7 @@ impl DayQuery {
 
     fn threshold(&self) -> Result<i64> {
         let t = self.threshold.unwrap_or(20);
-        if (1..=3600).contains(&t) {
-            Ok(t)
-        } else {
-            Err(ApiError::invalid("threshold", "1 to 3600 seconds"))
-        }
+        if (1..=3600).contains(&t) { Ok(t) } else { Err(ApiError::invalid("threshold", "1 to 3600 seconds")) }
     }
 }
 
@@ -56,9 +50,7 @@ async fn day(
 ) -> Result<axum::Json<DayReport>> {
     let threshold = q.threshold()?;
     let start = day_start(q.day());
-    let contacts = store
-        .contacts_between(start, start + Duration::days(1))
-        .await?;
+    let contacts = store.contacts_between(start, start + Duration::days(1)).await?;
     Ok(axum::Json(day_report(q.day(), &contacts, threshold)))
 }
 
@@ -71,15 +63,10 @@ async fn day_csv(
     ApiQuery(q): ApiQuery<DayQuery>,
 ) -> Result<impl IntoResponse> {
     let start = day_start(q.day());
-    let contacts = store
-        .contacts_between(start, start + Duration::days(1))
-        .await?;
+    let contacts = store.contacts_between(start, start + Duration::days(1)).await?;
     let name = format!("attachment; filename=\"careline-contacts-{}.csv\"", q.day());
     Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, name),
-        ],
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, name)],
         contacts_csv(&contacts),
     ))
 }

@@ -18,10 +18,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// All staff accounts.
 #[utoipa::path(get, path = "/api/staff", tag = "staff",
     responses((status = 200, body = [Staff]), (status = 401), (status = 403)))]
-async fn list_staff(
-    State(store): State<Store>,
-    _who: Management,
-) -> Result<axum::Json<Vec<Staff>>> {
+async fn list_staff(State(store): State<Store>, _who: Management) -> Result<axum::Json<Vec<Staff>>> {
     Ok(axum::Json(store.list_staff().await?))
 }
 

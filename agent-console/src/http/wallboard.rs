@@ -20,9 +20,7 @@ use crate::report::{Figures, day_report, day_start};
 use crate::store::{ContactStatus, Store};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(snapshot))
-        .routes(routes!(stream))
+    OpenApiRouter::new().routes(routes!(snapshot)).routes(routes!(stream))
 }
 
 /// Rostered staff on one of today's shifts.
@@ -52,36 +50,19 @@ pub struct Wallboard {
 async fn build(store: &Store, now: DateTime<Utc>) -> Result<Wallboard> {
     let day = crate::time::to_local(now).date_naive();
     let start = day_start(day);
-    let contacts = store
-        .contacts_between(start - Duration::days(1), start + Duration::days(1))
-        .await?;
-    let queued: Vec<_> = contacts
-        .iter()
-        .filter(|c| matches!(c.status, ContactStatus::Waiting | ContactStatus::Callback))
-        .collect();
-    let today: Vec<_> = contacts
-        .iter()
-        .filter(|c| c.created_at >= start)
-        .cloned()
-        .collect();
+    let contacts = store.contacts_between(start - Duration::days(1), start + Duration::days(1)).await?;
+    let queued: Vec<_> =
+        contacts.iter().filter(|c| matches!(c.status, ContactStatus::Waiting | ContactStatus::Callback)).collect();
+    let today: Vec<_> = contacts.iter().filter(|c| c.created_at >= start).cloned().collect();
     let report = day_report(day, &today, 20);
     let slot = ((now - start).num_minutes() / 30).clamp(0, 47) as usize;
     let shifts = store.shifts().await?;
     let roster = store.roster_for(day).await?;
     Ok(Wallboard {
         at: now,
-        waiting: queued
-            .iter()
-            .filter(|c| c.status == ContactStatus::Waiting)
-            .count(),
-        callbacks: queued
-            .iter()
-            .filter(|c| c.status == ContactStatus::Callback)
-            .count(),
-        longest_wait_seconds: queued
-            .iter()
-            .map(|c| (now - c.created_at).num_seconds())
-            .max(),
+        waiting: queued.iter().filter(|c| c.status == ContactStatus::Waiting).count(),
+        callbacks: queued.iter().filter(|c| c.status == ContactStatus::Callback).count(),
+        longest_wait_seconds: queued.iter().map(|c| (now - c.created_at).num_seconds()).max(),
         interval: report.intervals[slot].clone(),
         today: report.total,
         intervals: report.intervals,
@@ -107,35 +88,24 @@ async fn snapshot(State(store): State<Store>, _who: Management) -> Result<axum::
 /// The wallboard as server-sent events (`event: wallboard`), one every 5 s.
 #[utoipa::path(get, path = "/api/wallboard/stream", tag = "reports",
     responses((status = 200, content_type = "text/event-stream", body = Wallboard), (status = 401), (status = 403)))]
-async fn stream(
-    State(state): State<AppState>,
-    _who: Management,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn stream(State(state): State<AppState>, _who: Management) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let store = state.store.clone();
     let shutdown = state.shutdown.clone();
-    let events = futures_util::stream::unfold(
-        (store, shutdown, true),
-        |(store, shutdown, first)| async move {
-            if !first {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
-                }
+    let events = futures_util::stream::unfold((store, shutdown, true), |(store, shutdown, first)| async move {
+        if !first {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
             }
-            let event = match build(&store, Utc::now()).await {
-                Ok(board) => Event::default()
-                    .event("wallboard")
-                    .json_data(&board)
-                    .unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "wallboard");
-                    Event::default()
-                        .event("error")
-                        .data("the wallboard could not be read; retrying")
-                }
-            };
-            Some((Ok(event), (store, shutdown, false)))
-        },
-    );
+        }
+        let event = match build(&store, Utc::now()).await {
+            Ok(board) => Event::default().event("wallboard").json_data(&board).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "wallboard");
+                Event::default().event("error").data("the wallboard could not be read; retrying")
+            }
+        };
+        Some((Ok(event), (store, shutdown, false)))
+    });
     Sse::new(events).keep_alive(KeepAlive::default())
 }

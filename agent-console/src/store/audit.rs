@@ -2,9 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    AuditEntry, AuditId, NewAudit, PatientId, Result, StaffId, Store, StoreError, on_pool,
-};
+use super::{AuditEntry, AuditId, NewAudit, PatientId, Result, StaffId, Store, StoreError, on_pool};
 
 #[derive(sqlx::FromRow)]
 struct AuditRow {

@@ -132,25 +132,14 @@ pub struct ChatMessage {
 /// A change to a contact's record; each is one `update`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ContactChange {
-    Answered {
-        by: StaffId,
-    },
-    Escalated {
-        specialty: String,
-    },
-    DoctorJoined {
-        doctor: StaffId,
-    },
+    Answered { by: StaffId },
+    Escalated { specialty: String },
+    DoctorJoined { doctor: StaffId },
     CallbackRequested,
     Ended,
     Abandoned,
-    WrappedUp {
-        disposition: String,
-        note: Option<String>,
-    },
-    Identified {
-        patient: PatientId,
-    },
+    WrappedUp { disposition: String, note: Option<String> },
+    Identified { patient: PatientId },
 }
 
 impl Store {
@@ -188,28 +177,21 @@ impl Store {
 
     pub async fn contact(&self, id: &str) -> Result<Contact> {
         let sql = format!("select {CONTACT_COLUMNS} from contact where contact_id = $1");
-        let row: ContactRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: ContactRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(row.into())
     }
 
     /// The contact a patient's token opens.
     pub async fn contact_by_token(&self, token_hash: &str) -> Result<Contact> {
         let sql = format!("select {CONTACT_COLUMNS} from contact where patient_token_hash = $1");
-        let row: ContactRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(token_hash).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: ContactRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(token_hash).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(row.into())
     }
 
     /// Applies one change to a contact's record.
-    pub async fn update_contact(
-        &self,
-        id: &str,
-        change: &ContactChange,
-        now: DateTime<Utc>,
-    ) -> Result<Contact> {
+    pub async fn update_contact(&self, id: &str, change: &ContactChange, now: DateTime<Utc>) -> Result<Contact> {
         macro_rules! exec {
             ($sql:expr $(, $bind:expr)*) => {
                 on_pool!(self, pool => sqlx::query($sql).bind(id).bind(now)$(.bind($bind))*.execute(pool).await.map(|r| r.rows_affected()))
@@ -222,19 +204,16 @@ impl Store {
                  answered_by = coalesce(answered_by, $3) where contact_id = $1",
                 by.0
             ),
-            ContactChange::Escalated { specialty } => exec!(
-                "update contact set tier = 2, specialty = $3, escalated_at = $2 where contact_id = $1",
-                specialty
-            ),
+            ContactChange::Escalated { specialty } => {
+                exec!("update contact set tier = 2, specialty = $3, escalated_at = $2 where contact_id = $1", specialty)
+            }
             ContactChange::DoctorJoined { doctor } => exec!(
                 "update contact set doctor_id = $3, status = 'connected', answered_at = coalesce(answered_at, $2) \
                  where contact_id = $1",
                 doctor.0
             ),
             ContactChange::CallbackRequested => {
-                exec!(
-                    "update contact set status = 'callback' where contact_id = $1 and status = 'waiting' and $2 = $2"
-                )
+                exec!("update contact set status = 'callback' where contact_id = $1 and status = 'waiting' and $2 = $2")
             }
             ContactChange::Ended => exec!(
                 "update contact set status = 'wrap_up', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
@@ -245,16 +224,13 @@ impl Store {
                  and status in ('waiting', 'callback')"
             ),
             ContactChange::WrappedUp { disposition, note } => exec!(
-                "update contact set status = case when status = 'abandoned' then status else 'ended' end, \
+                "update contact set status = case when status = 'wrap_up' then 'ended' else status end, \
                  disposition = $3, wrap_up_note = $4, ended_at = coalesce(ended_at, $2) where contact_id = $1",
                 disposition,
                 note
             ),
             ContactChange::Identified { patient } => {
-                exec!(
-                    "update contact set patient_id = $3 where contact_id = $1 and $2 = $2",
-                    patient.0
-                )
+                exec!("update contact set patient_id = $3 where contact_id = $1 and $2 = $2", patient.0)
             }
         };
         let contact = self.contact(id).await?;
@@ -268,12 +244,7 @@ impl Store {
     }
 
     /// Notes that a staff member worked on a contact; idempotent.
-    pub async fn add_contact_staff(
-        &self,
-        contact: &str,
-        staff: StaffId,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn add_contact_staff(&self, contact: &str, staff: StaffId, now: DateTime<Utc>) -> Result<()> {
         on_pool!(self, pool => sqlx::query(
             "insert into contact_staff (contact_id, staff_id, joined_at) values ($1, $2, $3) on conflict do nothing",
         )
@@ -300,11 +271,7 @@ impl Store {
     }
 
     /// Contacts that arrived in `[from, to)`, oldest first: the day's report.
-    pub async fn contacts_between(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<Contact>> {
+    pub async fn contacts_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Contact>> {
         let sql = format!(
             "select {CONTACT_COLUMNS} from contact where created_at >= $1 and created_at < $2 order by created_at"
         );
@@ -316,12 +283,10 @@ impl Store {
 
     /// A patient's past contacts, latest first.
     pub async fn contacts_of_patient(&self, patient: PatientId) -> Result<Vec<Contact>> {
-        let sql = format!(
-            "select {CONTACT_COLUMNS} from contact where patient_id = $1 order by created_at desc limit 20"
-        );
-        let rows: Vec<ContactRow> =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(patient.0).fetch_all(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let sql =
+            format!("select {CONTACT_COLUMNS} from contact where patient_id = $1 order by created_at desc limit 20");
+        let rows: Vec<ContactRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(patient.0).fetch_all(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -357,7 +322,8 @@ impl Store {
 
     /// A chat's messages after `after` (0 for all), in order.
     pub async fn chat_messages(&self, contact: &str, after: i64) -> Result<Vec<ChatMessage>> {
-        let rows: Vec<(i64, String, String, Option<i64>, String, DateTime<Utc>)> = on_pool!(self, pool => sqlx::query_as(
+        let rows: Vec<(i64, String, String, Option<i64>, String, DateTime<Utc>)> =
+            on_pool!(self, pool => sqlx::query_as(
             "select chat_message_id, contact_id, sender, staff_id, body, created_at from chat_message \
              where contact_id = $1 and chat_message_id > $2 order by chat_message_id",
         )
@@ -365,19 +331,63 @@ impl Store {
         .bind(after)
         .fetch_all(pool)
         .await)
-        .map_err(StoreError::from_sqlx)?;
+            .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(
-                |(chat_message_id, contact_id, sender, staff_id, body, created_at)| ChatMessage {
-                    chat_message_id,
-                    contact_id,
-                    sender,
-                    staff_id: staff_id.map(StaffId),
-                    body,
-                    created_at,
-                },
-            )
+            .map(|(chat_message_id, contact_id, sender, staff_id, body, created_at)| ChatMessage {
+                chat_message_id,
+                contact_id,
+                sender,
+                staff_id: staff_id.map(StaffId),
+                body,
+                created_at,
+            })
+            .collect())
+    }
+}
+
+/// One routing event as logged (the history reports and restarts are built from).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingEventRow {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub contact_id: Option<String>,
+    pub agent_id: Option<i64>,
+    /// The event as JSON.
+    pub body: String,
+}
+
+impl Store {
+    /// Appends a routing event to the log.
+    pub async fn append_routing_event(&self, node: &str, e: &RoutingEventRow) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "insert into routing_event (node, at, kind, contact_id, agent_id, body) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(node)
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.contact_id)
+        .bind(e.agent_id)
+        .bind(&e.body)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// The routing events at or after `since`, in the order they were logged.
+    pub async fn routing_events_since(&self, since: DateTime<Utc>) -> Result<Vec<RoutingEventRow>> {
+        let rows: Vec<(DateTime<Utc>, String, Option<String>, Option<i64>, String)> =
+            on_pool!(self, pool => sqlx::query_as(
+            "select at, kind, contact_id, agent_id, body from routing_event where at >= $1 order by routing_event_id",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, kind, contact_id, agent_id, body)| RoutingEventRow { at, kind, contact_id, agent_id, body })
             .collect())
     }
 }

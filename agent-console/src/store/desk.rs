@@ -256,11 +256,7 @@ struct FacilityRow {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect()
 }
 
 impl FacilityRow {
@@ -360,10 +356,7 @@ fn like_pattern(text: &str) -> Option<String> {
     if t.is_empty() {
         return None;
     }
-    let escaped = t
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+    let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     Some(format!("%{escaped}%"))
 }
 
@@ -371,9 +364,7 @@ fn like_pattern(text: &str) -> Option<String> {
 fn new_ticket(now: DateTime<Utc>) -> String {
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
     let mut rng = rand::rng();
-    let code: String = (0..6)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
+    let code: String = (0..6).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
     format!("CL-{}-{code}", crate::time::to_local(now).format("%y%m%d"))
 }
 
@@ -411,18 +402,16 @@ impl Store {
 
     pub async fn facility_by_code(&self, code: &str) -> Result<Facility> {
         let sql = format!("select {FACILITY_COLUMNS} from facility where code = $1");
-        let row: FacilityRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(code).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: FacilityRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(code).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         let beds = self.beds_of(row.facility_id).await?;
         Ok(row.into_facility(beds))
     }
 
     pub async fn facility(&self, id: i64) -> Result<Facility> {
         let sql = format!("select {FACILITY_COLUMNS} from facility where facility_id = $1");
-        let row: FacilityRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: FacilityRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         let beds = self.beds_of(id).await?;
         Ok(row.into_facility(beds))
     }
@@ -438,28 +427,15 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(t, total, vacant, updated_at)| {
-                Some(Beds {
-                    bed_type: t.parse().ok()?,
-                    total,
-                    vacant,
-                    updated_at,
-                })
+                Some(Beds { bed_type: t.parse().ok()?, total, vacant, updated_at })
             })
             .collect())
     }
 
     /// Sets the bed count of one type at a facility. `vacant` over `total` is refused.
-    pub async fn set_beds(
-        &self,
-        facility: i64,
-        bed_type: BedType,
-        total: i64,
-        vacant: i64,
-    ) -> Result<()> {
+    pub async fn set_beds(&self, facility: i64, bed_type: BedType, total: i64, vacant: i64) -> Result<()> {
         if total < 0 || vacant < 0 || vacant > total {
-            return Err(StoreError::Refused(format!(
-                "{vacant} vacant of {total} {bed_type} beds is impossible"
-            )));
+            return Err(StoreError::Refused(format!("{vacant} vacant of {total} {bed_type} beds is impossible")));
         }
         on_pool!(self, pool => sqlx::query(
             "insert into facility_beds (facility_id, bed_type, total, vacant, updated_at) values ($1, $2, $3, $4, $5) \
@@ -478,17 +454,9 @@ impl Store {
     }
 
     /// Sets the stock of a medicine (generic name, stored in capitals) at a facility.
-    pub async fn set_stock(
-        &self,
-        facility: i64,
-        medicine: &str,
-        quantity: i64,
-        unit: &str,
-    ) -> Result<()> {
+    pub async fn set_stock(&self, facility: i64, medicine: &str, quantity: i64, unit: &str) -> Result<()> {
         if quantity < 0 {
-            return Err(StoreError::Refused(format!(
-                "stock of {medicine} cannot be negative"
-            )));
+            return Err(StoreError::Refused(format!("stock of {medicine} cannot be negative")));
         }
         on_pool!(self, pool => sqlx::query(
             "insert into medicine_stock (facility_id, medicine, quantity, unit, updated_at) values ($1, $2, $3, $4, $5) \
@@ -522,16 +490,14 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(
-                |(facility_id, facility_name, medicine, quantity, unit, updated_at)| Stock {
-                    facility_id,
-                    facility_name,
-                    medicine,
-                    quantity,
-                    unit,
-                    updated_at,
-                },
-            )
+            .map(|(facility_id, facility_name, medicine, quantity, unit, updated_at)| Stock {
+                facility_id,
+                facility_name,
+                medicine,
+                quantity,
+                unit,
+                updated_at,
+            })
             .collect())
     }
 
@@ -552,11 +518,7 @@ impl Store {
                   and lower(m.medicine) like $5 escape '\\' and m.quantity > 0)) \
              order by coalesce((select b.vacant from facility_beds b where b.facility_id = f.facility_id \
                   and b.bed_type = $4), 0) desc, f.name limit 50",
-            cols = FACILITY_COLUMNS
-                .split(", ")
-                .map(|c| format!("f.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            cols = FACILITY_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
         );
         let rows: Vec<FacilityRow> = on_pool!(self, pool => sqlx::query_as(&sql)
             .bind(text)
@@ -610,16 +572,14 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(
-                |(faq_id, topic, question_en, answer_en, question_hi, answer_hi)| Faq {
-                    faq_id,
-                    topic,
-                    question_en,
-                    answer_en,
-                    question_hi,
-                    answer_hi,
-                },
-            )
+            .map(|(faq_id, topic, question_en, answer_en, question_hi, answer_hi)| Faq {
+                faq_id,
+                topic,
+                question_en,
+                answer_en,
+                question_hi,
+                answer_hi,
+            })
             .collect())
     }
 
@@ -695,23 +655,14 @@ impl Store {
         .map_err(StoreError::from_sqlx)
         .map(|rows| {
             rows.into_iter()
-                .map(|(code, name_en, name_hi, sla_hours)| ComplaintCategory {
-                    code,
-                    name_en,
-                    name_hi,
-                    sla_hours,
-                })
+                .map(|(code, name_en, name_hi, sla_hours)| ComplaintCategory { code, name_en, name_hi, sla_hours })
                 .collect()
         })
     }
 
     /// Registers a complaint with a new ticket number; it is due after the
     /// category's service level. A first follow-up task is due at half of it.
-    pub async fn create_complaint(
-        &self,
-        c: &NewComplaint,
-        now: DateTime<Utc>,
-    ) -> Result<Complaint> {
+    pub async fn create_complaint(&self, c: &NewComplaint, now: DateTime<Utc>) -> Result<Complaint> {
         let category = self
             .complaint_categories()
             .await?
@@ -763,9 +714,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Refused(
-            "could not draw a free ticket number".into(),
-        ))
+        Err(StoreError::Refused("could not draw a free ticket number".into()))
     }
 
     pub async fn complaint(&self, id: i64) -> Result<Complaint> {
@@ -803,11 +752,12 @@ impl Store {
     }
 
     pub async fn complaint_by_ticket(&self, ticket: &str) -> Result<Complaint> {
-        let (id,): (i64,) = on_pool!(self, pool => sqlx::query_as("select complaint_id from complaint where ticket = $1")
+        let (id,): (i64,) =
+            on_pool!(self, pool => sqlx::query_as("select complaint_id from complaint where ticket = $1")
             .bind(ticket.trim().to_uppercase())
             .fetch_one(pool)
             .await)
-        .map_err(StoreError::from_sqlx)?;
+            .map_err(StoreError::from_sqlx)?;
         self.complaint(id).await
     }
 
@@ -883,18 +833,11 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))
         .map_err(StoreError::from_sqlx)?;
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     /// Open follow-up tasks due at or before `now`: the reminders.
-    pub async fn due_complaint_tasks(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(String, ComplaintTask)>> {
+    pub async fn due_complaint_tasks(&self, now: DateTime<Utc>) -> Result<Vec<(String, ComplaintTask)>> {
         let rows: Vec<(String, i64, i64, String, DateTime<Utc>, Option<DateTime<Utc>>, i64, DateTime<Utc>)> =
             on_pool!(self, pool => sqlx::query_as(
                 "select c.ticket, t.task_id, t.complaint_id, t.note, t.due_at, t.done_at, t.created_by, t.created_at \
@@ -907,22 +850,20 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(
-                |(ticket, task_id, complaint_id, note, due_at, done_at, created_by, created_at)| {
-                    (
-                        ticket,
-                        ComplaintTask {
-                            task_id,
-                            complaint_id,
-                            note,
-                            due_at,
-                            done_at,
-                            created_by: StaffId(created_by),
-                            created_at,
-                        },
-                    )
-                },
-            )
+            .map(|(ticket, task_id, complaint_id, note, due_at, done_at, created_by, created_at)| {
+                (
+                    ticket,
+                    ComplaintTask {
+                        task_id,
+                        complaint_id,
+                        note,
+                        due_at,
+                        done_at,
+                        created_by: StaffId(created_by),
+                        created_at,
+                    },
+                )
+            })
             .collect())
     }
 
@@ -936,9 +877,7 @@ impl Store {
         capacity: i64,
     ) -> Result<()> {
         if ends_at <= starts_at || capacity <= 0 {
-            return Err(StoreError::Refused(
-                "a slot ends after it starts and has room for someone".into(),
-            ));
+            return Err(StoreError::Refused("a slot ends after it starts and has room for someone".into()));
         }
         on_pool!(self, pool => sqlx::query(
             "insert into slot (facility_id, department, starts_at, ends_at, capacity) values ($1, $2, $3, $4, $5) \
@@ -980,9 +919,8 @@ impl Store {
 
     pub async fn slot(&self, id: i64) -> Result<Slot> {
         let sql = format!("select {SLOT_COLUMNS} from slot where slot_id = $1");
-        let row: SlotRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: SlotRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(row.into())
     }
 
@@ -999,9 +937,7 @@ impl Store {
     ) -> Result<Appointment> {
         let current = self.slot(slot).await?;
         if current.starts_at <= now {
-            return Err(StoreError::Refused(format!(
-                "slot {slot} has already started"
-            )));
+            return Err(StoreError::Refused(format!("slot {slot} has already started")));
         }
         let booked: Result<i64> = on_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
@@ -1039,15 +975,14 @@ impl Store {
     }
 
     pub async fn appointment(&self, id: i64) -> Result<Appointment> {
-        let row: (i64, i64, i64, Option<String>, i64, String, DateTime<Utc>) =
-            on_pool!(self, pool => sqlx::query_as(
+        let row: (i64, i64, i64, Option<String>, i64, String, DateTime<Utc>) = on_pool!(self, pool => sqlx::query_as(
             "select appointment_id, slot_id, patient_id, contact_id, booked_by, status, created_at \
              from appointment where appointment_id = $1",
         )
         .bind(id)
         .fetch_one(pool)
         .await)
-            .map_err(StoreError::from_sqlx)?;
+        .map_err(StoreError::from_sqlx)?;
         let (appointment_id, slot_id, patient_id, contact_id, booked_by, status, created_at) = row;
         Ok(Appointment {
             appointment_id,

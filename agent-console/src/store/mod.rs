@@ -75,10 +75,7 @@ impl StoreError {
             return StoreError::NotFound;
         }
         if let sqlx::Error::Database(db) = &err {
-            let what = db
-                .constraint()
-                .map(str::to_owned)
-                .unwrap_or_else(|| db.message().to_owned());
+            let what = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
             if db.is_unique_violation() {
                 return StoreError::Conflict(what);
             }
@@ -125,14 +122,9 @@ impl Store {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-            Store {
-                backend: Backend::Postgres(pool),
-            }
+            Store { backend: Backend::Postgres(pool) }
         } else {
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .unwrap_or(url);
+            let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
             if path.contains("://") {
                 return Err(StoreError::UnsupportedUrl(url.to_owned()));
             }
@@ -145,14 +137,9 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?;
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
             sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-            Store {
-                backend: Backend::Sqlite(pool),
-            }
+            Store { backend: Backend::Sqlite(pool) }
         };
         Ok(store)
     }

@@ -70,9 +70,7 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown role `{s}`: expected operator, doctor, supervisor or admin")
-            })
+            .ok_or_else(|| format!("unknown role `{s}`: expected operator, doctor, supervisor or admin"))
     }
 }
 
@@ -185,22 +183,12 @@ impl AbhaNumber {
     pub fn parse(input: &str) -> Result<Self, String> {
         let digits: String = input.chars().filter(|c| !matches!(c, '-' | ' ')).collect();
         if digits.len() != 14 || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!(
-                "`{input}` is not an ABHA number: it has 14 digits, written 91-XXXX-XXXX-XXXX"
-            ));
+            return Err(format!("`{input}` is not an ABHA number: it has 14 digits, written 91-XXXX-XXXX-XXXX"));
         }
         if !digits.starts_with("91") {
-            return Err(format!(
-                "`{input}` is not an ABHA number: ABHA numbers start with 91"
-            ));
+            return Err(format!("`{input}` is not an ABHA number: ABHA numbers start with 91"));
         }
-        Ok(AbhaNumber(format!(
-            "{}-{}-{}-{}",
-            &digits[0..2],
-            &digits[2..6],
-            &digits[6..10],
-            &digits[10..14]
-        )))
+        Ok(AbhaNumber(format!("{}-{}-{}-{}", &digits[0..2], &digits[2..6], &digits[6..10], &digits[10..14])))
     }
 
     pub fn as_str(&self) -> &str {

@@ -60,12 +60,7 @@ impl From<MailRow> for Mail {
         Mail {
             mail_id: r.mail_id,
             envelope_from: r.envelope_from,
-            envelope_to: r
-                .envelope_to
-                .split(',')
-                .map(str::to_owned)
-                .filter(|s| !s.is_empty())
-                .collect(),
+            envelope_to: r.envelope_to.split(',').map(str::to_owned).filter(|s| !s.is_empty()).collect(),
             subject: r.subject,
             raw: r.raw,
             purpose: r.purpose,
@@ -128,8 +123,9 @@ impl Store {
             "select {MAIL_COLUMNS} from mail_outbox where next_attempt_at is not null and next_attempt_at <= $1 \
              order by next_attempt_at, mail_id limit $2"
         );
-        let rows: Vec<MailRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(pool).await)
-            .map_err(StoreError::from_sqlx)?;
+        let rows: Vec<MailRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(pool).await)
+                .map_err(StoreError::from_sqlx)?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -142,12 +138,7 @@ impl Store {
     }
 
     /// Records the outcome of an attempt.
-    pub async fn record_mail_attempt(
-        &self,
-        id: i64,
-        outcome: &Attempt,
-        now: DateTime<Utc>,
-    ) -> Result<Mail> {
+    pub async fn record_mail_attempt(&self, id: i64, outcome: &Attempt, now: DateTime<Utc>) -> Result<Mail> {
         let (next, sent, failed, error) = match outcome {
             Attempt::Sent => (None, Some(now), None, None),
             Attempt::Retry { error, at } => (Some(*at), None, None, Some(error.as_str())),
@@ -171,9 +162,8 @@ impl Store {
 
     pub async fn mail(&self, id: i64) -> Result<Mail> {
         let sql = format!("select {MAIL_COLUMNS} from mail_outbox where mail_id = $1");
-        let row: MailRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: MailRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(row.into())
     }
 }

@@ -3,8 +3,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::{
-    AbhaNumber, FamilyMember, NewPatient, Patient, PatientId, PatientKey, Result, Sex, Store,
-    StoreError, on_pool,
+    AbhaNumber, FamilyMember, NewPatient, Patient, PatientId, PatientKey, Result, Sex, Store, StoreError, on_pool,
 };
 
 #[derive(sqlx::FromRow)]
@@ -38,9 +37,7 @@ pub fn age_on(birth: NaiveDate, today: NaiveDate) -> i64 {
 
 impl PatientRow {
     fn into_patient(self, family: Vec<FamilyMember>) -> Patient {
-        let birth_date = self
-            .birth_date
-            .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+        let birth_date = self.birth_date.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
         let age_years = match birth_date {
             Some(b) => Some(age_on(b, crate::time::local_today())),
             None => self.age_years,
@@ -96,9 +93,8 @@ impl Store {
 
     pub async fn patient(&self, id: PatientId) -> Result<Patient> {
         let sql = format!("select {PATIENT_COLUMNS} from patient where patient_id = $1");
-        let row: PatientRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: PatientRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         let family = self.family_of(id).await?;
         Ok(row.into_patient(family))
     }
@@ -112,12 +108,9 @@ impl Store {
             PatientKey::Phone(v) => ("phone", v.as_str()),
             PatientKey::HimsId(v) => ("hims_patient_id", v.as_str()),
         };
-        let sql = format!(
-            "select {PATIENT_COLUMNS} from patient where {column} = $1 order by patient_id limit 50"
-        );
-        let rows: Vec<PatientRow> =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(value).fetch_all(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let sql = format!("select {PATIENT_COLUMNS} from patient where {column} = $1 order by patient_id limit 50");
+        let rows: Vec<PatientRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(value).fetch_all(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let family = self.family_of(PatientId(row.patient_id)).await?;
@@ -161,11 +154,7 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(|(patient_id, name, relation)| FamilyMember {
-                patient_id: PatientId(patient_id),
-                name,
-                relation,
-            })
+            .map(|(patient_id, name, relation)| FamilyMember { patient_id: PatientId(patient_id), name, relation })
             .collect())
     }
 }

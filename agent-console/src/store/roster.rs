@@ -2,23 +2,14 @@
 
 use chrono::NaiveDate;
 
-use super::{
-    Result, RosterEntry, Seat, SeatId, Shift, ShiftId, StaffId, Store, StoreError, on_pool,
-};
+use super::{Result, RosterEntry, Seat, SeatId, Shift, ShiftId, StaffId, Store, StoreError, on_pool};
 
 impl Store {
     pub async fn seats(&self) -> Result<Vec<Seat>> {
         let rows: Vec<(i64, String, bool)> = on_pool!(self, pool =>
             sqlx::query_as("select seat_id, label, is_peak from seat order by seat_id").fetch_all(pool).await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, label, is_peak)| Seat {
-                seat_id: SeatId(id),
-                label,
-                is_peak,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(id, label, is_peak)| Seat { seat_id: SeatId(id), label, is_peak }).collect())
     }
 
     pub async fn shifts(&self) -> Result<Vec<Shift>> {
@@ -30,17 +21,40 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, name, role, starts_minute, ends_minute, is_peak)| Shift {
-                    shift_id: ShiftId(id),
-                    name,
-                    role: role.parse().unwrap_or(super::Role::Operator),
-                    starts_minute,
-                    ends_minute,
-                    is_peak,
-                },
-            )
+            .map(|(id, name, role, starts_minute, ends_minute, is_peak)| Shift {
+                shift_id: ShiftId(id),
+                name,
+                role: role.parse().unwrap_or(super::Role::Operator),
+                starts_minute,
+                ends_minute,
+                is_peak,
+            })
             .collect())
+    }
+
+    /// Adds a shift, in local minutes after midnight (an end at or before the
+    /// start runs past midnight).
+    pub async fn create_shift(
+        &self,
+        name: &str,
+        role: super::Role,
+        starts_minute: i64,
+        ends_minute: i64,
+        is_peak: bool,
+    ) -> Result<Shift> {
+        let (id,): (i64,) = on_pool!(self, pool => sqlx::query_as(
+            "insert into shift (name, role, starts_minute, ends_minute, is_peak) values ($1, $2, $3, $4, $5) \
+             returning shift_id",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(starts_minute)
+        .bind(ends_minute)
+        .bind(is_peak)
+        .fetch_one(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(Shift { shift_id: ShiftId(id), name: name.to_owned(), role, starts_minute, ends_minute, is_peak })
     }
 
     /// Puts a staff member on a shift for a day; doing it twice is harmless.
@@ -69,11 +83,7 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
-            .map(|(shift, staff)| RosterEntry {
-                shift_id: ShiftId(shift),
-                staff_id: StaffId(staff),
-                day,
-            })
+            .map(|(shift, staff)| RosterEntry { shift_id: ShiftId(shift), staff_id: StaffId(staff), day })
             .collect())
     }
 }

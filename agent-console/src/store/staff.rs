@@ -26,12 +26,7 @@ impl StaffRow {
             // The column's check constraint admits only the four roles.
             role: self.role.parse().unwrap_or(Role::Operator),
             display_name: self.display_name,
-            languages: self
-                .languages
-                .split(',')
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            languages: self.languages.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
             specialty: self.specialty,
             qualification: self.qualification,
             registration_number: self.registration_number,
@@ -88,9 +83,7 @@ impl Store {
             .fetch_one(pool)
             .await)
         .map_err(|e| match StoreError::from_sqlx(e) {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("username `{}` is taken", new.username))
-            }
+            StoreError::Conflict(_) => StoreError::Conflict(format!("username `{}` is taken", new.username)),
             other => other,
         })?;
         Ok(row.into_staff())
@@ -98,17 +91,15 @@ impl Store {
 
     pub async fn staff(&self, id: StaffId) -> Result<Staff> {
         let sql = format!("select {STAFF_COLUMNS} from staff where staff_id = $1");
-        let row: StaffRow =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: StaffRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(row.into_staff())
     }
 
     pub async fn list_staff(&self) -> Result<Vec<Staff>> {
         let sql = format!("select {STAFF_COLUMNS} from staff order by role, username");
         let rows: Vec<StaffRow> =
-            on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+            on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await).map_err(StoreError::from_sqlx)?;
         Ok(rows.into_iter().map(StaffRow::into_staff).collect())
     }
 
@@ -125,12 +116,9 @@ impl Store {
             staff: StaffRow,
             password_hash: String,
         }
-        let sql = format!(
-            "select {STAFF_COLUMNS}, password_hash from staff where username = $1 and active"
-        );
-        let row: Option<Cred> =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(username).fetch_optional(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let sql = format!("select {STAFF_COLUMNS}, password_hash from staff where username = $1 and active");
+        let row: Option<Cred> = on_pool!(self, pool => sqlx::query_as(&sql).bind(username).fetch_optional(pool).await)
+            .map_err(StoreError::from_sqlx)?;
         Ok(row.map(|c| (c.staff.into_staff(), c.password_hash)))
     }
 
@@ -158,11 +146,7 @@ impl Store {
     }
 
     /// The live (unexpired, unrevoked) session for a token hash, with its active staff account.
-    pub async fn auth_session(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AuthSession>> {
+    pub async fn auth_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<AuthSession>> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -172,19 +156,12 @@ impl Store {
         let sql = format!(
             "select {}, a.expires_at from auth_session a join staff s on s.staff_id = a.staff_id \
              where a.auth_session_id = $1 and a.revoked_at is null and a.expires_at > $2 and s.active",
-            STAFF_COLUMNS
-                .split(", ")
-                .map(|c| format!("s.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            STAFF_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
         );
         let row: Option<Row> =
             on_pool!(self, pool => sqlx::query_as(&sql).bind(token_hash).bind(now).fetch_optional(pool).await)
                 .map_err(StoreError::from_sqlx)?;
-        Ok(row.map(|r| AuthSession {
-            staff: r.staff.into_staff(),
-            expires_at: r.expires_at,
-        }))
+        Ok(row.map(|r| AuthSession { staff: r.staff.into_staff(), expires_at: r.expires_at }))
     }
 
     /// Revokes a session (logout). Revoking twice is harmless.
@@ -203,13 +180,12 @@ impl Store {
 
     /// Deletes sessions that expired before `before`; returns how many.
     pub async fn purge_expired_sessions(&self, before: DateTime<Utc>) -> Result<u64> {
-        let done =
-            on_pool!(self, pool => sqlx::query("delete from auth_session where expires_at < $1")
+        let done = on_pool!(self, pool => sqlx::query("delete from auth_session where expires_at < $1")
             .bind(before)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))
-            .map_err(StoreError::from_sqlx)?;
+        .map_err(StoreError::from_sqlx)?;
         Ok(done)
     }
 }

@@ -1,0 +1,656 @@
+//! Contacts in motion: a patient starts one from `/call` and follows it with
+//! a one-time token; agents sit at a seat, take offers, talk or chat, escalate,
+//! end and wrap up. Each step goes through the routing engine (the
+//! [`crate::center::Center`]) and is written to the contact's record.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use chrono::Utc;
+use futures_util::Stream;
+use routing::{AgentId, ContactId, Event, Media, NewContact as RoutedContact, RoutingError, SeatId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, FieldError, Result};
+use super::json::{ApiJson, ApiQuery};
+use super::patients::normalise_phone;
+use super::{AppState, AuthUser, StaffOnDuty};
+use crate::auth::{new_token, token_hash};
+use crate::center::{Center, Update};
+use crate::store::{
+    AbhaNumber, Channel, ChatMessage, Contact, ContactChange, NewContact, Role, Staff, StaffId, Store, StoreError,
+};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_contact))
+        .routes(routes!(patient_stream))
+        .routes(routes!(messages, send_message))
+        .routes(routes!(request_callback))
+        .routes(routes!(hang_up))
+        .routes(routes!(agent_login, agent_logout))
+        .routes(routes!(agent_ready))
+        .routes(routes!(agent_pause))
+        .routes(routes!(agent_stream))
+        .routes(routes!(contact))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+        .routes(routes!(end))
+        .routes(routes!(escalate))
+        .routes(routes!(leave))
+        .routes(routes!(wrap_up))
+}
+
+/// Wrap-up codes an agent closes a contact with.
+pub const DISPOSITIONS: &[&str] = &[
+    "information",
+    "complaint",
+    "appointment",
+    "escalated",
+    "callback",
+    "emergency",
+    "wrong_number",
+    "silent",
+    "other",
+];
+
+impl From<RoutingError> for ApiError {
+    fn from(e: RoutingError) -> Self {
+        match e {
+            RoutingError::UnknownContact(c) => ApiError::NotFound(format!("contact {}", c.0)),
+            RoutingError::UnknownAgent(_) => ApiError::Forbidden("only operators and doctors take contacts".into()),
+            RoutingError::UnknownSeat(s) => ApiError::invalid("seat_id", format!("no seat {}", s.0)),
+            other => ApiError::Conflict(other.to_string()),
+        }
+    }
+}
+
+fn not_found(id: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFound(format!("contact {id}")),
+        other => other.into(),
+    }
+}
+
+// --- The patient's side -------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StartInput {
+    /// `hi` or `en` (or another language the caller speaks).
+    language: String,
+    phone: String,
+    /// `chat`, or `webrtc` for a voice call from the browser.
+    channel: Channel,
+    #[serde(default)]
+    emergency: bool,
+    /// For an emergency: where the patient is, for the ambulance.
+    location: Option<String>,
+    ehealth_card: Option<String>,
+    abha_number: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Started {
+    contact_id: String,
+    /// Keep it: it follows and rejoins this contact (`?token=`). Shown once.
+    token: String,
+}
+
+/// A patient starts a contact (no login). The answer carries the token that follows it.
+#[utoipa::path(post, path = "/api/contacts", tag = "contacts", request_body = StartInput,
+    responses((status = 201, body = Started), (status = 400), (status = 422)))]
+async fn start_contact(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<StartInput>,
+) -> Result<(StatusCode, axum::Json<Started>)> {
+    let mut errors = Vec::new();
+    let phone =
+        normalise_phone(&input.phone).map_err(|m| errors.push(FieldError { field: "phone".into(), message: m })).ok();
+    let language = input.language.trim().to_lowercase();
+    if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_lowercase()) {
+        errors.push(FieldError { field: "language".into(), message: "an ISO 639-1 code such as `hi` or `en`".into() });
+    }
+    let abha = match input.abha_number.as_deref().filter(|a| !a.trim().is_empty()) {
+        Some(a) => AbhaNumber::parse(a).map(|a| Some(a.as_str().to_owned())).unwrap_or_else(|m| {
+            errors.push(FieldError { field: "abha_number".into(), message: m });
+            None
+        }),
+        None => None,
+    };
+    if input.channel == Channel::Phone {
+        errors.push(FieldError {
+            field: "channel".into(),
+            message: "phone calls arrive through the telephony gateway; use `chat` or `webrtc`".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let token = new_token();
+    let new = NewContact {
+        channel: Some(input.channel),
+        language: language.clone(),
+        emergency: input.emergency,
+        caller_phone: phone,
+        ehealth_card: input.ehealth_card.map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty()),
+        abha_number: abha,
+        patient_id: None,
+        location: input.location.filter(|l| !l.trim().is_empty()),
+    };
+    state.store.create_contact(&id, &new, &token_hash(&token), Utc::now()).await?;
+    let media = if input.channel == Channel::Chat { Media::Chat } else { Media::Voice };
+    state
+        .center
+        .handle(Event::ContactArrived(RoutedContact {
+            id: ContactId(id.clone()),
+            media,
+            language,
+            emergency: input.emergency,
+            specialty: None,
+        }))
+        .await?;
+    tracing::info!(contact = %id, channel = %input.channel, emergency = input.emergency, "contact started");
+    Ok((StatusCode::CREATED, axum::Json(Started { contact_id: id, token })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TokenQuery {
+    /// The patient's token for this contact; staff use their session instead.
+    token: Option<String>,
+    /// Messages after this id (for a reconnecting client).
+    after: Option<i64>,
+}
+
+/// The signed-in staff member, if any (patients use a token instead).
+struct MaybeUser(Option<AuthUser>);
+
+impl<S> axum::extract::FromRequestParts<S> for MaybeUser
+where
+    S: Send + Sync,
+    Store: axum::extract::FromRef<S>,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Infallible> {
+        Ok(MaybeUser(AuthUser::from_request_parts(parts, state).await.ok()))
+    }
+}
+
+/// Who is asking about a contact: its patient (by token) or a staff member who works on it.
+enum Party {
+    Patient,
+    Staff(Staff),
+}
+
+async fn party(store: &Store, id: &str, token: Option<&str>, user: Option<AuthUser>) -> Result<Party> {
+    if let Some(token) = token {
+        let contact = store.contact_by_token(&token_hash(token)).await.map_err(|_| ApiError::Unauthorized)?;
+        if contact.contact_id != id {
+            tracing::warn!(contact = %id, "a patient token was used for another contact");
+            return Err(ApiError::Forbidden("this token is for another contact".into()));
+        }
+        return Ok(Party::Patient);
+    }
+    let Some(user) = user else {
+        return Err(ApiError::Unauthorized);
+    };
+    store.contact(id).await.map_err(not_found(id))?;
+    let staff = user.staff;
+    if staff.role == Role::Supervisor || store.works_on_contact(staff.staff_id, id).await? {
+        Ok(Party::Staff(staff))
+    } else {
+        Err(ApiError::Forbidden("only staff working on this contact may see it".into()))
+    }
+}
+
+fn sse_event(update: &Update) -> SseEvent {
+    SseEvent::default().event("update").json_data(update).unwrap_or_default()
+}
+
+/// A contact's updates for its patient: position and wait, connected, messages, ended.
+#[utoipa::path(get, path = "/api/contacts/{id}/stream", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 200, content_type = "text/event-stream", body = Update), (status = 401), (status = 403)))]
+async fn patient_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
+    let contact = state.store.contact(&id).await?;
+    // What a reconnecting page missed: where the contact stands, and the messages.
+    let mut first = vec![status_update(&contact)];
+    for m in state.store.chat_messages(&id, q.after.unwrap_or(0)).await? {
+        first.push(message_update(&m));
+    }
+    let rx = state.center.subscribe();
+    Ok(stream_updates(first.into_iter().flatten().collect(), rx, state.shutdown.clone(), move |u| {
+        u.contact() == Some(id.as_str())
+            && !matches!(u, Update::Offer { .. } | Update::Withdraw { .. } | Update::Alert { .. })
+    }))
+}
+
+fn status_update(c: &Contact) -> Option<Update> {
+    match c.status {
+        crate::store::ContactStatus::Connected => {
+            Some(Update::Connected { contact: c.contact_id.clone(), agent: c.answered_by.map_or(0, |s| s.0) })
+        }
+        crate::store::ContactStatus::Ended
+        | crate::store::ContactStatus::WrapUp
+        | crate::store::ContactStatus::Abandoned => Some(Update::Ended { contact: c.contact_id.clone() }),
+        _ => None,
+    }
+}
+
+fn message_update(m: &ChatMessage) -> Option<Update> {
+    Some(Update::Message {
+        contact: m.contact_id.clone(),
+        sender: m.sender.clone(),
+        body: m.body.clone(),
+        at: m.created_at,
+    })
+}
+
+fn stream_updates(
+    first: Vec<Update>,
+    rx: tokio::sync::broadcast::Receiver<Update>,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut keep: impl FnMut(&Update) -> bool + Send + 'static,
+) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
+    let initial = futures_util::stream::iter(first.into_iter().map(|u| Ok(sse_event(&u))));
+    let live = futures_util::stream::unfold((rx, shutdown), move |(mut rx, shutdown)| async move {
+        loop {
+            let got = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                got = rx.recv() => got,
+            };
+            match got {
+                Ok(update) => return Some((update, (rx, shutdown))),
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "a stream fell behind"),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let live = futures_util::StreamExt::filter_map(live, move |u| {
+        let keep = keep(&u);
+        async move { keep.then(|| Ok(sse_event(&u))) }
+    });
+    Sse::new(futures_util::StreamExt::chain(initial, live)).keep_alive(KeepAlive::default())
+}
+
+/// A chat's messages (patient by token, or staff on the contact).
+#[utoipa::path(get, path = "/api/contacts/{id}/messages", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 200, body = [ChatMessage]), (status = 401), (status = 403), (status = 404)))]
+async fn messages(
+    State(store): State<Store>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<axum::Json<Vec<ChatMessage>>> {
+    party(&store, &id, q.token.as_deref(), user).await?;
+    Ok(axum::Json(store.chat_messages(&id, q.after.unwrap_or(0)).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MessageInput {
+    /// 1 to 2000 characters.
+    body: String,
+}
+
+/// Sends a chat message on a contact.
+#[utoipa::path(post, path = "/api/contacts/{id}/messages", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    request_body = MessageInput,
+    responses((status = 201, body = ChatMessage), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn send_message(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+    ApiJson(input): ApiJson<MessageInput>,
+) -> Result<(StatusCode, axum::Json<ChatMessage>)> {
+    let body = input.body.trim();
+    if body.is_empty() || body.chars().count() > 2000 {
+        return Err(ApiError::invalid("body", "write 1 to 2000 characters"));
+    }
+    let who = party(&state.store, &id, q.token.as_deref(), user).await?;
+    let contact = state.store.contact(&id).await?;
+    if matches!(contact.status, crate::store::ContactStatus::Ended | crate::store::ContactStatus::Abandoned) {
+        return Err(ApiError::Conflict(format!("contact {id} has ended")));
+    }
+    let (sender, staff) = match who {
+        Party::Patient => ("patient", None),
+        Party::Staff(s) => ("staff", Some(s.staff_id)),
+    };
+    let m = state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?;
+    if let Some(u) = message_update(&m) {
+        state.center.publish(u);
+    }
+    Ok((StatusCode::CREATED, axum::Json(m)))
+}
+
+/// The waiting patient asks to be called back; they keep their place.
+#[utoipa::path(post, path = "/api/contacts/{id}/callback", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 204), (status = 401), (status = 403), (status = 409)))]
+async fn request_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<StatusCode> {
+    let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
+    state.center.handle(Event::RequestCallback { contact: ContactId(id.clone()) }).await?;
+    state.store.update_contact(&id, &ContactChange::CallbackRequested, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The patient hangs up: a waiting contact is abandoned, a connected one ends.
+#[utoipa::path(post, path = "/api/contacts/{id}/hangup", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 204), (status = 401), (status = 403), (status = 409)))]
+async fn hang_up(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<StatusCode> {
+    let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
+    end_or_abandon(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn end_or_abandon(state: &AppState, id: &str) -> Result<()> {
+    let contact = ContactId(id.to_owned());
+    match state.center.handle(Event::Abandon { contact: contact.clone() }).await {
+        Ok(_) => {
+            state.store.update_contact(id, &ContactChange::Abandoned, Utc::now()).await?;
+        }
+        Err(RoutingError::Connected(_)) => {
+            state.center.handle(Event::End { contact }).await?;
+            state.store.update_contact(id, &ContactChange::Ended, Utc::now()).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.center.publish(Update::Ended { contact: id.to_owned() });
+    Ok(())
+}
+
+// --- The agent's side -----------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LoginInput {
+    seat_id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AgentStatus {
+    /// `idle`, `offered`, `busy`, `wrap_up` or `paused`.
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+async fn status(center: &Center, staff: &Staff) -> AgentStatus {
+    let s = center.agent_state(staff.staff_id.0).await;
+    let v = serde_json::to_value(&s).unwrap_or_default();
+    AgentStatus {
+        state: v.get("state").and_then(|s| s.as_str()).unwrap_or("logged_out").to_owned(),
+        reason: v.get("reason").and_then(|s| s.as_str()).map(str::to_owned),
+    }
+}
+
+/// Takes a seat (the agent starts paused; `ready` opens them to offers).
+#[utoipa::path(post, path = "/api/agent/session", tag = "contacts", request_body = LoginInput,
+    responses((status = 200, body = AgentStatus), (status = 401), (status = 403), (status = 409), (status = 422)))]
+async fn agent_login(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    ApiJson(input): ApiJson<LoginInput>,
+) -> Result<axum::Json<AgentStatus>> {
+    let event = Event::Login { agent: AgentId(staff.staff_id.0), seat: SeatId(input.seat_id) };
+    match state.center.handle(event.clone()).await {
+        Ok(_) => {}
+        // The rota may have changed since the engine last read it.
+        Err(RoutingError::UnknownAgent(_) | RoutingError::NotRostered(_)) => {
+            state.center.refresh_roster().await?;
+            state.center.handle(event).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(axum::Json(status(&state.center, &staff).await))
+}
+
+/// Leaves the seat.
+#[utoipa::path(delete, path = "/api/agent/session", tag = "contacts",
+    responses((status = 204), (status = 401), (status = 403), (status = 409)))]
+async fn agent_logout(State(state): State<AppState>, StaffOnDuty(staff): StaffOnDuty) -> Result<StatusCode> {
+    state.center.handle(Event::Logout { agent: AgentId(staff.staff_id.0) }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ready for offers.
+#[utoipa::path(post, path = "/api/agent/ready", tag = "contacts",
+    responses((status = 200, body = AgentStatus), (status = 401), (status = 403), (status = 409)))]
+async fn agent_ready(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+) -> Result<axum::Json<AgentStatus>> {
+    state.center.handle(Event::Ready { agent: AgentId(staff.staff_id.0) }).await?;
+    Ok(axum::Json(status(&state.center, &staff).await))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PauseInput {
+    /// e.g. `break`, `training`, `meeting`.
+    reason: String,
+}
+
+/// Pauses: no offers until ready again.
+#[utoipa::path(post, path = "/api/agent/pause", tag = "contacts", request_body = PauseInput,
+    responses((status = 200, body = AgentStatus), (status = 401), (status = 403), (status = 409), (status = 422)))]
+async fn agent_pause(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    ApiJson(input): ApiJson<PauseInput>,
+) -> Result<axum::Json<AgentStatus>> {
+    let reason = input.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid("reason", "say why, e.g. `break`"));
+    }
+    state.center.handle(Event::Pause { agent: AgentId(staff.staff_id.0), reason: reason.into() }).await?;
+    Ok(axum::Json(status(&state.center, &staff).await))
+}
+
+/// The agent's updates: offers, withdrawals, and what happens on their contacts.
+#[utoipa::path(get, path = "/api/agent/stream", tag = "contacts",
+    responses((status = 200, content_type = "text/event-stream", body = Update), (status = 401), (status = 403)))]
+async fn agent_stream(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let me = staff.staff_id.0;
+    let mut mine: HashSet<String> = HashSet::new();
+    let rx = state.center.subscribe();
+    Ok(stream_updates(Vec::new(), rx, state.shutdown.clone(), move |u| {
+        if let Update::Connected { contact, agent } = u
+            && *agent == me
+        {
+            mine.insert(contact.clone());
+        }
+        let keep = u.agent() == Some(me) || u.contact().is_some_and(|c| mine.contains(c));
+        if let Update::Ended { contact } = u {
+            mine.remove(contact);
+        }
+        keep
+    }))
+}
+
+/// A contact's record, for staff working on it.
+#[utoipa::path(get, path = "/api/contacts/{id}", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, body = Contact), (status = 401), (status = 403), (status = 404)))]
+async fn contact(State(store): State<Store>, user: AuthUser, Path(id): Path<String>) -> Result<axum::Json<Contact>> {
+    party(&store, &id, None, Some(user)).await?;
+    Ok(axum::Json(store.contact(&id).await?))
+}
+
+/// Accepts the contact offered to this agent.
+#[utoipa::path(post, path = "/api/contacts/{id}/accept", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, body = Contact), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn accept(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Contact>> {
+    state.center.handle(Event::Accept { agent: AgentId(staff.staff_id.0), contact: ContactId(id.clone()) }).await?;
+    let now = Utc::now();
+    state.store.add_contact_staff(&id, staff.staff_id, now).await?;
+    let change = if staff.role == Role::Doctor {
+        ContactChange::DoctorJoined { doctor: staff.staff_id }
+    } else {
+        ContactChange::Answered { by: staff.staff_id }
+    };
+    let contact = state.store.update_contact(&id, &change, now).await?;
+    state.center.publish(Update::Connected { contact: id, agent: staff.staff_id.0 });
+    Ok(axum::Json(contact))
+}
+
+/// Declines the offer; it goes to the next agent.
+#[utoipa::path(post, path = "/api/contacts/{id}/decline", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn decline(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    state.center.handle(Event::Decline { agent: AgentId(staff.staff_id.0), contact: ContactId(id) }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn on_contact(store: &Store, staff: StaffId, id: &str) -> Result<()> {
+    store.contact(id).await.map_err(not_found(id))?;
+    if store.works_on_contact(staff, id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("you are not on contact {id}")))
+    }
+}
+
+/// Ends a connected contact for everyone; its agents go to wrap-up.
+#[utoipa::path(post, path = "/api/contacts/{id}/end", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn end(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    on_contact(&state.store, staff.staff_id, &id).await?;
+    state.center.handle(Event::End { contact: ContactId(id.clone()) }).await?;
+    state.store.update_contact(&id, &ContactChange::Ended, Utc::now()).await?;
+    state.center.publish(Update::Ended { contact: id });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EscalateInput {
+    /// `general` or a specialty, e.g. `paediatrics`.
+    specialty: String,
+    #[serde(default)]
+    urgent: bool,
+    /// What the doctor should know (shown on the doctor's console).
+    note: String,
+}
+
+/// Asks for a doctor; the operator stays on until the doctor joins (warm transfer).
+#[utoipa::path(post, path = "/api/contacts/{id}/escalate", tag = "contacts", params(("id" = String, Path)),
+    request_body = EscalateInput,
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn escalate(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<EscalateInput>,
+) -> Result<StatusCode> {
+    let specialty = input.specialty.trim().to_lowercase();
+    let mut errors = Vec::new();
+    if specialty.is_empty() {
+        errors.push(FieldError { field: "specialty".into(), message: "say which doctor, e.g. `general`".into() });
+    }
+    if input.note.trim().len() < 5 {
+        errors.push(FieldError {
+            field: "note".into(),
+            message: "tell the doctor what is wrong (5 characters or more)".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    on_contact(&state.store, staff.staff_id, &id).await?;
+    let urgent = input.urgent;
+    state
+        .center
+        .handle(Event::Escalate { contact: ContactId(id.clone()), specialty: specialty.clone(), urgent })
+        .await?;
+    let now = Utc::now();
+    state.store.update_contact(&id, &ContactChange::Escalated { specialty }, now).await?;
+    let note = format!("Escalated by {}: {}", staff.display_name, input.note.trim());
+    state.store.add_chat_message(&id, "system", Some(staff.staff_id), &note, now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Leaves a contact that goes on without this agent (after handing over to a doctor).
+#[utoipa::path(post, path = "/api/contacts/{id}/leave", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn leave(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    state.center.handle(Event::Leave { agent: AgentId(staff.staff_id.0), contact: ContactId(id.clone()) }).await?;
+    state.center.publish(Update::Left { contact: id, agent: staff.staff_id.0 });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct WrapUpInput {
+    /// One of `information`, `complaint`, `appointment`, `escalated`, `callback`,
+    /// `emergency`, `wrong_number`, `silent`, `other`.
+    disposition: String,
+    note: Option<String>,
+}
+
+/// Closes the agent's wrap-up of a contact with a disposition code; the agent is ready again.
+#[utoipa::path(post, path = "/api/contacts/{id}/wrap-up", tag = "contacts", params(("id" = String, Path)),
+    request_body = WrapUpInput,
+    responses((status = 200, body = Contact), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn wrap_up(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<WrapUpInput>,
+) -> Result<axum::Json<Contact>> {
+    if !DISPOSITIONS.contains(&input.disposition.as_str()) {
+        return Err(ApiError::invalid("disposition", format!("one of {}", DISPOSITIONS.join(", "))));
+    }
+    on_contact(&state.store, staff.staff_id, &id).await?;
+    let note = input.note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let contact = state
+        .store
+        .update_contact(&id, &ContactChange::WrappedUp { disposition: input.disposition, note }, Utc::now())
+        .await?;
+    // Ready for the next contact; harmless when the wrap-up time already ran out.
+    let _ = state.center.handle(Event::WrapUpDone { agent: AgentId(staff.staff_id.0) }).await;
+    Ok(axum::Json(contact))
+}
