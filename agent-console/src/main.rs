@@ -222,13 +222,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         }
     }
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    println!("careline listening on http://{addr}");
-
     let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let stop = server::shutdown_signal();
+    tokio::spawn(async move {
+        stop.await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
     let settings = Settings {
         secure_cookies: config.secure_cookies,
         session_ttl: chrono::Duration::hours(config.session_hours),
@@ -243,11 +244,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         state.mailer = Some(agent_console::mail::Mailer::new(url, &config.mail_from, policy)?);
     }
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    println!("careline listening on http://{addr}");
     server::run(listener, state, shutdown, tasks).await
 }
