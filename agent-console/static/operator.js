@@ -11,8 +11,12 @@ const el = (tag, props = {}, ...children) => {
 const local = (iso) => new Date(iso).toLocaleString(lang === 'hi' ? 'hi-IN' : 'en-IN',
   { timeZone: 'Asia/Kolkata', dateStyle: 'medium', timeStyle: 'short' });
 
-// The contact being handled, when the console has one (set by the call flow).
+// The contact being handled, when the console has one (set by agent.js).
 export const desk = { contact: null, patient: null };
+document.addEventListener('careline:contact', (e) => {
+  desk.contact = e.detail;
+  if (!e.detail) desk.patient = null;
+});
 
 async function api(path, options = {}) {
   const init = { ...options, headers: { Accept: 'application/json', ...(options.headers || {}) } };

@@ -133,3 +133,60 @@ async fn supervisor_wallboard_is_live_and_exports_the_day() {
     assert!(stdout.contains("operator-morning 06:00–14:00: 2"), "{stdout}");
     assert!(stdout.contains("pushed again") && stdout.contains("csv lines 3"), "{stdout}");
 }
+
+/// Puts `user` on a round-the-clock operator shift for yesterday and today, so the
+/// test passes at any hour (the demo rota has no operators from 22:00 to 06:00).
+async fn round_the_clock(server: &Careline, user: &str) -> String {
+    let http = client();
+    let login = json!({"username": "admin", "password": server.passwords["admin"], "kind": "bearer"});
+    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
+    let admin = body["token"].as_str().unwrap().to_owned();
+    let shift = json!({"name": "test-operator-24h", "role": "operator", "starts_minute": 0, "ends_minute": 1440});
+    let shift: Value = http
+        .post(server.url("/api/shifts"))
+        .bearer_auth(&admin)
+        .json(&shift)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let staff: Value =
+        http.get(server.url("/api/staff")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let id = staff.as_array().unwrap().iter().find(|s| s["username"] == user).unwrap()["staff_id"].clone();
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap()).date_naive();
+    for day in [today.pred_opt().unwrap(), today] {
+        let entry = json!({"shift_id": shift["shift_id"], "staff_id": id, "day": day});
+        let res = http.post(server.url("/api/roster")).bearer_auth(&admin).json(&entry).send().await.unwrap();
+        assert_eq!(res.status(), 204);
+    }
+    admin
+}
+
+#[tokio::test]
+async fn a_patient_chats_with_an_operator_from_the_call_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    let admin = round_the_clock(&server, "asha").await;
+    let out = node("chat-flow.mjs", &server, "asha");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chat-flow.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ended and wrapped up"), "{stdout}");
+    // The contact is in the day's export, answered and wrapped up.
+    let http = client();
+    let login = json!({"username": "meera", "password": server.passwords["meera"], "kind": "bearer"});
+    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
+    let csv = http
+        .get(server.url("/api/reports/day.csv"))
+        .bearer_auth(body["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = csv.lines().nth(1).unwrap_or_default();
+    assert!(row.contains(",chat,en,") && row.contains(",ended,") && row.ends_with(",information"), "{csv}");
+    let _ = admin;
+}

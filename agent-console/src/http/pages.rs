@@ -20,6 +20,7 @@ use crate::store::{Role, Seat, Staff, Store};
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(login_page))
+        .route("/call", get(call_page))
         .route("/operator", get(console_page))
         .route("/doctor", get(console_page))
         .route("/supervisor", get(console_page))
@@ -71,6 +72,19 @@ struct LoginPage {
 
 async fn login_page(lang: PageLang) -> Response {
     let page = LoginPage { lang: lang.0, t: lang.0.words() };
+    render(lang, page)
+}
+
+#[derive(Template)]
+#[template(path = "call.html")]
+struct CallPage {
+    lang: Lang,
+    t: &'static Words,
+}
+
+/// The patient's page: no login.
+async fn call_page(lang: PageLang) -> Response {
+    let page = CallPage { lang: lang.0, t: lang.0.words() };
     render(lang, page)
 }
 
@@ -137,6 +151,8 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
     let (body, mime): (&'static str, &str) = match file.as_str() {
         "careline.css" => (include_str!("../../static/careline.css"), "text/css; charset=utf-8"),
         "login.js" => (include_str!("../../static/login.js"), "text/javascript; charset=utf-8"),
+        "call.js" => (include_str!("../../static/call.js"), "text/javascript; charset=utf-8"),
+        "agent.js" => (include_str!("../../static/agent.js"), "text/javascript; charset=utf-8"),
         "wallboard.js" => (include_str!("../../static/wallboard.js"), "text/javascript; charset=utf-8"),
         "operator.js" => (include_str!("../../static/operator.js"), "text/javascript; charset=utf-8"),
         "console.js" => (include_str!("../../static/console.js"), "text/javascript; charset=utf-8"),

@@ -1,0 +1,103 @@
+// The patient's page: start a chat, see the place in the queue, ask for a
+// callback, chat, end. The contact's id and token stay in sessionStorage, so
+// a reload (or a dropped network) rejoins the same contact.
+const $ = (sel) => document.querySelector(sel);
+const lang = document.documentElement.lang;
+const saved = JSON.parse(sessionStorage.getItem('careline-contact') || 'null');
+
+async function post(path, json) {
+  const response = await fetch(path, {
+    method: 'POST',
+    headers: json ? { 'Content-Type': 'application/json' } : {},
+    body: json ? JSON.stringify(json) : undefined,
+  });
+  const body = response.headers.get('content-type')?.includes('json') ? await response.json() : null;
+  if (!response.ok) throw new Error(body?.detail || response.statusText);
+  return body;
+}
+
+$('#start-form input[name=emergency]').addEventListener('change', (e) => {
+  $('#location').hidden = !e.target.checked;
+  if (e.target.checked && navigator.geolocation) {
+    navigator.geolocation.getCurrentPosition((p) => {
+      const input = $('#location input');
+      if (!input.value) input.value = `${p.coords.latitude.toFixed(5)}, ${p.coords.longitude.toFixed(5)}`;
+    }, () => {});
+  }
+});
+
+$('#start-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const data = new FormData(event.target);
+  const error = $('#call .error');
+  error.hidden = true;
+  try {
+    const started = await post('/api/contacts', {
+      language: lang,
+      phone: data.get('phone'),
+      channel: 'chat',
+      emergency: data.get('emergency') === 'on',
+      location: data.get('location') || null,
+      ehealth_card: data.get('ehealth_card') || null,
+      abha_number: data.get('abha_number') || null,
+    });
+    sessionStorage.setItem('careline-contact', JSON.stringify(started));
+    follow(started);
+  } catch (e) {
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+});
+
+function follow({ contact_id: id, token }) {
+  $('#call').hidden = true;
+  $('#waiting').hidden = false;
+  const q = `token=${encodeURIComponent(token)}`;
+  const seen = new Set();
+  const events = new EventSource(`/api/contacts/${id}/stream?${q}`);
+  events.addEventListener('update', (e) => {
+    const u = JSON.parse(e.data);
+    if (u.type === 'position') {
+      $('#position').textContent = u.position;
+      $('#wait').textContent = Math.max(1, Math.round(u.estimated_wait_seconds / 60));
+    } else if (u.type === 'connected') {
+      $('#waiting').hidden = true;
+      $('#chat').hidden = false;
+    } else if (u.type === 'message') {
+      const key = `${u.at}|${u.body}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      const li = document.createElement('li');
+      li.className = u.sender;
+      li.textContent = u.body;
+      $('#messages').append(li);
+      $('#chat').hidden = false;
+      $('#waiting').hidden = true;
+    } else if (u.type === 'callback_scheduled') {
+      $('#callback-noted').hidden = false;
+    } else if (u.type === 'ended') {
+      events.close();
+      sessionStorage.removeItem('careline-contact');
+      $('#waiting').hidden = true;
+      $('#chat').hidden = false;
+      $('#chat-status').textContent = $('#chat').dataset.ended;
+      $('#message-form').hidden = true;
+      $('#hangup').hidden = true;
+      $('#chat').dataset.state = 'ended';
+    }
+  });
+  $('#callback').onclick = async () => {
+    await post(`/api/contacts/${id}/callback?${q}`);
+    $('#callback-noted').hidden = false;
+    $('#callback').hidden = true;
+  };
+  $('#message-form').onsubmit = async (event) => {
+    event.preventDefault();
+    const input = event.target.elements.body;
+    await post(`/api/contacts/${id}/messages?${q}`, { body: input.value });
+    input.value = '';
+  };
+  $('#hangup').onclick = () => post(`/api/contacts/${id}/hangup?${q}`);
+}
+
+if (saved) follow(saved);
