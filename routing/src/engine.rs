@@ -319,7 +319,8 @@ struct Task {
     tries: u32,
     not_before: Millis,
     offered: Option<AgentId>,
-    announced: Option<(usize, Millis)>,
+    /// Position, estimate and when they were told.
+    announced: Option<(usize, Millis, Millis)>,
     alerted: bool,
     night_callback_told: bool,
 }
@@ -352,6 +353,8 @@ pub struct Engine {
     aht: f64,
     /// The instant of the last event handled.
     now: Millis,
+    /// Actions of timers that ran while a refused event was handled.
+    held: Vec<Action>,
 }
 
 impl Engine {
@@ -368,6 +371,7 @@ impl Engine {
             seq: 0,
             aht,
             now: Millis::MIN,
+            held: Vec::new(),
         }
     }
 
@@ -385,16 +389,19 @@ impl Engine {
         self.queue.len()
     }
 
-    /// Applies one event at `now`. On error nothing changes.
+    /// Applies one event at `now`. A refused event changes nothing it
+    /// touches: every rule is checked before any change. Timers that fell due
+    /// before `now` still run; their actions come with the next accepted event.
     pub fn handle(&mut self, now: Millis, event: Event) -> Result<Vec<Action>, RoutingError> {
-        let mut next = self.clone();
-        let mut out = Vec::new();
-        next.expire(now, &mut out);
-        next.apply(now, event, &mut out)?;
-        next.dispatch(now, &mut out);
-        next.announce(now, &mut out);
-        next.now = next.now.max(now);
-        *self = next;
+        let mut out = std::mem::take(&mut self.held);
+        self.expire(now, &mut out);
+        self.now = self.now.max(now);
+        if let Err(e) = self.apply(now, event, &mut out) {
+            self.held = out;
+            return Err(e);
+        }
+        self.dispatch(now, &mut out);
+        self.announce(now, &mut out);
         Ok(out)
     }
 
@@ -795,8 +802,26 @@ impl Engine {
 
     /// Offers waiting tasks, in queue order, to the longest-idle eligible agent.
     fn dispatch(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let order: Vec<(QueueKey, TaskKey)> = self.queue.iter().map(|(k, v)| (*k, v.clone())).collect();
-        for (key, tk) in order {
+        // Only agents with room can take anything: with none, there is nothing
+        // to match (the common case under load), and the scan stops when they run out.
+        let has_room = |e: &Engine| {
+            e.agents.values().any(|a| e.capacity(a, Media::Chat).is_some() && e.on_shift(a.profile.id, now))
+        };
+        let night = !self.operators_on(now);
+        if !has_room(self) && !night {
+            return;
+        }
+        let mut cursor: Option<QueueKey> = None;
+        loop {
+            let next = match cursor {
+                None => self.queue.iter().next(),
+                Some(c) => self.queue.range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)).next(),
+            };
+            let Some((key, tk)) = next.map(|(k, v)| (*k, v.clone())) else { break };
+            cursor = Some(key);
+            if !night && !has_room(self) {
+                break;
+            }
             let task = self.tasks.get(&tk).expect("queued task").clone();
             if task.not_before > now {
                 continue;
@@ -836,38 +861,41 @@ impl Engine {
     /// Tells each waiting contact its position and estimated wait when either
     /// changes, and alerts supervisors of long waits.
     fn announce(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let staffed = |need: &Need, agents: &BTreeMap<AgentId, AgentRt>| {
-            agents
+        let staffed = |role: Role| {
+            self.agents
                 .values()
-                .filter(|a| match need {
-                    Need::Operator => a.profile.role == Role::Operator,
-                    Need::Doctor => a.profile.role == Role::Doctor,
-                })
-                .filter(|a| !matches!(a.state, AgentState::Paused { .. }))
+                .filter(|a| a.profile.role == role && !matches!(a.state, AgentState::Paused { .. }))
                 .count()
                 .max(1) as f64
         };
-        let mut ahead: HashMap<Need, usize> = HashMap::new();
-        let order: Vec<TaskKey> = self.queue.values().cloned().collect();
-        for tk in order {
-            let n = ahead.entry(tk.1.clone()).or_insert(0);
+        let (operators, doctors) = (staffed(Role::Operator), staffed(Role::Doctor));
+        let (mut ops_ahead, mut docs_ahead) = (0usize, 0usize);
+        let aht = self.aht;
+        let alert_after = self.cfg.long_wait_alert;
+        for tk in self.queue.values() {
+            let n = if tk.1 == Need::Doctor { &mut docs_ahead } else { &mut ops_ahead };
             *n += 1;
             let position = *n;
             // Each agent frees up about once per handle time: the contact is
             // served when `position` agents have freed up, spread over the staffed agents.
-            let estimate = ((position as f64 / staffed(&tk.1, &self.agents)).ceil() * self.aht) as Millis;
-            let task = self.tasks.get_mut(&tk).expect("queued task");
+            let staffed = if tk.1 == Need::Doctor { doctors } else { operators };
+            let estimate = ((position as f64 / staffed).ceil() * aht) as Millis;
+            let task = self.tasks.get_mut(tk).expect("queued task");
             let estimate = estimate.max(task.not_before - now).max(0);
+            // Told when the position or the estimate (by 30 s or more) changes;
+            // at most every 10 s, except near the front of the queue.
             let changed = match task.announced {
                 None => true,
-                Some((p, e)) => p != position || (e - estimate).abs() >= 30_000,
+                Some((p, e, at)) => {
+                    (p != position || (e - estimate).abs() >= 30_000) && (position <= 3 || now - at >= 10_000)
+                }
             };
             if changed {
-                task.announced = Some((position, estimate));
+                task.announced = Some((position, estimate, now));
                 out.push(Action::Position { contact: tk.0.clone(), position, estimated_wait: estimate });
             }
             let waited = now - task.since();
-            if !task.alerted && waited >= self.cfg.long_wait_alert {
+            if !task.alerted && waited >= alert_after {
                 task.alerted = true;
                 out.push(Action::Alert { contact: tk.0.clone(), waited });
             }
