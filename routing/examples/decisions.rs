@@ -41,8 +41,8 @@ fn main() {
         Event::ContactArrived(NewContact {
             id: ContactId(format!("c{i}")),
             media: Media::Voice,
-            language: if i % 10 == 0 { "en".into() } else { "hi".into() },
-            emergency: i % 50 == 0,
+            language: if i.is_multiple_of(10) { "en".into() } else { "hi".into() },
+            emergency: i.is_multiple_of(50),
             specialty: None,
         })
     };
