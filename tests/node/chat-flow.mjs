@@ -2,29 +2,18 @@
 // Chromium contexts: offer rings, accept by keyboard, messages both ways,
 // the patient reloads and rejoins, the operator ends and wraps up.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
-import { chromium } from 'playwright-core';
+import { base, launch, signIn, watch } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
-const base = process.env.CARELINE_URL;
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-  timeout: 30000,
-});
+const browser = await launch();
 let failed = false;
 const shots = process.env.CARELINE_ARTIFACTS;
 try {
   const operator = await (await browser.newContext()).newPage();
   const patient = await (await browser.newContext()).newPage();
-  for (const [name, page] of [['operator', operator], ['patient', patient]]) {
-    page.setDefaultTimeout(15000);
-    page.on('pageerror', (e) => { console.error(`${name} page error: ${e}`); failed = true; });
-  }
-  await operator.goto(`${base}/?lang=en`);
-  await operator.fill('input[name=username]', process.env.CARELINE_USER);
-  await operator.fill('input[name=password]', process.env.CARELINE_PASSWORD);
-  await operator.click('button[type=submit]');
-  await operator.waitForURL(`${base}/operator`);
+  watch(operator, 'operator', () => { failed = true; });
+  watch(patient, 'patient', () => { failed = true; });
+  await signIn(operator, '/operator');
   await operator.waitForSelector('#agent[data-stream=open]');
   await operator.waitForSelector('#seat-form select option', { state: 'attached' });
   await operator.click('#seat-form button[type=submit]');

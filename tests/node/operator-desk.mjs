@@ -2,26 +2,16 @@
 // caller by phone, read family and schemes, search facilities in Hindi and by
 // vacant ICU bed, find an approved answer, register a complaint and book an
 // appointment. Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
-import { chromium } from 'playwright-core';
+import { launch, signIn, watch } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
-const base = process.env.CARELINE_URL;
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-  timeout: 30000,
-});
+const browser = await launch();
 let failed = false;
 try {
   const context = await browser.newContext({ locale: 'en-IN' });
   const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('pageerror', (e) => { console.error(`page error: ${e}`); failed = true; });
-  await page.goto(`${base}/?lang=en`);
-  await page.fill('input[name=username]', process.env.CARELINE_USER);
-  await page.fill('input[name=password]', process.env.CARELINE_PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForURL(`${base}/operator`);
+  watch(page, 'page', () => { failed = true; });
+  await signIn(page, '/operator');
 
   // Identify by phone: the whole family shares it.
   await page.fill('#identify-form input[name=phone]', '98100 12345');

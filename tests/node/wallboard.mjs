@@ -1,26 +1,16 @@
 // The supervisor's wallboard in headless Chromium: live figures arrive by
 // server-sent events, the chart is drawn, and the CSV export downloads.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
-import { chromium } from 'playwright-core';
+import { launch, signIn, watch } from './lib.mjs';
 import { mkdirSync, readFileSync } from 'node:fs';
 
-const base = process.env.CARELINE_URL;
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-  timeout: 30000,
-});
+const browser = await launch();
 let failed = false;
 try {
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('pageerror', (e) => { console.error(`page error: ${e}`); failed = true; });
-  await page.goto(`${base}/?lang=en`);
-  await page.fill('input[name=username]', process.env.CARELINE_USER);
-  await page.fill('input[name=password]', process.env.CARELINE_PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForURL(`${base}/supervisor`);
+  watch(page, 'page', () => { failed = true; });
+  await signIn(page, '/supervisor');
   await page.waitForSelector('#wallboard[data-updated]');
   const waiting = await page.textContent('#wb-waiting');
   const longest = await page.textContent('#wb-longest');

@@ -148,3 +148,15 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+impl Careline {
+    /// Signs a demo account in and returns its bearer token.
+    pub async fn bearer(&self, user: &str) -> String {
+        let password = self.passwords.get(user).unwrap_or_else(|| panic!("no demo password for {user}"));
+        let login = serde_json::json!({"username": user, "password": password, "kind": "bearer"});
+        let res = client().post(self.url("/api/auth/login")).json(&login).send().await.expect("login request");
+        assert_eq!(res.status(), 200, "login of {user}");
+        let body: serde_json::Value = res.json().await.expect("login answer");
+        body["token"].as_str().expect("a bearer token").to_owned()
+    }
+}

@@ -57,13 +57,11 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
 
     // What the browser did is in the records, and each patient read is audited.
     let http = client();
-    let login = json!({"username": "meera", "password": server.passwords["meera"], "kind": "bearer"});
-    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
-    let token = body["token"].as_str().unwrap();
+    let token = server.bearer("meera").await;
     let ticket = stdout.lines().find_map(|l| l.strip_prefix("ticket ")).unwrap();
     let complaint: Value = http
         .get(server.url(&format!("/api/complaints/{ticket}")))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -73,7 +71,7 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
     assert_eq!(complaint["category"], "medicine_unavailable");
     let found: Value = http
         .get(server.url("/api/patients?phone=9810012345"))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -84,7 +82,7 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
     let id = ramesh["patient_id"].as_i64().unwrap();
     let audit: Value = http
         .get(server.url(&format!("/api/patients/{id}/audit")))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -136,11 +134,9 @@ async fn supervisor_wallboard_is_live_and_exports_the_day() {
 
 /// Puts `user` on a round-the-clock operator shift for yesterday and today, so the
 /// test passes at any hour (the demo rota has no operators from 22:00 to 06:00).
-async fn round_the_clock(server: &Careline, user: &str) -> String {
+async fn round_the_clock(server: &Careline, user: &str) {
     let http = client();
-    let login = json!({"username": "admin", "password": server.passwords["admin"], "kind": "bearer"});
-    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
-    let admin = body["token"].as_str().unwrap().to_owned();
+    let admin = server.bearer("admin").await;
     let shift = json!({"name": "test-operator-24h", "role": "operator", "starts_minute": 0, "ends_minute": 1440});
     let shift: Value = http
         .post(server.url("/api/shifts"))
@@ -161,25 +157,21 @@ async fn round_the_clock(server: &Careline, user: &str) -> String {
         let res = http.post(server.url("/api/roster")).bearer_auth(&admin).json(&entry).send().await.unwrap();
         assert_eq!(res.status(), 204);
     }
-    admin
 }
 
 #[tokio::test]
 async fn a_patient_chats_with_an_operator_from_the_call_page() {
     let dir = tempfile::tempdir().unwrap();
     let server = Careline::start(dir.path(), &["--demo"], &[]);
-    let admin = round_the_clock(&server, "asha").await;
+    round_the_clock(&server, "asha").await;
     let out = node("chat-flow.mjs", &server, "asha");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "chat-flow.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("ended and wrapped up"), "{stdout}");
     // The contact is in the day's export, answered and wrapped up.
-    let http = client();
-    let login = json!({"username": "meera", "password": server.passwords["meera"], "kind": "bearer"});
-    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
-    let csv = http
+    let csv = client()
         .get(server.url("/api/reports/day.csv"))
-        .bearer_auth(body["token"].as_str().unwrap())
+        .bearer_auth(server.bearer("meera").await)
         .send()
         .await
         .unwrap()
@@ -188,5 +180,4 @@ async fn a_patient_chats_with_an_operator_from_the_call_page() {
         .unwrap();
     let row = csv.lines().nth(1).unwrap_or_default();
     assert!(row.contains(",chat,en,") && row.contains(",ended,") && row.ends_with(",information"), "{csv}");
-    let _ = admin;
 }

@@ -49,9 +49,7 @@ async fn appointment_confirmation_is_retried_until_the_smtp_server_takes_it() {
         &[("CARELINE_MAIL_FROM", "Careline Helpline <helpline@careline.test>")],
     );
     let http = client();
-    let login = json!({"username": "asha", "password": server.passwords["asha"], "kind": "bearer"});
-    let body: Value = http.post(server.url("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
-    let token = body["token"].as_str().unwrap().to_owned();
+    let token = server.bearer("asha").await;
     let patient = json!({"name": "Kamla Devi", "phone": "9810000001", "email": "kamla@example.in", "age_years": 46});
     let patient: Value = http
         .post(server.url("/api/patients"))

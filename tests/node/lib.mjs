@@ -1,0 +1,28 @@
+// Shared by the browser tests: Debian's Chromium with the flags this machine
+// needs, and signing in through the login page.
+import { chromium } from 'playwright-core';
+
+export const base = process.env.CARELINE_URL;
+
+export function launch(extraArgs = []) {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', ...extraArgs],
+    timeout: 30000,
+  });
+}
+
+/// Signs in as CARELINE_USER on `page` (English pages) and waits for the role's console at `home`.
+export async function signIn(page, home) {
+  await page.goto(`${base}/?lang=en`);
+  await page.fill('input[name=username]', process.env.CARELINE_USER);
+  await page.fill('input[name=password]', process.env.CARELINE_PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}${home}`);
+}
+
+/// Fails the script on any uncaught error in `page`.
+export function watch(page, name, onError) {
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (e) => { console.error(`${name} page error: ${e}`); onError(); });
+}
