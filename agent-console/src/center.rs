@@ -249,6 +249,11 @@ impl Center {
         self.inner.updates.subscribe()
     }
 
+    /// Every logged-in agent with their seat and state.
+    pub async fn agents(&self) -> Vec<(i64, i64, routing::AgentState)> {
+        self.inner.engine.lock().await.agents().map(|(a, s, st)| (a.0, s.0, st.clone())).collect()
+    }
+
     /// The state of an agent, if logged in.
     pub async fn agent_state(&self, agent: i64) -> Option<routing::AgentState> {
         self.inner.engine.lock().await.agent_state(AgentId(agent)).cloned()

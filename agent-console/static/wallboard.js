@@ -38,6 +38,12 @@ function show(board) {
     li.textContent = `${s.shift} ${hhmm(s.starts_minute)}–${hhmm(s.ends_minute)}: ${s.rostered}`;
     return li;
   }));
+  for (const li of document.querySelectorAll('.seats li')) {
+    const at = board.agents.find((a) => `S${String(a.seat_id).padStart(2, '0')}` === li.title);
+    li.dataset.state = at ? at.state : '';
+  }
+  $('wb-agents').textContent = ['idle', 'offered', 'busy', 'wrap_up', 'paused']
+    .map((s) => `${s} ${board.agents.filter((a) => a.state === s).length}`).join(' · ');
   $('wb-status').textContent = `${$('wallboard').dataset.live} ${new Date(board.at).toLocaleTimeString()}`;
   $('wallboard').dataset.updated = board.at;
 }

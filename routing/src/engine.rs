@@ -384,6 +384,11 @@ impl Engine {
         self.agents.get(&agent).map(|a| &a.state)
     }
 
+    /// Every logged-in agent, their seat and state.
+    pub fn agents(&self) -> impl Iterator<Item = (AgentId, SeatId, &AgentState)> {
+        self.agents.values().map(|a| (a.profile.id, a.seat, &a.state))
+    }
+
     /// Tasks waiting for an agent (not ringing).
     pub fn waiting(&self) -> usize {
         self.queue.len()

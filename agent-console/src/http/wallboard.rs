@@ -45,9 +45,20 @@ pub struct Wallboard {
     pub today: Figures,
     pub intervals: Vec<Figures>,
     pub shifts: Vec<ShiftStaffing>,
+    /// Agents at their seats now, and what they are doing.
+    pub agents: Vec<AgentAtSeat>,
 }
 
-async fn build(store: &Store, now: DateTime<Utc>) -> Result<Wallboard> {
+/// An agent at a seat.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AgentAtSeat {
+    pub staff_id: i64,
+    pub seat_id: i64,
+    /// `idle`, `offered`, `busy`, `wrap_up` or `paused`.
+    pub state: String,
+}
+
+async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>) -> Result<Wallboard> {
     let day = crate::time::to_local(now).date_naive();
     let start = day_start(day);
     let contacts = store.contacts_between(start - Duration::days(1), start + Duration::days(1)).await?;
@@ -75,14 +86,27 @@ async fn build(store: &Store, now: DateTime<Utc>) -> Result<Wallboard> {
                 rostered: roster.iter().filter(|r| r.shift_id == s.shift_id).count(),
             })
             .collect(),
+        agents: center
+            .agents()
+            .await
+            .into_iter()
+            .map(|(staff_id, seat_id, state)| AgentAtSeat {
+                staff_id,
+                seat_id,
+                state: serde_json::to_value(&state)
+                    .ok()
+                    .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .collect(),
     })
 }
 
 /// The wallboard now.
 #[utoipa::path(get, path = "/api/wallboard", tag = "reports",
     responses((status = 200, body = Wallboard), (status = 401), (status = 403)))]
-async fn snapshot(State(store): State<Store>, _who: Management) -> Result<axum::Json<Wallboard>> {
-    Ok(axum::Json(build(&store, Utc::now()).await?))
+async fn snapshot(State(state): State<AppState>, _who: Management) -> Result<axum::Json<Wallboard>> {
+    Ok(axum::Json(build(&state.store, &state.center, Utc::now()).await?))
 }
 
 /// The wallboard as server-sent events (`event: wallboard`), one every 5 s.
@@ -90,22 +114,24 @@ async fn snapshot(State(store): State<Store>, _who: Management) -> Result<axum::
     responses((status = 200, content_type = "text/event-stream", body = Wallboard), (status = 401), (status = 403)))]
 async fn stream(State(state): State<AppState>, _who: Management) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let store = state.store.clone();
+    let center = state.center.clone();
     let shutdown = state.shutdown.clone();
-    let events = futures_util::stream::unfold((store, shutdown, true), |(store, shutdown, first)| async move {
-        if !first {
-            tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
+    let events =
+        futures_util::stream::unfold((store, center, shutdown, true), |(store, center, shutdown, first)| async move {
+            if !first {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
+                }
             }
-        }
-        let event = match build(&store, Utc::now()).await {
-            Ok(board) => Event::default().event("wallboard").json_data(&board).unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "wallboard");
-                Event::default().event("error").data("the wallboard could not be read; retrying")
-            }
-        };
-        Some((Ok(event), (store, shutdown, false)))
-    });
+            let event = match build(&store, &center, Utc::now()).await {
+                Ok(board) => Event::default().event("wallboard").json_data(&board).unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "wallboard");
+                    Event::default().event("error").data("the wallboard could not be read; retrying")
+                }
+            };
+            Some((Ok(event), (store, center, shutdown, false)))
+        });
     Sse::new(events).keep_alive(KeepAlive::default())
 }
