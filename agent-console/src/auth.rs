@@ -107,6 +107,11 @@ impl LoginThrottle {
         }
     }
 
+    /// Counts one more attempt against `keys` (for rate limits that are not about failures).
+    pub fn record(&self, keys: &[&str], now: Instant) {
+        self.record_failure(keys, now);
+    }
+
     pub fn record_success(&self, key: &str) {
         self.failures.lock().expect("throttle lock").remove(key);
     }

@@ -514,3 +514,22 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
     let accepted = restarted.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await;
     assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
 }
+
+#[tokio::test]
+async fn starting_contacts_is_rate_limited_per_address() {
+    let app = App::new().await;
+    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
+    for _ in 0..10 {
+        assert_eq!(app.send("POST", "/api/contacts", None, Some(&start)).await.status, StatusCode::CREATED);
+    }
+    let refused = app.send("POST", "/api/contacts", None, Some(&start)).await;
+    assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        app.store
+            .contacts_between(chrono::Utc::now() - chrono::Duration::hours(1), chrono::Utc::now())
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+}

@@ -106,11 +106,15 @@ struct Started {
 
 /// A patient starts a contact (no login). The answer carries the token that follows it.
 #[utoipa::path(post, path = "/api/contacts", tag = "contacts", request_body = StartInput,
-    responses((status = 201, body = Started), (status = 400), (status = 422)))]
+    responses((status = 201, body = Started), (status = 400), (status = 422), (status = 429)))]
 async fn start_contact(
     State(state): State<AppState>,
+    super::auth::ClientAddr(peer): super::auth::ClientAddr,
     ApiJson(input): ApiJson<StartInput>,
 ) -> Result<(StatusCode, axum::Json<Started>)> {
+    let client = peer.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let now = std::time::Instant::now();
+    state.contact_throttle.check(&[&client], now).map_err(ApiError::TooManyRequests)?;
     let mut errors = Vec::new();
     let phone =
         normalise_phone(&input.phone).map_err(|m| errors.push(FieldError { field: "phone".into(), message: m })).ok();
@@ -147,6 +151,7 @@ async fn start_contact(
         location: input.location.filter(|l| !l.trim().is_empty()),
     };
     state.store.create_contact(&id, &new, &token_hash(&token), Utc::now()).await?;
+    state.contact_throttle.record(&[&client], now);
     let media = if input.channel == Channel::Chat { Media::Chat } else { Media::Voice };
     state
         .center

@@ -45,6 +45,9 @@ pub struct AppState {
     /// Failed logins per client address, looser: a helpline's operators share a NAT.
     #[from_ref(skip)]
     pub addr_throttle: Arc<LoginThrottle>,
+    /// Contacts started per client address: the `/call` page needs no login.
+    #[from_ref(skip)]
+    pub contact_throttle: Arc<LoginThrottle>,
     /// Cancelled at shutdown; long-lived handlers (streams, sockets) stop on it.
     pub shutdown: CancellationToken,
     /// Mail to patients, when SMTP is configured.
@@ -89,6 +92,8 @@ impl AppState {
             // authentication cheat sheet); a client address gets 20.
             throttle: Arc::new(LoginThrottle::new(5, Duration::from_secs(15 * 60))),
             addr_throttle: Arc::new(LoginThrottle::new(20, Duration::from_secs(15 * 60))),
+            // Ten contacts in ten minutes from one address is a lot for a patient.
+            contact_throttle: Arc::new(LoginThrottle::new(10, Duration::from_secs(10 * 60))),
             shutdown,
             mailer: None,
             center,
