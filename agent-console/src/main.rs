@@ -31,6 +31,24 @@ enum Command {
     /// (`--calls-per-interval`) or a day's forecast (`--forecast FILE.csv`
     /// with columns `start,calls`).
     Staffing(StaffingArgs),
+    /// Run a day of arrivals (Poisson per half hour of `--profile`, a CSV of
+    /// `start,calls`) through the routing engine on a simulated clock, and
+    /// compare with Erlang C; reports the error of the announced waits.
+    Simulate {
+        #[arg(long)]
+        profile: std::path::PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Operators on the 06–14, 14–22 and 10–18 shifts.
+        #[arg(long, value_delimiter = ',', default_value = "20,18,5")]
+        operators: Vec<usize>,
+        #[arg(long = "aht-seconds", default_value_t = 240.0)]
+        aht_seconds: f64,
+        #[arg(long = "patience-seconds", default_value_t = 180.0)]
+        patience_seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// The built-in HIMS records: facilities, stock, schemes, answers.
     Hims {
         #[command(subcommand)]
@@ -157,6 +175,32 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
         Command::Staffing(args) => staffing(args),
+        Command::Simulate { profile, seed, operators, aht_seconds, patience_seconds, json } => {
+            let text = std::fs::read_to_string(&profile).with_context(|| format!("reading {}", profile.display()))?;
+            let day =
+                routing::sim::DayProfile::from_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", profile.display()))?;
+            let [a, b, c] = operators[..] else {
+                anyhow::bail!("--operators takes three numbers: morning, evening and peak, e.g. 20,18,5");
+            };
+            let cfg = routing::sim::SimConfig {
+                operators: [a, b, c],
+                aht_seconds,
+                patience_seconds,
+                ..routing::sim::SimConfig::helpline(seed)
+            };
+            anyhow::ensure!(
+                aht_seconds > 30.0 && patience_seconds > 0.0,
+                "--aht-seconds above 30, --patience-seconds above 0"
+            );
+            anyhow::ensure!(a + b <= 40 && c <= 5, "the helpline has 40 regular seats and 5 peak seats");
+            let report = routing::sim::simulate(&day, &cfg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?)
+            } else {
+                println!("{report}")
+            }
+            Ok(())
+        }
         Command::Hims { command: HimsCommand::Import { dir, database_url } } => {
             let store = Store::open(&database_url).await.context("opening the database")?;
             let report = agent_console::hims::import_dir(&store, &dir).await?;

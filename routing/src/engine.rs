@@ -884,7 +884,7 @@ impl Engine {
             // Each agent frees up about once per handle time: the contact is
             // served when `position` agents have freed up, spread over the staffed agents.
             let staffed = if tk.1 == Need::Doctor { doctors } else { operators };
-            let estimate = ((position as f64 / staffed).ceil() * aht) as Millis;
+            let estimate = (position as f64 * aht / staffed) as Millis;
             let task = self.tasks.get_mut(tk).expect("queued task");
             let estimate = estimate.max(task.not_before - now).max(0);
             // Told when the position or the estimate (by 30 s or more) changes;

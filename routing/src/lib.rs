@@ -8,8 +8,10 @@
 //! ## Layout
 //! - [`engine`]: the sans-IO engine: [`Engine::handle`] and [`Engine::next_timer`].
 //! - [`staffing`]: the Erlang C staffing planner (`careline staffing`).
+//! - [`sim`]: a day through the real engine on a simulated clock (`careline simulate`).
 
 pub mod engine;
+pub mod sim;
 pub mod staffing;
 
 pub use engine::*;

@@ -72,3 +72,20 @@ fn staffing_refuses_bad_input_with_the_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("service_level: must be between 0 and 1"));
 }
+
+#[test]
+fn simulate_runs_a_day_through_the_engine_and_measures_the_estimate() {
+    let profile = repo_root().join("routing/profiles/helpline-day.csv");
+    let run = |seed: &str| careline(&["simulate", "--profile", profile.to_str().unwrap(), "--seed", seed, "--json"]);
+    let out = run("5");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["intervals"].as_array().unwrap().len(), 48);
+    assert!(report["offered"].as_u64().unwrap() > 2000);
+    assert!(report["service_level"].as_f64().unwrap() > 0.5);
+    assert!(report["estimate_mae_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(out.stdout, run("5").stdout, "a seed gives the same day");
+    let bad = careline(&["simulate", "--profile", profile.to_str().unwrap(), "--operators", "30,30,5"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("40 regular seats"));
+}
