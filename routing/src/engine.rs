@@ -302,6 +302,9 @@ enum Need {
     Doctor,
 }
 
+/// How many contacts at the front of the queue are reviewed on every event.
+const FRONT: usize = 32;
+
 /// Queue order: emergencies first, then by when the wait began, then arrival order.
 type QueueKey = (u8, Millis, u64);
 type TaskKey = (ContactId, Need);
@@ -355,6 +358,11 @@ pub struct Engine {
     now: Millis,
     /// Actions of timers that ran while a refused event was handled.
     held: Vec<Action>,
+    /// Queued tasks for operators and for doctors, and the emergencies among them.
+    queued: [usize; 2],
+    queued_urgent: [usize; 2],
+    /// When every waiting contact's position was last reviewed.
+    last_full_announce: Millis,
 }
 
 impl Engine {
@@ -372,6 +380,9 @@ impl Engine {
             aht,
             now: Millis::MIN,
             held: Vec::new(),
+            queued: [0; 2],
+            queued_urgent: [0; 2],
+            last_full_announce: Millis::MIN,
         }
     }
 
@@ -494,7 +505,8 @@ impl Engine {
                 && t.offered == Some(agent)
             {
                 t.offered = None;
-                self.queue.insert(t.key, tk);
+                let key = t.key;
+                self.q_insert(key, tk);
                 return;
             }
         }
@@ -546,8 +558,35 @@ impl Engine {
     }
 
     fn enqueue(&mut self, tk: TaskKey, task: Task) {
-        self.queue.insert(task.key, tk.clone());
+        self.q_insert(task.key, tk.clone());
         self.tasks.insert(tk, task);
+    }
+
+    fn need_index(need: &Need) -> usize {
+        match need {
+            Need::Operator => 0,
+            Need::Doctor => 1,
+        }
+    }
+
+    /// Puts a task in the queue, keeping the counts that give a newcomer its position.
+    fn q_insert(&mut self, key: QueueKey, tk: TaskKey) {
+        let n = Self::need_index(&tk.1);
+        self.queued[n] += 1;
+        if key.0 == 0 {
+            self.queued_urgent[n] += 1;
+        }
+        self.queue.insert(key, tk);
+    }
+
+    fn q_remove(&mut self, key: &QueueKey) -> Option<TaskKey> {
+        let tk = self.queue.remove(key)?;
+        let n = Self::need_index(&tk.1);
+        self.queued[n] -= 1;
+        if key.0 == 0 {
+            self.queued_urgent[n] -= 1;
+        }
+        Some(tk)
     }
 
     /// An agent stops handling a contact; with nothing left they wrap up.
@@ -569,7 +608,9 @@ impl Engine {
                 }
                 let need = if spec.specialty.is_some() { Need::Doctor } else { Need::Operator };
                 let task = self.new_task(now, spec.media, spec.language, spec.emergency, spec.specialty);
-                self.enqueue((spec.id, need), task);
+                let tk = (spec.id, need);
+                self.enqueue(tk.clone(), task);
+                self.announce_newcomer(&tk, now, out);
             }
             Event::Login { agent, seat } => {
                 let profile = self
@@ -675,7 +716,7 @@ impl Engine {
                 let tk = (contact.clone(), Need::Operator);
                 let tk = if self.tasks.contains_key(&tk) { tk } else { (contact.clone(), Need::Doctor) };
                 let task = self.tasks.remove(&tk).ok_or(RoutingError::UnknownContact(contact.clone()))?;
-                self.queue.remove(&task.key);
+                self.q_remove(&task.key);
                 if let Some(agent) = task.offered {
                     out.push(Action::Withdraw { contact, agent });
                     Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
@@ -752,7 +793,7 @@ impl Engine {
                 }
                 // A doctor still being sought for it is no longer needed.
                 if let Some(task) = self.tasks.remove(&(contact.clone(), Need::Doctor)) {
-                    self.queue.remove(&task.key);
+                    self.q_remove(&task.key);
                     if let Some(agent) = task.offered {
                         out.push(Action::Withdraw { contact, agent });
                         Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
@@ -839,7 +880,7 @@ impl Engine {
                 .min();
             if let Some((_, agent)) = best {
                 let until = now + self.cfg.offer_timeout;
-                self.queue.remove(&key);
+                self.q_remove(&key);
                 let t = self.tasks.get_mut(&tk).expect("queued task");
                 t.offered = Some(agent);
                 self.agents.get_mut(&agent).expect("candidate").state =
@@ -863,6 +904,32 @@ impl Engine {
         }
     }
 
+    /// Agents of `need` on duty and not paused (at least one, for estimates).
+    fn staffed(&self, need: &Need) -> f64 {
+        let role = if *need == Need::Doctor { Role::Doctor } else { Role::Operator };
+        self.agents
+            .values()
+            .filter(|a| a.profile.role == role && !matches!(a.state, AgentState::Paused { .. }))
+            .count()
+            .max(1) as f64
+    }
+
+    /// Tells a contact that joined the back of the queue (or the back of the
+    /// emergencies) its place at once, from the queue counts.
+    fn announce_newcomer(&mut self, tk: &TaskKey, now: Millis, out: &mut Vec<Action>) {
+        let n = Self::need_index(&tk.1);
+        let Some(task) = self.tasks.get(tk) else { return };
+        let position = if task.emergency { self.queued_urgent[n] } else { self.queued[n] };
+        if position <= FRONT {
+            return; // the front is reviewed on every event
+        }
+        let estimate = (position as f64 * self.aht / self.staffed(&tk.1)) as Millis;
+        if let Some(task) = self.tasks.get_mut(tk) {
+            task.announced = Some((position, estimate, now));
+        }
+        out.push(Action::Position { contact: tk.0.clone(), position, estimated_wait: estimate });
+    }
+
     /// Tells each waiting contact its position and estimated wait when either
     /// changes, and alerts supervisors of long waits.
     fn announce(&mut self, now: Millis, out: &mut Vec<Action>) {
@@ -877,7 +944,14 @@ impl Engine {
         let (mut ops_ahead, mut docs_ahead) = (0usize, 0usize);
         let aht = self.aht;
         let alert_after = self.cfg.long_wait_alert;
-        for tk in self.queue.values() {
+        // The front of the queue is reviewed on every event; the whole queue
+        // every 10 s. A newcomer is told its place on arrival (`apply`).
+        let full = now.saturating_sub(self.last_full_announce) >= 10_000;
+        if full {
+            self.last_full_announce = now;
+        }
+        let depth = if full { usize::MAX } else { FRONT };
+        for tk in self.queue.values().take(depth) {
             let n = if tk.1 == Need::Doctor { &mut docs_ahead } else { &mut ops_ahead };
             *n += 1;
             let position = *n;

@@ -274,12 +274,9 @@ pub fn simulate(profile: &DayProfile, cfg: &SimConfig) -> SimReport {
             Event::Accept { contact, .. } => Some(index(contact)),
             Event::Abandon { contact } => {
                 let i = index(contact);
-                match engine.handle(now, event.clone()) {
-                    Ok(out) => {
-                        fates[i].abandoned = true;
-                        handle_actions(&out, now, &mut fates, &mut queue, &mut push, &mut callbacks, &index);
-                    }
-                    Err(_) => {}
+                if let Ok(out) = engine.handle(now, event.clone()) {
+                    fates[i].abandoned = true;
+                    handle_actions(&out, now, &mut fates, &mut queue, &mut push, &mut callbacks, &index);
                 }
                 continue;
             }
