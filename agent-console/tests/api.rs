@@ -192,7 +192,8 @@ async fn malformed_input_gets_problem_details_naming_the_field() {
 
     let reply = app.send("GET", "/api/patients?phone=9810000001&abha=91-1234-5678-9012", Some(&token), None).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-    let reply = app.send("GET", "/api/patients/987654", Some(&token), None).await;
+    let supervisor = app.login("meera").await;
+    let reply = app.send("GET", "/api/patients/987654", Some(&supervisor), None).await;
     assert_problem(&reply, StatusCode::NOT_FOUND);
     let reply = app.send("GET", "/api/patients/not-a-number", Some(&token), None).await;
     assert!(reply.status.is_client_error(), "{:?}", reply.status);
@@ -223,12 +224,41 @@ async fn every_patient_read_is_audited_with_its_contact() {
     assert_eq!(created.body["phone"], "+919810000001");
     assert_eq!(created.body["ehealth_card"], "DL-EHC-0001");
 
-    let found = app.send("GET", "/api/patients?abha=91123456789012&contact=C-42", Some(&token), None).await;
+    // Reads need a contact the operator works on.
+    let no_contact = app.send("GET", "/api/patients?abha=91123456789012", Some(&token), None).await;
+    assert_problem(&no_contact, StatusCode::FORBIDDEN);
+    assert!(no_contact.body["detail"].as_str().unwrap().contains("contact"));
+    let admin = app.login("admin").await;
+    round_the_clock(&app, &admin, "operator", &["asha"]).await;
+    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
+    let mut contacts = Vec::new();
+    for seat in [1, 1] {
+        let c =
+            app.send("POST", "/api/contacts", None, Some(&start)).await.body["contact_id"].as_str().unwrap().to_owned();
+        app.send("POST", "/api/agent/session", Some(&token), Some(&format!("{{\"seat_id\": {seat}}}"))).await;
+        app.send("POST", "/api/agent/ready", Some(&token), None).await;
+        let accepted = app.send("POST", &format!("/api/contacts/{c}/accept"), Some(&token), None).await;
+        assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+        app.send("POST", &format!("/api/contacts/{c}/end"), Some(&token), None).await;
+        app.send("POST", &format!("/api/contacts/{c}/wrap-up"), Some(&token), Some(r#"{"disposition":"information"}"#))
+            .await;
+        contacts.push(c);
+    }
+    let (c1, c2) = (&contacts[0], &contacts[1]);
+    let found = app.send("GET", &format!("/api/patients?abha=91123456789012&contact={c1}"), Some(&token), None).await;
     assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
     assert_eq!(found.body.as_array().unwrap().len(), 1);
-    let read = app.send("GET", &format!("/api/patients/{id}?contact=C-43"), Some(&token), None).await;
+    let read = app.send("GET", &format!("/api/patients/{id}?contact={c2}"), Some(&token), None).await;
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.body["name"], "Kamla Devi");
+    // Another operator, not on those contacts, may not use them.
+    let other = json!({"username": "ravi", "password": PASSWORD, "role": "operator", "display_name": "Ravi"});
+    app.send("POST", "/api/staff", Some(&admin), Some(&other.to_string())).await;
+    let ravi = app.login("ravi").await;
+    assert_problem(
+        &app.send("GET", &format!("/api/patients/{id}?contact={c1}"), Some(&ravi), None).await,
+        StatusCode::FORBIDDEN,
+    );
 
     let supervisor = app.login("meera").await;
     let trail = app.send("GET", &format!("/api/patients/{id}/audit"), Some(&supervisor), None).await;
@@ -240,8 +270,8 @@ async fn every_patient_read_is_audited_with_its_contact() {
         .iter()
         .filter(|e| e["action"].as_str().unwrap().starts_with("patient."))
         .collect();
-    let contacts: Vec<&str> = reads.iter().filter_map(|e| e["contact_id"].as_str()).collect();
-    assert!(contacts.contains(&"C-42") && contacts.contains(&"C-43"), "{:?}", trail.body);
+    let audited: Vec<&str> = reads.iter().filter_map(|e| e["contact_id"].as_str()).collect();
+    assert!(audited.contains(&c1.as_str()) && audited.contains(&c2.as_str()), "{:?}", trail.body);
     let asha = app.store.staff_credentials("asha").await.unwrap().unwrap().0;
     assert!(reads.iter().filter(|e| e["contact_id"].is_string()).all(|e| e["staff_id"] == asha.staff_id.0));
     // The operator may not read the audit trail.
@@ -342,7 +372,8 @@ async fn information_desk_complaints_and_appointments() {
     let full = app.send("POST", "/api/appointments", Some(&token), Some(&book(oid))).await;
     assert_problem(&full, StatusCode::CONFLICT);
     assert!(full.body["detail"].as_str().unwrap().contains("full"));
-    let theirs = app.send("GET", &format!("/api/patients/{oid}/appointments"), Some(&token), None).await;
+    let supervisor = app.login("meera").await;
+    let theirs = app.send("GET", &format!("/api/patients/{oid}/appointments"), Some(&supervisor), None).await;
     assert_eq!(theirs.body.as_array().unwrap().len(), 0);
     let unknown = json!({"slot_id": 999999, "patient_id": pid}).to_string();
     assert_problem(&app.send("POST", "/api/appointments", Some(&token), Some(&unknown)).await, StatusCode::NOT_FOUND);

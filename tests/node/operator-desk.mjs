@@ -2,7 +2,7 @@
 // caller by phone, read family and schemes, search facilities in Hindi and by
 // vacant ICU bed, find an approved answer, register a complaint and book an
 // appointment. Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
-import { launch, signIn, watch } from './lib.mjs';
+import { base, launch, signIn, watch } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
 const browser = await launch();
@@ -12,6 +12,18 @@ try {
   const page = await context.newPage();
   watch(page, 'page', () => { failed = true; });
   await signIn(page, '/operator');
+
+  // Patient records are read from a contact: take a seat and answer a chat first.
+  await page.waitForSelector('#agent[data-stream=open]');
+  await page.waitForSelector('#seat-form select option', { state: 'attached' });
+  await page.click('#seat-form button[type=submit]');
+  await page.click('#ready');
+  const caller = await browser.newContext();
+  const started = await caller.request.post(`${base}/api/contacts`, { data: { language: 'en', phone: '9810012345', channel: 'chat' } });
+  if (!started.ok()) throw new Error(`contact not started: ${await started.text()}`);
+  await page.waitForSelector('#offer:not([hidden])');
+  await page.keyboard.press('a');
+  await page.waitForSelector('#contact:not([hidden])');
 
   // Identify by phone: the whole family shares it.
   await page.fill('#identify-form input[name=phone]', '98100 12345');
@@ -62,6 +74,12 @@ try {
   await page.click('#slots li button');
   await page.waitForSelector('#slots .booked');
   console.log('appointment booked');
+  await page.click('#end');
+  await page.waitForSelector('#wrap-up:not([hidden])');
+  await page.selectOption('#wrap-up-form select[name=disposition]', 'appointment');
+  await page.click('#wrap-up-form button');
+  await page.waitForSelector('#wrap-up[hidden]', { state: 'attached' });
+  console.log('wrapped up');
   if (process.env.CARELINE_ARTIFACTS) {
     mkdirSync(process.env.CARELINE_ARTIFACTS, { recursive: true });
     await page.screenshot({ path: `${process.env.CARELINE_ARTIFACTS}/operator-desk.png`, fullPage: true });

@@ -50,10 +50,11 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
 async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_books() {
     let dir = tempfile::tempdir().unwrap();
     let server = Careline::start(dir.path(), &["--demo"], &[]);
+    round_the_clock(&server, "asha").await;
     let out = node("operator-desk.mjs", &server, "asha");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "operator-desk.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("appointment booked"), "{stdout}");
+    assert!(stdout.contains("appointment booked") && stdout.contains("wrapped up"), "{stdout}");
 
     // What the browser did is in the records, and each patient read is audited.
     let http = client();

@@ -167,6 +167,7 @@ async fn patient_schemes(
     Path(id): Path<i64>,
     ApiQuery(ctx): ApiQuery<ContactParam>,
 ) -> Result<axum::Json<Vec<Scheme>>> {
+    super::patients::may_read_patients(&store, &staff, ctx.contact.as_deref()).await?;
     store.patient(PatientId(id)).await.map_err(not_found(format!("patient {id}")))?;
     audit(&store, &staff, "patient.schemes", Some(PatientId(id)), ctx.contact, String::new()).await?;
     Ok(axum::Json(store.schemes_of_family(PatientId(id)).await?))
@@ -396,6 +397,7 @@ async fn patient_appointments(
     Path(id): Path<i64>,
     ApiQuery(ctx): ApiQuery<ContactParam>,
 ) -> Result<axum::Json<Vec<Appointment>>> {
+    super::patients::may_read_patients(&store, &staff, ctx.contact.as_deref()).await?;
     store.patient(PatientId(id)).await.map_err(not_found(format!("patient {id}")))?;
     audit(&store, &staff, "patient.appointments", Some(PatientId(id)), ctx.contact, String::new()).await?;
     Ok(axum::Json(store.appointments_of(PatientId(id)).await?))

@@ -162,6 +162,7 @@ async fn read_patient(
     Path(id): Path<i64>,
     ApiQuery(ctx): ApiQuery<ContactContext>,
 ) -> Result<axum::Json<Patient>> {
+    may_read_patients(&store, &staff, ctx.contact.as_deref()).await?;
     let patient = store.patient(PatientId(id)).await.map_err(|e| match e {
         crate::store::StoreError::NotFound => ApiError::NotFound(format!("patient {id}")),
         other => other.into(),
@@ -205,6 +206,7 @@ async fn find_patients(
     } else {
         PatientKey::HimsId(q.hims_id.clone().unwrap_or_default())
     };
+    may_read_patients(&store, &staff, q.contact.as_deref()).await?;
     let found = store.find_patients(&key).await?;
     for patient in &found {
         audit(&store, &staff, "patient.lookup", patient.patient_id, q.contact.clone()).await?;
@@ -264,6 +266,19 @@ async fn patient_audit(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Vec<AuditEntry>>> {
     Ok(axum::Json(store.audit_for_patient(PatientId(id)).await?))
+}
+
+/// Only staff working on a patient's contact may read patient records
+/// (supervisors, who review, may read any; every read is audited either way).
+pub(crate) async fn may_read_patients(store: &Store, staff: &Staff, contact: Option<&str>) -> Result<()> {
+    if staff.role == crate::store::Role::Supervisor {
+        return Ok(());
+    }
+    let refuse = || {
+        ApiError::Forbidden("patient records are read from a contact you are working on: pass it as `contact`".into())
+    };
+    let contact = contact.filter(|c| !c.is_empty()).ok_or_else(refuse)?;
+    if store.works_on_contact(staff.staff_id, contact).await? { Ok(()) } else { Err(refuse()) }
 }
 
 async fn audit(store: &Store, staff: &Staff, action: &str, patient: PatientId, contact: Option<String>) -> Result<()> {
