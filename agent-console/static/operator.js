@@ -60,9 +60,10 @@ $('#identify-form').addEventListener('submit', async (event) => {
 });
 
 async function patientCard(p) {
-  const [schemes, appointments] = await Promise.all([
+  const [schemes, appointments, contacts] = await Promise.all([
     api(withContact(`/api/patients/${p.patient_id}/schemes`)),
     api(withContact(`/api/patients/${p.patient_id}/appointments`)),
+    api(withContact(`/api/patients/${p.patient_id}/contacts`)),
   ]);
   const card = el('article', { className: 'patient', tabIndex: 0 });
   card.dataset.patientId = p.patient_id;
@@ -71,6 +72,7 @@ async function patientCard(p) {
     el('p', { textContent: [`${patients.dataset.age}: ${p.age_years ?? '—'}`, p.sex, p.phone, p.ehealth_card, p.abha_number].filter(Boolean).join(' · ') }),
     el('p', { className: 'family', textContent: `${patients.dataset.family}: ${p.family.map((f) => `${f.name} (${f.relation})`).join(', ') || '—'}` }),
     el('p', { className: 'schemes', textContent: `${patients.dataset.schemes}: ${schemes.map((s) => lang === 'hi' ? s.name_hi : s.name).join(', ') || '—'}` }),
+    el('p', { className: 'contacts', textContent: `${patients.dataset.contacts}: ${contacts.filter((c) => c.contact_id !== desk.contact).map((c) => `${local(c.created_at)} ${c.channel}${c.disposition ? ` (${c.disposition})` : ''}`).join(', ') || '—'}` }),
     el('p', { className: 'appointments', textContent: `${patients.dataset.appointments}: ${appointments.filter((a) => a.status === 'booked').map((a) => `${local(a.slot.starts_at)} ${a.slot.department}`).join(', ') || '—'}` }),
   );
   card.addEventListener('click', () => selectPatient(p, card));
@@ -80,6 +82,8 @@ async function patientCard(p) {
 
 function selectPatient(p, card) {
   desk.patient = p;
+  // The contact now knows who called.
+  if (desk.contact) api(`/api/contacts/${desk.contact}/patient`, { json: { patient_id: p.patient_id } }).catch(() => {});
   for (const c of document.querySelectorAll('.patient')) c.classList.toggle('selected', c === card);
 }
 

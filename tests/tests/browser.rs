@@ -91,10 +91,20 @@ async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_bo
         .await
         .unwrap();
     let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for action in ["patient.lookup", "patient.schemes", "patient.appointments", "appointment.book", "complaint.create"]
-    {
+    for action in [
+        "patient.lookup",
+        "patient.schemes",
+        "patient.appointments",
+        "patient.contacts",
+        "appointment.book",
+        "complaint.create",
+    ] {
         assert!(actions.contains(&action), "no {action} in {actions:?}");
     }
+    // Selecting the caller in the desk recorded who called on the contact.
+    let csv =
+        http.get(server.url("/api/reports/day.csv")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+    assert!(csv.lines().nth(1).unwrap().contains(&format!(",{id},appointment")), "{csv}");
 }
 
 #[tokio::test]

@@ -46,6 +46,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(escalate))
         .routes(routes!(leave))
         .routes(routes!(wrap_up))
+        .routes(routes!(identify))
+        .routes(routes!(patient_contacts))
 }
 
 /// Wrap-up codes an agent closes a contact with.
@@ -658,4 +660,63 @@ async fn wrap_up(
     // Ready for the next contact; harmless when the wrap-up time already ran out.
     let _ = state.center.handle(Event::WrapUpDone { agent: AgentId(staff.staff_id.0) }).await;
     Ok(axum::Json(contact))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct IdentifyInput {
+    patient_id: i64,
+}
+
+/// Records who the caller is (after the operator identified them).
+#[utoipa::path(post, path = "/api/contacts/{id}/patient", tag = "contacts", params(("id" = String, Path)),
+    request_body = IdentifyInput,
+    responses((status = 200, body = Contact), (status = 401), (status = 403), (status = 404)))]
+async fn identify(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<IdentifyInput>,
+) -> Result<axum::Json<Contact>> {
+    on_contact(&store, staff.staff_id, &id).await?;
+    let patient = crate::store::PatientId(input.patient_id);
+    store.patient(patient).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound(format!("patient {}", input.patient_id)),
+        other => other.into(),
+    })?;
+    Ok(axum::Json(store.update_contact(&id, &ContactChange::Identified { patient }, Utc::now()).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ContactParam {
+    /// The contact on whose behalf the record is read.
+    contact: Option<String>,
+}
+
+/// A patient's past contacts with the helpline, latest first. Audited as a read of the record.
+#[utoipa::path(get, path = "/api/patients/{id}/contacts", tag = "contacts", params(("id" = i64, Path), ContactParam),
+    responses((status = 200, body = [Contact]), (status = 401), (status = 403), (status = 404)))]
+async fn patient_contacts(
+    State(store): State<Store>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<i64>,
+    ApiQuery(q): ApiQuery<ContactParam>,
+) -> Result<axum::Json<Vec<Contact>>> {
+    super::patients::may_read_patients(&store, &staff, q.contact.as_deref()).await?;
+    let patient = crate::store::PatientId(id);
+    store.patient(patient).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound(format!("patient {id}")),
+        other => other.into(),
+    })?;
+    store
+        .append_audit(&crate::store::NewAudit {
+            staff_id: Some(staff.staff_id),
+            action: "patient.contacts".into(),
+            patient_id: Some(patient),
+            contact_id: q.contact,
+            detail: String::new(),
+        })
+        .await?;
+    Ok(axum::Json(store.contacts_of_patient(patient).await?))
 }
