@@ -8,7 +8,10 @@
 //! ## Layout
 //! - [`consult`]: the tele-consultation record: consent, notes and the
 //!   e-prescription checked against the Telemedicine Practice Guidelines 2020.
-//! - [`fhir`]: the consult as FHIR R4 resources for the patient's HIMS record.
+//! - [`fhir`]: the consult as FHIR R4 resources for the patient's HIMS record
+//!   (not built yet).
+//!
+//! The WebRTC media plane (issue 4) is not built yet.
 
 pub mod consult;
 pub mod fhir;
