@@ -564,3 +564,57 @@ async fn starting_contacts_is_rate_limited_per_address() {
         10
     );
 }
+
+#[tokio::test]
+async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing() {
+    let app = App::new().await;
+    let admin = app.login("admin").await;
+    round_the_clock(&app, &admin, "operator", &["asha"]).await;
+    round_the_clock(&app, &admin, "doctor", &["dr.mehta"]).await;
+    let asha = app.login("asha").await;
+    let doctor = app.login("dr.mehta").await;
+    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
+    let id =
+        app.send("POST", "/api/contacts", None, Some(&start)).await.body["contact_id"].as_str().unwrap().to_owned();
+    app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
+    app.send("POST", "/api/agent/ready", Some(&asha), None).await;
+    app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await;
+    let patient = json!({"name": "Kamla Devi", "phone": "9810000001", "age_years": 46, "sex": "female"}).to_string();
+    let pid = app.send("POST", "/api/patients", Some(&asha), Some(&patient)).await.body["patient_id"].as_i64().unwrap();
+    let who = json!({"patient_id": pid}).to_string();
+    let identified = app.send("POST", &format!("/api/contacts/{id}/patient"), Some(&asha), Some(&who)).await;
+    assert_eq!(identified.body["patient_id"], pid, "{:?}", identified.body);
+    let esc = json!({"specialty": "general", "note": "Fever and cough for three days"}).to_string();
+    app.send("POST", &format!("/api/contacts/{id}/escalate"), Some(&asha), Some(&esc)).await;
+    app.send("POST", "/api/agent/session", Some(&doctor), Some(r#"{"seat_id": 2}"#)).await;
+    app.send("POST", "/api/agent/ready", Some(&doctor), None).await;
+    let joined = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&doctor), None).await;
+    assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
+
+    let rx = |mode: &str, drug: &str| {
+        json!({"mode": mode, "kind": "first", "diagnosis": "Acute bronchitis", "advice": "Steam inhalation",
+               "items": [{"generic": drug, "strength": "500 mg", "dose": "1 capsule", "frequency": "three times a day",
+                          "duration": "5 days"}]})
+        .to_string()
+    };
+    let url = format!("/api/contacts/{id}/prescriptions");
+    let audio = app.send("POST", &url, Some(&doctor), Some(&rx("audio", "amoxicillin"))).await;
+    assert_problem(&audio, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&audio), vec!["items[0].generic"]);
+    assert!(audio.body["detail"].as_str().unwrap().contains("List A"), "{:?}", audio.body);
+    let banned = app.send("POST", &url, Some(&doctor), Some(&rx("video", "alprazolam"))).await;
+    assert_problem(&banned, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(banned.body["detail"].as_str().unwrap().contains("NDPS"));
+    let video = app.send("POST", &url, Some(&doctor), Some(&rx("video", "amoxicillin"))).await;
+    assert_eq!(video.status, StatusCode::CREATED, "{:?}", video.body);
+    let body = &video.body["body"];
+    assert_eq!(body["items"][0][0]["generic"], "AMOXICILLIN");
+    assert_eq!(body["prescriber"]["registration_number"], "DMC/R/1234");
+    assert_eq!(body["patient"]["age_years"], 46);
+    // Operators do not prescribe; refused drafts stored nothing.
+    assert_problem(
+        &app.send("POST", &url, Some(&asha), Some(&rx("video", "amoxicillin"))).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(app.store.prescriptions_of(agent_console::store::PatientId(pid)).await.unwrap().len(), 1);
+}

@@ -48,6 +48,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(wrap_up))
         .routes(routes!(identify))
         .routes(routes!(patient_contacts))
+        .routes(routes!(prescribe))
 }
 
 /// Wrap-up codes an agent closes a contact with.
@@ -719,4 +720,80 @@ async fn patient_contacts(
         })
         .await?;
     Ok(axum::Json(store.contacts_of_patient(patient).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PrescriptionInput {
+    #[schema(value_type = String, example = "video")]
+    mode: telemed::consult::ConsultMode,
+    /// `first` or `follow_up`.
+    #[schema(value_type = String, example = "first")]
+    kind: telemed::consult::ConsultKind,
+    diagnosis: String,
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<telemed::consult::RxItem>,
+    #[serde(default)]
+    advice: String,
+}
+
+/// A doctor on the contact writes a prescription for its identified patient.
+/// It is checked against the Telemedicine Practice Guidelines 2020 and the
+/// shipped formulary; a refused draft gets every problem at once and stores nothing.
+#[utoipa::path(post, path = "/api/contacts/{id}/prescriptions", tag = "contacts", params(("id" = String, Path)),
+    request_body = PrescriptionInput,
+    responses((status = 201, body = crate::store::StoredPrescription), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn prescribe(
+    State(store): State<Store>,
+    super::Doctor(doctor): super::Doctor,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<PrescriptionInput>,
+) -> Result<(StatusCode, axum::Json<crate::store::StoredPrescription>)> {
+    on_contact(&store, doctor.staff_id, &id).await?;
+    let contact = store.contact(&id).await?;
+    let patient_id = contact
+        .patient_id
+        .ok_or_else(|| ApiError::Conflict("identify the patient on this contact before prescribing".into()))?;
+    let patient = store.patient(patient_id).await?;
+    let draft = telemed::consult::PrescriptionDraft {
+        prescriber: telemed::consult::Prescriber {
+            name: doctor.display_name.clone(),
+            qualification: doctor.qualification.clone().unwrap_or_default(),
+            registration_number: doctor.registration_number.clone().unwrap_or_default(),
+        },
+        patient: telemed::consult::RxPatient {
+            name: patient.name.clone(),
+            age_years: patient.age_years.and_then(|a| u32::try_from(a).ok()),
+            sex: patient.sex.as_str().to_owned(),
+        },
+        mode: input.mode,
+        kind: input.kind,
+        diagnosis: input.diagnosis,
+        items: input.items,
+        advice: input.advice,
+    };
+    let rx = draft.issue(&telemed::consult::Formulary::builtin()).map_err(|problems| {
+        ApiError::Invalid(problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect())
+    })?;
+    let stored = crate::store::StoredPrescription {
+        prescription_id: uuid::Uuid::new_v4().to_string(),
+        contact_id: id,
+        patient_id,
+        doctor_id: doctor.staff_id,
+        mode: serde_json::to_value(rx.mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        kind: serde_json::to_value(rx.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        body: serde_json::to_value(&rx).map_err(|e| ApiError::Internal(e.into()))?,
+        issued_at: Utc::now(),
+    };
+    store.create_prescription(&stored).await?;
+    store
+        .append_audit(&crate::store::NewAudit {
+            staff_id: Some(doctor.staff_id),
+            action: "prescription.issue".into(),
+            patient_id: Some(patient_id),
+            contact_id: Some(stored.contact_id.clone()),
+            detail: stored.prescription_id.clone(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(stored)))
 }
