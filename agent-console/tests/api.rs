@@ -617,4 +617,21 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
         StatusCode::FORBIDDEN,
     );
     assert_eq!(app.store.prescriptions_of(agent_console::store::PatientId(pid)).await.unwrap().len(), 1);
+
+    // Consent and notes: a guardian's consent needs who they are.
+    let consult = format!("/api/contacts/{id}/consult");
+    let bad = json!({"consent": {"kind": "guardian", "name": "", "relation": ""}}).to_string();
+    let refused = app.send("PUT", &consult, Some(&doctor), Some(&bad)).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&refused), vec!["consent.name", "consent.relation"]);
+    let note = json!({"consent": {"kind": "implied"}, "recording_consent": false, "chief_complaint": "Cough",
+                      "diagnosis": "Acute bronchitis", "advice": "Steam inhalation"})
+    .to_string();
+    assert_eq!(app.send("PUT", &consult, Some(&doctor), Some(&note)).await.status, StatusCode::OK);
+    let read = app.send("GET", &consult, Some(&doctor), None).await;
+    assert_eq!(read.body["consent"]["kind"], "implied");
+    assert_eq!(read.body["recording_consent"], false);
+    assert_problem(&app.send("PUT", &consult, Some(&asha), Some(&note)).await, StatusCode::FORBIDDEN);
+    let formulary = app.send("GET", "/api/formulary", Some(&doctor), None).await;
+    assert!(formulary.body.as_array().unwrap().len() >= 50);
 }

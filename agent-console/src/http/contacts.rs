@@ -49,6 +49,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(identify))
         .routes(routes!(patient_contacts))
         .routes(routes!(prescribe))
+        .routes(routes!(save_note, read_note))
+        .routes(routes!(formulary))
 }
 
 /// Wrap-up codes an agent closes a contact with.
@@ -796,4 +798,101 @@ async fn prescribe(
         })
         .await?;
     Ok((StatusCode::CREATED, axum::Json(stored)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NoteInput {
+    /// How consent to the consult was given (TPG 2020).
+    #[schema(value_type = Object)]
+    consent: telemed::consult::Consent,
+    /// The patient's explicit consent to record and transcribe. Without it no audio is kept.
+    #[serde(default)]
+    recording_consent: bool,
+    #[serde(default)]
+    chief_complaint: String,
+    #[serde(default)]
+    history: String,
+    #[serde(default)]
+    findings: String,
+    #[serde(default)]
+    diagnosis: String,
+    #[serde(default)]
+    advice: String,
+}
+
+/// The doctor records consent and notes for the consult on this contact.
+#[utoipa::path(put, path = "/api/contacts/{id}/consult", tag = "contacts", params(("id" = String, Path)),
+    request_body = NoteInput,
+    responses((status = 200, body = crate::store::ConsultNote), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn save_note(
+    State(store): State<Store>,
+    super::Doctor(doctor): super::Doctor,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<NoteInput>,
+) -> Result<axum::Json<crate::store::ConsultNote>> {
+    use telemed::consult::Consent;
+    let mut errors = Vec::new();
+    match &input.consent {
+        Consent::Implied => {}
+        Consent::Explicit { by } if by.trim().is_empty() => {
+            errors.push(FieldError { field: "consent.by".into(), message: "say who gave consent".into() })
+        }
+        Consent::Explicit { .. } => {}
+        Consent::Guardian { name, relation, .. } => {
+            if name.trim().is_empty() {
+                errors.push(FieldError {
+                    field: "consent.name".into(),
+                    message: "the guardian's name is required".into(),
+                });
+            }
+            if relation.trim().is_empty() {
+                errors.push(FieldError {
+                    field: "consent.relation".into(),
+                    message: "say how the guardian is related".into(),
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    on_contact(&store, doctor.staff_id, &id).await?;
+    let note = crate::store::ConsultNote {
+        contact_id: id.clone(),
+        doctor_id: doctor.staff_id,
+        consent: serde_json::to_value(&input.consent).map_err(|e| ApiError::Internal(e.into()))?,
+        recording_consent: input.recording_consent,
+        chief_complaint: input.chief_complaint.trim().to_owned(),
+        history: input.history.trim().to_owned(),
+        findings: input.findings.trim().to_owned(),
+        diagnosis: input.diagnosis.trim().to_owned(),
+        advice: input.advice.trim().to_owned(),
+        updated_at: Utc::now(),
+    };
+    store.save_consult_note(&note).await?;
+    Ok(axum::Json(note))
+}
+
+/// The consult's consent and notes, for staff on the contact.
+#[utoipa::path(get, path = "/api/contacts/{id}/consult", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, body = crate::store::ConsultNote), (status = 401), (status = 403), (status = 404)))]
+async fn read_note(
+    State(store): State<Store>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<crate::store::ConsultNote>> {
+    party(&store, &id, None, Some(user)).await?;
+    store
+        .consult_note(&id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("consult notes of contact {id}")))
+}
+
+/// The generic drugs a prescription may name, with their TPG list.
+#[utoipa::path(get, path = "/api/formulary", tag = "contacts",
+    responses((status = 200, body = [Object]), (status = 401), (status = 403)))]
+async fn formulary(super::Doctor(_doctor): super::Doctor) -> axum::Json<Vec<telemed::consult::FormularyEntry>> {
+    axum::Json(telemed::consult::Formulary::builtin().entries())
 }

@@ -93,6 +93,13 @@ impl Formulary {
         self.entries.get(&normalise(generic))
     }
 
+    /// Every entry, by generic name.
+    pub fn entries(&self) -> Vec<FormularyEntry> {
+        let mut all: Vec<FormularyEntry> = self.entries.values().cloned().collect();
+        all.sort_by(|a, b| a.generic.cmp(&b.generic));
+        all
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
