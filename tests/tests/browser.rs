@@ -146,9 +146,15 @@ async fn supervisor_wallboard_is_live_and_exports_the_day() {
 /// Puts `user` on a round-the-clock operator shift for yesterday and today, so the
 /// test passes at any hour (the demo rota has no operators from 22:00 to 06:00).
 async fn round_the_clock(server: &Careline, user: &str) {
+    round_the_clock_as(server, "operator", user).await
+}
+
+/// The same for `role` (`operator` or `doctor`).
+async fn round_the_clock_as(server: &Careline, role: &str, user: &str) {
     let http = client();
     let admin = server.bearer("admin").await;
-    let shift = json!({"name": "test-operator-24h", "role": "operator", "starts_minute": 0, "ends_minute": 1440});
+    let shift =
+        json!({"name": format!("test-{role}-24h-{user}"), "role": role, "starts_minute": 0, "ends_minute": 1440});
     let shift: Value = http
         .post(server.url("/api/shifts"))
         .bearer_auth(&admin)
@@ -191,4 +197,54 @@ async fn a_patient_chats_with_an_operator_from_the_call_page() {
         .unwrap();
     let row = csv.lines().nth(1).unwrap_or_default();
     assert!(row.contains(",chat,en,") && row.contains(",ended,") && row.ends_with(",information"), "{csv}");
+}
+
+#[tokio::test]
+async fn a_doctor_takes_an_escalated_chat_records_consent_and_prescribes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    round_the_clock(&server, "asha").await;
+    round_the_clock_as(&server, "doctor", "dr.mehta").await;
+    // A patient's chat, answered and escalated by the operator through the API.
+    let http = client();
+    let asha = server.bearer("asha").await;
+    let start = json!({"language": "en", "phone": "9810012345", "channel": "chat"});
+    let started: Value =
+        http.post(server.url("/api/contacts")).json(&start).send().await.unwrap().json().await.unwrap();
+    let id = started["contact_id"].as_str().unwrap().to_owned();
+    let post = |path: String, body: Value| {
+        let http = http.clone();
+        let token = asha.clone();
+        let url = server.url(&path);
+        async move {
+            let res = http.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+            assert!(res.status().is_success(), "{path}: {}", res.text().await.unwrap());
+        }
+    };
+    post("/api/agent/session".into(), json!({"seat_id": 1})).await;
+    let res = http.post(server.url("/api/agent/ready")).bearer_auth(&asha).send().await.unwrap();
+    assert!(res.status().is_success());
+    let res = http.post(server.url(&format!("/api/contacts/{id}/accept"))).bearer_auth(&asha).send().await.unwrap();
+    assert!(res.status().is_success());
+    let patient = json!({"name": "Ramesh Kumar", "phone": "9810012345", "age_years": 55, "sex": "male"});
+    let patient: Value = http
+        .post(server.url("/api/patients"))
+        .bearer_auth(&asha)
+        .json(&patient)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    post(format!("/api/contacts/{id}/patient"), json!({"patient_id": patient["patient_id"]})).await;
+    post(format!("/api/contacts/{id}/escalate"), json!({"specialty": "general", "note": "Cough and fever, 3 days"}))
+        .await;
+
+    let out = node("doctor-consult.mjs", &server, "dr.mehta");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "doctor-consult.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Cough and fever, 3 days"), "{stdout}");
+    assert!(stdout.contains("refused: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("issued:") && stdout.contains("AMOXICILLIN"), "{stdout}");
 }
