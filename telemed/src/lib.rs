@@ -8,8 +8,7 @@
 //! ## Layout
 //! - [`consult`]: the tele-consultation record: consent, notes and the
 //!   e-prescription checked against the Telemedicine Practice Guidelines 2020.
-//! - [`fhir`]: the consult as FHIR R4 resources for the patient's HIMS record
-//!   (not built yet).
+//! - [`fhir`]: the consult as FHIR R4 resources for the patient's HIMS record.
 //!
 //! The WebRTC media plane (issue 4) is not built yet.
 

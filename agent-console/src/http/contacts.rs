@@ -51,6 +51,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(prescribe))
         .routes(routes!(save_note, read_note))
         .routes(routes!(formulary))
+        .routes(routes!(fhir_bundle))
 }
 
 /// Wrap-up codes an agent closes a contact with.
@@ -895,4 +896,94 @@ async fn read_note(
     responses((status = 200, body = [Object]), (status = 401), (status = 403)))]
 async fn formulary(super::Doctor(_doctor): super::Doctor) -> axum::Json<Vec<telemed::consult::FormularyEntry>> {
     axum::Json(telemed::consult::Formulary::builtin().entries())
+}
+
+/// The consult on this contact as a FHIR R4 transaction Bundle for the HIMS:
+/// Patient, Practitioner, Encounter (class VR), DocumentReference (notes),
+/// MedicationRequests, and the follow-up Appointment at its Slot.
+#[utoipa::path(get, path = "/api/contacts/{id}/fhir", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn fhir_bundle(
+    State(store): State<Store>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>> {
+    use telemed::fhir::*;
+    party(&store, &id, None, Some(user)).await?;
+    let contact = store.contact(&id).await?;
+    let patient_id =
+        contact.patient_id.ok_or_else(|| ApiError::Conflict("the patient is not identified on this contact".into()))?;
+    let doctor_id = contact.doctor_id.ok_or_else(|| ApiError::Conflict("no doctor has joined this contact".into()))?;
+    let patient = store.patient(patient_id).await?;
+    let doctor = store.staff(doctor_id).await?;
+    let note = store.consult_note(&id).await?;
+    let notes = note
+        .as_ref()
+        .map(|n| {
+            format!(
+                "Chief complaint: {}\nHistory: {}\nFindings: {}\nProvisional diagnosis: {}\nAdvice: {}",
+                n.chief_complaint, n.history, n.findings, n.diagnosis, n.advice
+            )
+        })
+        .unwrap_or_default();
+    let reason = note.as_ref().map(|n| n.chief_complaint.clone()).filter(|c| !c.is_empty()).unwrap_or_else(|| {
+        contact.specialty.clone().map(|s| format!("Escalated to {s}")).unwrap_or_else(|| "Tele-consultation".into())
+    });
+    let mut medications = Vec::new();
+    for rx in store.prescriptions_of(patient_id).await?.into_iter().filter(|p| p.contact_id == id) {
+        for entry in rx.body["items"].as_array().into_iter().flatten() {
+            let item: telemed::consult::RxItem =
+                serde_json::from_value(entry[0].clone()).map_err(|e| ApiError::Internal(e.into()))?;
+            medications.push((
+                item.generic.clone(),
+                format!("{}, {} {}, {}", item.strength, item.dose, item.frequency, item.duration),
+            ));
+        }
+    }
+    let follow = match store
+        .appointments_of(patient_id)
+        .await?
+        .into_iter()
+        .find(|a| a.contact_id.as_deref() == Some(id.as_str()) && a.status == "booked")
+    {
+        Some(a) => Some((store.facility(a.slot.facility_id).await?, a)),
+        None => None,
+    };
+    let bundle = consult_bundle(
+        &FhirPatient {
+            name: &patient.name,
+            sex: patient.sex.as_str(),
+            birth_date: patient.birth_date,
+            phone: patient.phone.as_deref(),
+            email: patient.email.as_deref(),
+            abha_number: patient.abha_number.as_ref().map(|a| a.as_str()),
+            ehealth_card: patient.ehealth_card.as_deref(),
+            hims_id: patient.hims_patient_id.as_deref(),
+        },
+        &FhirPractitioner {
+            name: &doctor.display_name,
+            qualification: doctor.qualification.as_deref().unwrap_or_default(),
+            registration_number: doctor.registration_number.as_deref().unwrap_or_default(),
+        },
+        &FhirConsult {
+            contact_id: &id,
+            started: contact.answered_at.unwrap_or(contact.created_at),
+            ended: contact.ended_at,
+            reason: &reason,
+            notes: &notes,
+            transcript: None,
+        },
+        &medications.iter().map(|(g, d)| FhirMedication { generic: g, dosage: d.clone() }).collect::<Vec<_>>(),
+        follow
+            .as_ref()
+            .map(|(f, a)| FhirFollowUp {
+                facility_code: &f.code,
+                facility_name: &f.name,
+                department: &a.slot.department,
+                start: a.slot.starts_at,
+                end: a.slot.ends_at,
+            })
+            .as_ref(),
+    );
+    Ok(axum::Json(bundle))
 }
