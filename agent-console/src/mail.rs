@@ -217,17 +217,14 @@ pub fn appointment_ics(
     lines.iter().map(|l| fold(l)).collect()
 }
 
-/// The confirmation of an appointment, in Hindi and English, with its invitation.
-pub fn appointment_confirmation(
-    from: &Mailbox,
+/// The text of an appointment confirmation, in Hindi and English, with the
+/// prescription summary of the consult that booked it, if any.
+pub fn confirmation_text(
     appointment: &Appointment,
     facility: &Facility,
     patient: &Patient,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Message> {
-    let email =
-        patient.email.as_deref().ok_or_else(|| anyhow::anyhow!("patient {} has no email", patient.patient_id.0))?;
-    let to: Mailbox = format!("{} <{email}>", patient.name).parse().or_else(|_| email.parse())?;
+    prescription: &[String],
+) -> String {
     let when = appointment.slot.starts_at.with_timezone(&Kolkata).format("%d %b %Y, %H:%M IST");
     let text = format!(
         "नमस्ते {name},\n\nआपका अपॉइंटमेंट {facility_hi} में {when} पर ({department}) बुक हो गया है।\n\
@@ -242,6 +239,31 @@ pub fn appointment_confirmation(
         address = facility.address,
         id = appointment.appointment_id,
     );
+    if prescription.is_empty() {
+        text
+    } else {
+        // The prescription summary: generic names, dose, frequency and duration.
+        format!(
+            "{text}\nआपका पर्चा / Your prescription:\n{}\n",
+            prescription.iter().map(|l| format!("  - {l}")).collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+/// The confirmation of an appointment, in Hindi and English, with its invitation.
+pub fn appointment_confirmation(
+    from: &Mailbox,
+    appointment: &Appointment,
+    facility: &Facility,
+    patient: &Patient,
+    prescription: &[String],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Message> {
+    let email =
+        patient.email.as_deref().ok_or_else(|| anyhow::anyhow!("patient {} has no email", patient.patient_id.0))?;
+    let to: Mailbox = format!("{} <{email}>", patient.name).parse().or_else(|_| email.parse())?;
+    let when = appointment.slot.starts_at.with_timezone(&Kolkata).format("%d %b %Y, %H:%M IST");
+    let text = confirmation_text(appointment, facility, patient, prescription);
     let ics = appointment_ics(appointment, facility, patient, from, now);
     let calendar = ContentType::parse("text/calendar; charset=utf-8; method=REQUEST")?;
     Ok(Message::builder()
@@ -262,6 +284,75 @@ pub fn appointment_confirmation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follow_up_confirmation_carries_the_prescription_summary() {
+        use crate::store::{FacilityKind, PatientId, Sex, Slot, StaffId};
+        let at = Utc::now();
+        let appointment = Appointment {
+            appointment_id: 7,
+            slot: Slot {
+                slot_id: 1,
+                facility_id: 1,
+                department: "general medicine".into(),
+                starts_at: at,
+                ends_at: at,
+                capacity: 4,
+                booked: 1,
+            },
+            patient_id: PatientId(1),
+            contact_id: Some("c-1".into()),
+            booked_by: StaffId(2),
+            status: "booked".into(),
+            created_at: at,
+        };
+        let facility = Facility {
+            facility_id: 1,
+            code: "DL-H-LNH".into(),
+            name: "Lok Nayak Hospital".into(),
+            name_hi: "लोक नायक अस्पताल".into(),
+            kind: FacilityKind::Hospital,
+            district: "Central".into(),
+            address: "Jawaharlal Nehru Marg".into(),
+            phone: None,
+            latitude: None,
+            longitude: None,
+            opening_hours: "24x7".into(),
+            services: vec![],
+            services_hi: vec![],
+            beds: vec![],
+            updated_at: at,
+        };
+        let patient = Patient {
+            patient_id: PatientId(1),
+            name: "Ramesh Kumar".into(),
+            birth_date: None,
+            age_years: Some(55),
+            sex: Sex::Male,
+            phone: None,
+            email: Some("ramesh@example.in".into()),
+            preferred_language: "hi".into(),
+            ehealth_card: None,
+            abha_number: None,
+            hims_patient_id: None,
+            family: vec![],
+            created_at: at,
+            updated_at: at,
+        };
+        let plain = confirmation_text(&appointment, &facility, &patient, &[]);
+        assert!(
+            plain.contains("Lok Nayak Hospital")
+                && plain.contains("लोक नायक अस्पताल")
+                && !plain.contains("prescription")
+        );
+        let rx = confirmation_text(
+            &appointment,
+            &facility,
+            &patient,
+            &["AMOXICILLIN 500 mg: 1 capsule three times a day, 5 days".into()],
+        );
+        assert!(rx.contains("Your prescription:\n  - AMOXICILLIN 500 mg"), "{rx}");
+    }
 
     #[test]
     fn backoff_doubles_caps_and_gives_up() {

@@ -382,7 +382,25 @@ async fn book_appointment(
     // The confirmation goes through the outbox; the booking stands even if mail is down.
     if let (Some(mailer), Some(_)) = (&state.mailer, &patient.email) {
         let facility = store.facility(appointment.slot.facility_id).await?;
-        let message = crate::mail::appointment_confirmation(&mailer.from, &appointment, &facility, &patient, now)?;
+        // A follow-up booked from a consult carries the consult's prescription summary.
+        let mut summary = Vec::new();
+        if let Some(contact) = &appointment.contact_id {
+            for rx in store.prescriptions_of(patient.patient_id).await?.iter().filter(|p| &p.contact_id == contact) {
+                for entry in rx.body["items"].as_array().into_iter().flatten() {
+                    let i = &entry[0];
+                    summary.push(format!(
+                        "{} {}: {} {}, {}",
+                        i["generic"].as_str().unwrap_or_default(),
+                        i["strength"].as_str().unwrap_or_default(),
+                        i["dose"].as_str().unwrap_or_default(),
+                        i["frequency"].as_str().unwrap_or_default(),
+                        i["duration"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        let message =
+            crate::mail::appointment_confirmation(&mailer.from, &appointment, &facility, &patient, &summary, now)?;
         mailer.enqueue(store, &message, "appointment.confirmation", Some(patient.patient_id)).await?;
     }
     Ok((StatusCode::CREATED, axum::Json(appointment)))
