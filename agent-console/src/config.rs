@@ -49,6 +49,10 @@ pub struct ServeConfig {
     /// Seconds before the first retry of a failed send; each later wait doubles (at most an hour).
     #[arg(long = "mail-retry-seconds", env = "CARELINE_MAIL_RETRY_SECONDS", default_value_t = 30)]
     pub mail_retry_seconds: i64,
+
+    /// Where ambulance requests are sent (the dispatch service's webhook; JSON POST).
+    #[arg(long = "dispatch-webhook", env = "CARELINE_DISPATCH_WEBHOOK")]
+    pub dispatch_webhook: Option<String>,
 }
 
 /// Passwords and tokens inside URLs never reach the logs.
@@ -63,6 +67,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("session_hours", &self.session_hours)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
+            .field("dispatch_webhook", &self.dispatch_webhook.as_deref().map(redact_url))
             .finish()
     }
 }

@@ -278,6 +278,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         secure_cookies: config.secure_cookies,
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
+        dispatch_webhook: config.dispatch_webhook.clone(),
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;

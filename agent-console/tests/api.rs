@@ -48,7 +48,12 @@ impl App {
             .await
             .unwrap();
         }
-        let settings = Settings { secure_cookies: false, session_ttl: chrono::Duration::hours(1), redis_url: None };
+        let settings = Settings {
+            secure_cookies: false,
+            session_ttl: chrono::Duration::hours(1),
+            redis_url: None,
+            dispatch_webhook: None,
+        };
         let tasks = tokio_util::task::TaskTracker::new();
         let state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
         App { router: router(state), store, _dir: dir }
@@ -534,7 +539,12 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         .unwrap()
         .to_owned();
     // A second node on the same store (as after a restart) rebuilds the queue from the log.
-    let settings = Settings { secure_cookies: false, session_ttl: chrono::Duration::hours(1), redis_url: None };
+    let settings = Settings {
+        secure_cookies: false,
+        session_ttl: chrono::Duration::hours(1),
+        redis_url: None,
+        dispatch_webhook: None,
+    };
     let tasks = tokio_util::task::TaskTracker::new();
     let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
     let restarted = App { router: router(state), store: app.store.clone(), _dir: tempfile::tempdir().unwrap() };

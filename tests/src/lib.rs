@@ -160,3 +160,43 @@ impl Careline {
         body["token"].as_str().expect("a bearer token").to_owned()
     }
 }
+
+impl Careline {
+    /// Puts `user` on a round-the-clock `role` shift (`operator` or `doctor`) for
+    /// yesterday and today in Delhi, so a test passes at any hour (the demo rota
+    /// has no operators from 22:00 to 06:00).
+    pub async fn round_the_clock(&self, role: &str, user: &str) {
+        let http = client();
+        let admin = self.bearer("admin").await;
+        let shift = serde_json::json!({"name": format!("test-{role}-24h-{user}"), "role": role, "starts_minute": 0, "ends_minute": 1440});
+        let res = http.post(self.url("/api/shifts")).bearer_auth(&admin).json(&shift).send().await.expect("add shift");
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
+        let shift: serde_json::Value = res.json().await.expect("shift");
+        let staff: serde_json::Value = http
+            .get(self.url("/api/staff"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("staff")
+            .json()
+            .await
+            .expect("staff");
+        let id =
+            staff.as_array().expect("list").iter().find(|s| s["username"] == user).expect("user")["staff_id"].clone();
+        let ist = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("IST");
+        let today = chrono::Utc::now().with_timezone(&ist).date_naive();
+        for day in [today.pred_opt().expect("yesterday"), today] {
+            let entry = serde_json::json!({"shift_id": shift["shift_id"], "staff_id": id, "day": day});
+            let res = http.post(self.url("/api/roster")).bearer_auth(&admin).json(&entry).send().await.expect("roster");
+            assert_eq!(res.status(), 204);
+        }
+    }
+
+    /// POSTs JSON as `token` and returns the answer's status and body.
+    pub async fn post(&self, token: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let res = client().post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+}

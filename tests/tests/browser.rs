@@ -50,7 +50,7 @@ fn demo_operator_signs_in_in_chromium_and_switches_to_hindi() {
 async fn operator_identifies_a_caller_searches_the_desk_files_a_complaint_and_books() {
     let dir = tempfile::tempdir().unwrap();
     let server = Careline::start(dir.path(), &["--demo"], &[]);
-    round_the_clock(&server, "asha").await;
+    server.round_the_clock("operator", "asha").await;
     let out = node("operator-desk.mjs", &server, "asha");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "operator-desk.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -143,44 +143,11 @@ async fn supervisor_wallboard_is_live_and_exports_the_day() {
     assert!(stdout.contains("pushed again") && stdout.contains("csv lines 3"), "{stdout}");
 }
 
-/// Puts `user` on a round-the-clock operator shift for yesterday and today, so the
-/// test passes at any hour (the demo rota has no operators from 22:00 to 06:00).
-async fn round_the_clock(server: &Careline, user: &str) {
-    round_the_clock_as(server, "operator", user).await
-}
-
-/// The same for `role` (`operator` or `doctor`).
-async fn round_the_clock_as(server: &Careline, role: &str, user: &str) {
-    let http = client();
-    let admin = server.bearer("admin").await;
-    let shift =
-        json!({"name": format!("test-{role}-24h-{user}"), "role": role, "starts_minute": 0, "ends_minute": 1440});
-    let shift: Value = http
-        .post(server.url("/api/shifts"))
-        .bearer_auth(&admin)
-        .json(&shift)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let staff: Value =
-        http.get(server.url("/api/staff")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
-    let id = staff.as_array().unwrap().iter().find(|s| s["username"] == user).unwrap()["staff_id"].clone();
-    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap()).date_naive();
-    for day in [today.pred_opt().unwrap(), today] {
-        let entry = json!({"shift_id": shift["shift_id"], "staff_id": id, "day": day});
-        let res = http.post(server.url("/api/roster")).bearer_auth(&admin).json(&entry).send().await.unwrap();
-        assert_eq!(res.status(), 204);
-    }
-}
-
 #[tokio::test]
 async fn a_patient_chats_with_an_operator_from_the_call_page() {
     let dir = tempfile::tempdir().unwrap();
     let server = Careline::start(dir.path(), &["--demo"], &[]);
-    round_the_clock(&server, "asha").await;
+    server.round_the_clock("operator", "asha").await;
     let out = node("chat-flow.mjs", &server, "asha");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "chat-flow.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -203,8 +170,8 @@ async fn a_patient_chats_with_an_operator_from_the_call_page() {
 async fn a_doctor_takes_an_escalated_chat_records_consent_and_prescribes() {
     let dir = tempfile::tempdir().unwrap();
     let server = Careline::start(dir.path(), &["--demo"], &[]);
-    round_the_clock(&server, "asha").await;
-    round_the_clock_as(&server, "doctor", "dr.mehta").await;
+    server.round_the_clock("operator", "asha").await;
+    server.round_the_clock("doctor", "dr.mehta").await;
     // A patient's chat, answered and escalated by the operator through the API.
     let http = client();
     let asha = server.bearer("asha").await;

@@ -52,6 +52,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(save_note, read_note))
         .routes(routes!(formulary))
         .routes(routes!(fhir_bundle))
+        .routes(routes!(request_ambulance))
 }
 
 /// Wrap-up codes an agent closes a contact with.
@@ -986,4 +987,100 @@ async fn fhir_bundle(
             .as_ref(),
     );
     Ok(axum::Json(bundle))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AmbulanceInput {
+    /// Where the patient is: an address, a landmark, or `lat, lon`.
+    location: String,
+    /// `critical`, `urgent` or `routine`.
+    urgency: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// Requests an ambulance for the patient on this contact: stored, logged, and
+/// sent at once to the dispatch webhook. The answer says whether dispatch took it.
+#[utoipa::path(post, path = "/api/contacts/{id}/ambulance", tag = "contacts", params(("id" = String, Path)),
+    request_body = AmbulanceInput,
+    responses((status = 201, body = crate::store::AmbulanceRequest), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn request_ambulance(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<AmbulanceInput>,
+) -> Result<(StatusCode, axum::Json<crate::store::AmbulanceRequest>)> {
+    let mut errors = Vec::new();
+    if input.location.trim().len() < 3 {
+        errors.push(FieldError { field: "location".into(), message: "say where the patient is".into() });
+    }
+    if !["critical", "urgent", "routine"].contains(&input.urgency.as_str()) {
+        errors.push(FieldError { field: "urgency".into(), message: "one of critical, urgent, routine".into() });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    on_contact(&state.store, staff.staff_id, &id).await?;
+    let contact = state.store.contact(&id).await?;
+    let request = crate::store::AmbulanceRequest {
+        ambulance_request_id: uuid::Uuid::new_v4().to_string(),
+        contact_id: id.clone(),
+        patient_id: contact.patient_id,
+        requested_by: staff.staff_id,
+        location: input.location.trim().to_owned(),
+        urgency: input.urgency,
+        note: input.note.trim().to_owned(),
+        created_at: Utc::now(),
+        delivered_at: None,
+        attempts: 0,
+        last_error: None,
+    };
+    state.store.create_ambulance_request(&request).await?;
+    tracing::warn!(contact = %id, urgency = %request.urgency, "ambulance requested");
+    state
+        .store
+        .append_audit(&crate::store::NewAudit {
+            staff_id: Some(staff.staff_id),
+            action: "ambulance.request".into(),
+            patient_id: contact.patient_id,
+            contact_id: Some(id.clone()),
+            detail: format!("{} at {}", request.urgency, request.location),
+        })
+        .await?;
+    let outcome = match &state.settings.dispatch_webhook {
+        None => Err("no dispatch webhook is configured; call the dispatch service (102)".to_owned()),
+        Some(url) => {
+            let patient = match contact.patient_id {
+                Some(p) => state.store.patient(p).await.ok(),
+                None => None,
+            };
+            let body = serde_json::json!({
+                "request_id": request.ambulance_request_id,
+                "contact_id": id,
+                "urgency": request.urgency,
+                "location": request.location,
+                "note": request.note,
+                "caller_phone": contact.caller_phone,
+                "patient": patient.map(|p| serde_json::json!({"name": p.name, "age_years": p.age_years, "sex": p.sex})),
+                "requested_by": staff.display_name,
+                "requested_at": request.created_at,
+            });
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            match client.post(url).json(&body).send().await {
+                Ok(res) if res.status().is_success() => Ok(Utc::now()),
+                Ok(res) => Err(format!("the dispatch webhook answered {}", res.status())),
+                Err(e) => Err(format!("the dispatch webhook could not be reached: {e}")),
+            }
+        }
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(contact = %id, error = %e, "ambulance request not delivered");
+    }
+    state.store.record_ambulance_delivery(&request.ambulance_request_id, outcome).await?;
+    let stored = state.store.ambulance_request(&request.ambulance_request_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(stored)))
 }

@@ -64,6 +64,8 @@ pub struct Settings {
     pub session_ttl: chrono::Duration,
     /// Whether Redis is configured, and where (checked by `/readyz`).
     pub redis_url: Option<String>,
+    /// The ambulance dispatch service's webhook, when configured.
+    pub dispatch_webhook: Option<String>,
 }
 
 impl AppState {
