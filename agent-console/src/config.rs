@@ -53,6 +53,10 @@ pub struct ServeConfig {
     /// Where ambulance requests are sent (the dispatch service's webhook; JSON POST).
     #[arg(long = "dispatch-webhook", env = "CARELINE_DISPATCH_WEBHOOK")]
     pub dispatch_webhook: Option<String>,
+
+    /// Seconds between resends of ambulance requests the webhook has not taken (20 tries in all).
+    #[arg(long = "dispatch-retry-seconds", env = "CARELINE_DISPATCH_RETRY_SECONDS", default_value_t = 30)]
+    pub dispatch_retry_seconds: u64,
 }
 
 /// Passwords and tokens inside URLs never reach the logs.

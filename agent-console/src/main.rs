@@ -279,6 +279,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
         dispatch_webhook: config.dispatch_webhook.clone(),
+        dispatch_retry_seconds: config.dispatch_retry_seconds.max(1),
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;

@@ -11,7 +11,10 @@ use tests::Careline;
 
 /// Answers one HTTP request with 200 and hands its JSON body over.
 fn webhook() -> (String, mpsc::Receiver<(String, Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    webhook_on(TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+fn webhook_on(listener: TcpListener) -> (String, mpsc::Receiver<(String, Value)>) {
     let url = format!("http://{}/dispatch", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -86,11 +89,12 @@ async fn an_ambulance_request_reaches_the_dispatch_webhook() {
 }
 
 #[tokio::test]
-async fn an_unreachable_dispatch_service_still_stores_the_request_with_the_reason() {
+async fn an_unreachable_dispatch_service_still_stores_the_request_and_it_is_resent() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{closed}/dispatch");
-    let server = Careline::start(dir.path(), &["--demo", "--dispatch-webhook", &url], &[]);
+    let server =
+        Careline::start(dir.path(), &["--demo", "--dispatch-webhook", &url, "--dispatch-retry-seconds", "1"], &[]);
     server.round_the_clock("operator", "asha").await;
     let asha = server.bearer("asha").await;
     let id = answered_contact(&server, &asha).await;
@@ -105,4 +109,9 @@ async fn an_unreachable_dispatch_service_still_stores_the_request_with_the_reaso
     assert!(request["delivered_at"].is_null());
     assert_eq!(request["attempts"], 1);
     assert!(request["last_error"].as_str().unwrap().contains("could not be reached"), "{request}");
+    // The dispatch service comes back on the same address: the request is resent.
+    let (_, received) = webhook_on(TcpListener::bind(closed).expect("the port is free again"));
+    let (_, body) = received.recv_timeout(std::time::Duration::from_secs(15)).expect("resent within 15 s");
+    assert_eq!(body["location"], "Sector 6, Rohini");
+    assert_eq!(body["request_id"], request["ambulance_request_id"]);
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod contacts;
+pub use contacts::deliver_ambulance;
 mod desk;
 pub mod error;
 mod health;
@@ -66,6 +67,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// The ambulance dispatch service's webhook, when configured.
     pub dispatch_webhook: Option<String>,
+    /// Seconds between resends of undelivered ambulance requests.
+    pub dispatch_retry_seconds: u64,
 }
 
 impl AppState {

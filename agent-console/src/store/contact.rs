@@ -640,3 +640,18 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Ambulance requests the dispatch webhook has not taken yet, oldest first.
+    pub async fn undelivered_ambulance_requests(&self, max_attempts: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(
+            "select ambulance_request_id from ambulance_request where delivered_at is null and attempts < $1 \
+             order by created_at limit 50",
+        )
+        .bind(max_attempts)
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}
