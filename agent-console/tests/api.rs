@@ -53,6 +53,7 @@ impl App {
             session_ttl: chrono::Duration::hours(1),
             redis_url: None,
             dispatch_webhook: None,
+            dispatch_retry_seconds: 30,
         };
         let tasks = tokio_util::task::TaskTracker::new();
         let state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
@@ -544,6 +545,7 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         session_ttl: chrono::Duration::hours(1),
         redis_url: None,
         dispatch_webhook: None,
+        dispatch_retry_seconds: 30,
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
@@ -621,6 +623,26 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
     assert_eq!(body["items"][0][0]["generic"], "AMOXICILLIN");
     assert_eq!(body["prescriber"]["registration_number"], "DMC/R/1234");
     assert_eq!(body["patient"]["age_years"], 46);
+    // The print-ready prescription carries a QR code of its verification address.
+    let rx_id = video.body["prescription_id"].as_str().unwrap().to_owned();
+    let req = Request::get(format!("/rx/{rx_id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {doctor}"))
+        .header(header::HOST, "careline.test")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(html.contains("AMOXICILLIN") && html.contains("DMC/R/1234") && html.contains("<svg"), "{html}");
+    let sig = html.split("data-sig=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let verdict = app.send("GET", &format!("/rx/{rx_id}/verify?sig={sig}"), None, None).await;
+    assert_eq!(verdict.body["valid"], true, "{:?}", verdict.body);
+    assert_eq!(verdict.body["medicines"], json!(["AMOXICILLIN"]));
+    let forged = app.send("GET", &format!("/rx/{rx_id}/verify?sig=00{}", &sig[2..]), None, None).await;
+    assert_eq!(forged.body["valid"], false);
+    assert!(forged.body.get("prescriber").is_none(), "a failed check reveals nothing");
+    assert_problem(&app.send("GET", &format!("/rx/{rx_id}"), None, None).await, StatusCode::UNAUTHORIZED);
+
     // Operators do not prescribe; refused drafts stored nothing.
     assert_problem(
         &app.send("POST", &url, Some(&asha), Some(&rx("video", "amoxicillin"))).await,

@@ -184,7 +184,7 @@ struct TokenQuery {
 }
 
 /// The signed-in staff member, if any (patients use a token instead).
-struct MaybeUser(Option<AuthUser>);
+pub(super) struct MaybeUser(pub Option<AuthUser>);
 
 impl<S> axum::extract::FromRequestParts<S> for MaybeUser
 where
@@ -199,6 +199,16 @@ where
     ) -> std::result::Result<Self, Infallible> {
         Ok(MaybeUser(AuthUser::from_request_parts(parts, state).await.ok()))
     }
+}
+
+/// Whether the patient (by token) or a staff member on the contact (or a supervisor) may see it.
+pub(super) async fn may_see_contact(
+    store: &Store,
+    id: &str,
+    token: Option<&str>,
+    user: Option<AuthUser>,
+) -> Result<()> {
+    party(store, id, token, user).await.map(|_| ())
 }
 
 /// Who is asking about a contact: its patient (by token) or a staff member who works on it.

@@ -14,6 +14,7 @@ mod pages;
 pub(crate) mod patients;
 mod reports;
 mod roster;
+mod rx;
 mod staff;
 mod wallboard;
 
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(pages::router())
+    .merge(rx::router())
     .route_layer(middleware::from_fn_with_state(state.clone(), track))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)

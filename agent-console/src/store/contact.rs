@@ -655,3 +655,48 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }
+
+impl Store {
+    /// The installation's secret `name`, made with `make` on first use. Two
+    /// nodes racing to make it agree on the first one stored.
+    pub async fn secret(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
+        on_pool!(self, pool => sqlx::query(
+            "insert into secret (name, value, created_at) values ($1, $2, $3) on conflict (name) do nothing",
+        )
+        .bind(name)
+        .bind(make())
+        .bind(Utc::now())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(StoreError::from_sqlx)?;
+        let (value,): (String,) = on_pool!(self, pool => sqlx::query_as("select value from secret where name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(value)
+    }
+
+    pub async fn prescription(&self, id: &str) -> Result<StoredPrescription> {
+        let row: (String, String, i64, i64, String, String, String, DateTime<Utc>) =
+            on_pool!(self, pool => sqlx::query_as(
+            "select prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at from prescription \
+             where prescription_id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(StoredPrescription {
+            prescription_id: row.0,
+            contact_id: row.1,
+            patient_id: PatientId(row.2),
+            doctor_id: StaffId(row.3),
+            mode: row.4,
+            kind: row.5,
+            body: serde_json::from_str(&row.6).unwrap_or(serde_json::Value::Null),
+            issued_at: row.7,
+        })
+    }
+}
