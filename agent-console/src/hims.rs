@@ -332,3 +332,189 @@ mod tests {
         assert_eq!(rows::<Scheme>("schemes.csv", DEMO.schemes.unwrap()).unwrap().len(), 5);
     }
 }
+
+/// What a FHIR import added or updated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FhirImportReport {
+    pub facilities: usize,
+    pub patients: usize,
+    pub skipped: usize,
+}
+
+impl std::fmt::Display for FhirImportReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "imported {} facilities and {} patients ({} other resources skipped)",
+            self.facilities, self.patients, self.skipped
+        )
+    }
+}
+
+fn fhir_bad(index: usize, message: impl Into<String>) -> ImportError {
+    ImportError::Row { file: "bundle", line: index as u64, message: message.into() }
+}
+
+/// Imports the Locations (with their HealthcareServices) and Patients of a
+/// FHIR R4 Bundle into the built-in HIMS records. Every entry is checked
+/// before anything is written; `line` in an error is the entry's index.
+/// Facilities are matched by their identifier (else their id), patients by
+/// ABHA number or e-health card; known ones are updated, not duplicated.
+pub async fn import_fhir(store: &Store, bundle: &serde_json::Value) -> Result<FhirImportReport, ImportError> {
+    use serde_json::Value;
+    if bundle["resourceType"] != "Bundle" {
+        return Err(fhir_bad(0, "expected a FHIR Bundle"));
+    }
+    let entries: Vec<&Value> =
+        bundle["entry"].as_array().map(|e| e.iter().map(|x| &x["resource"]).collect()).unwrap_or_default();
+    let text = |v: &Value| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    // Services by the Location they are offered at.
+    let mut services: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for r in &entries {
+        if r["resourceType"] == "HealthcareService" {
+            let name = text(&r["name"]).unwrap_or_default();
+            for loc in r["location"].as_array().into_iter().flatten() {
+                if let Some(reference) = text(&loc["reference"]) {
+                    services.entry(reference).or_default().push(name.clone());
+                }
+            }
+        }
+    }
+    let mut facilities = Vec::new();
+    let mut patients = Vec::new();
+    let mut report = FhirImportReport::default();
+    for (i, r) in entries.iter().enumerate() {
+        match r["resourceType"].as_str() {
+            Some("Location") => {
+                let name = text(&r["name"]).ok_or_else(|| fhir_bad(i, "a Location needs a name"))?;
+                let id = text(&r["id"]);
+                let code = r["identifier"][0]["value"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| id.clone())
+                    .ok_or_else(|| fhir_bad(i, "a Location needs an identifier or an id"))?;
+                let kind_text =
+                    format!("{} {}", r["type"][0]["text"].as_str().unwrap_or_default(), name).to_lowercase();
+                let kind =
+                    if kind_text.contains("mohalla") || (kind_text.contains("clinic") && !kind_text.contains("poly")) {
+                        FacilityKind::MohallaClinic
+                    } else if kind_text.contains("poly") {
+                        FacilityKind::Polyclinic
+                    } else if kind_text.contains("dispensary") {
+                        FacilityKind::Dispensary
+                    } else {
+                        FacilityKind::Hospital
+                    };
+                let hours = r["hoursOfOperation"].as_array().and_then(|h| h.first()).map(|h| {
+                    if h["allDay"] == true {
+                        "24x7".to_owned()
+                    } else {
+                        let days: Vec<&str> =
+                            h["daysOfWeek"].as_array().into_iter().flatten().filter_map(|d| d.as_str()).collect();
+                        format!(
+                            "{} {}-{}",
+                            days.join(","),
+                            h["openingTime"].as_str().unwrap_or("").get(..5).unwrap_or(""),
+                            h["closingTime"].as_str().unwrap_or("").get(..5).unwrap_or("")
+                        )
+                    }
+                });
+                let offered =
+                    id.as_ref().and_then(|id| services.get(&format!("Location/{id}")).cloned()).unwrap_or_default();
+                facilities.push(NewFacility {
+                    code,
+                    name_hi: name.clone(),
+                    name,
+                    kind,
+                    district: text(&r["address"]["district"]).unwrap_or_else(|| "Delhi".into()),
+                    address: text(&r["address"]["text"]).unwrap_or_default(),
+                    phone: r["telecom"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|t| t["system"] == "phone")
+                        .and_then(|t| text(&t["value"])),
+                    latitude: r["position"]["latitude"].as_f64(),
+                    longitude: r["position"]["longitude"].as_f64(),
+                    opening_hours: hours.unwrap_or_else(|| "ask the facility".into()),
+                    services_hi: offered.clone(),
+                    services: offered,
+                });
+            }
+            Some("Patient") => {
+                let name = text(&r["name"][0]["text"])
+                    .or_else(|| {
+                        let given: Vec<&str> =
+                            r["name"][0]["given"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
+                        let full =
+                            format!("{} {}", given.join(" "), r["name"][0]["family"].as_str().unwrap_or_default());
+                        Some(full.trim().to_owned()).filter(|s| !s.is_empty())
+                    })
+                    .ok_or_else(|| fhir_bad(i, "a Patient needs a name"))?;
+                let ident = |system: &str| {
+                    r["identifier"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|x| x["system"] == system)
+                        .and_then(|x| text(&x["value"]))
+                };
+                let abha = match ident(telemed::fhir::ABHA_SYSTEM) {
+                    Some(a) => Some(crate::store::AbhaNumber::parse(&a).map_err(|e| fhir_bad(i, e))?),
+                    None => None,
+                };
+                let telecom = |system: &str| {
+                    r["telecom"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|t| t["system"] == system)
+                        .and_then(|t| text(&t["value"]))
+                };
+                let phone = match telecom("phone") {
+                    Some(p) => Some(crate::http::patients::normalise_phone(&p).map_err(|e| fhir_bad(i, e))?),
+                    None => None,
+                };
+                patients.push(crate::store::NewPatient {
+                    name,
+                    birth_date: r["birthDate"].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                    age_years: None,
+                    sex: Some(match r["gender"].as_str() {
+                        Some("male") => crate::store::Sex::Male,
+                        Some("female") => crate::store::Sex::Female,
+                        Some("other") => crate::store::Sex::Other,
+                        _ => crate::store::Sex::Unknown,
+                    }),
+                    phone,
+                    email: telecom("email"),
+                    preferred_language: None,
+                    ehealth_card: ident(telemed::fhir::EHEALTH_CARD_SYSTEM),
+                    abha_number: abha,
+                    hims_patient_id: ident(telemed::fhir::HIMS_SYSTEM).or_else(|| text(&r["id"])),
+                });
+            }
+            _ => report.skipped += 1,
+        }
+    }
+    for f in &facilities {
+        store.upsert_facility(f).await?;
+        report.facilities += 1;
+    }
+    for p in &patients {
+        let known = match (&p.abha_number, &p.ehealth_card, &p.hims_patient_id) {
+            (Some(a), _, _) => !store.find_patients(&crate::store::PatientKey::Abha(a.clone())).await?.is_empty(),
+            (_, Some(c), _) => {
+                !store.find_patients(&crate::store::PatientKey::EhealthCard(c.clone())).await?.is_empty()
+            }
+            (_, _, Some(h)) => !store.find_patients(&crate::store::PatientKey::HimsId(h.clone())).await?.is_empty(),
+            _ => false,
+        };
+        if known {
+            report.skipped += 1;
+            continue;
+        }
+        store.create_patient(p).await?;
+        report.patients += 1;
+    }
+    Ok(report)
+}

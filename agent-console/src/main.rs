@@ -127,6 +127,12 @@ fn staffing(args: StaffingArgs) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 enum HimsCommand {
+    /// Import the Locations (with their HealthcareServices) and Patients of a FHIR R4 Bundle (JSON).
+    ImportFhir {
+        file: std::path::PathBuf,
+        #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
+        database_url: String,
+    },
     /// Import facilities.csv, stock.csv, schemes.csv, complaint_categories.csv
     /// and faq.csv from DIR (those present; see agent-console/data for the
     /// columns). A bad row refuses the whole import and names its line.
@@ -199,6 +205,16 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!("{report}")
             }
+            Ok(())
+        }
+        Command::Hims { command: HimsCommand::ImportFhir { file, database_url } } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bundle: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+            let store = Store::open(&database_url).await.context("opening the database")?;
+            let report = agent_console::hims::import_fhir(&store, &bundle).await?;
+            println!("{report}");
+            store.close().await;
             Ok(())
         }
         Command::Hims { command: HimsCommand::Import { dir, database_url } } => {

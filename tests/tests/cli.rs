@@ -89,3 +89,42 @@ fn simulate_runs_a_day_through_the_engine_and_measures_the_estimate() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("40 regular seats"));
 }
+
+#[test]
+fn hims_imports_locations_services_and_patients_from_a_fhir_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hims.db");
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Location", "id": "gtb", "name": "Guru Teg Bahadur Hospital",
+              "identifier": [{"system": "urn:careline:facility", "value": "DL-H-GTB"}],
+              "type": [{"text": "hospital"}], "address": {"text": "Dilshad Garden", "district": "Shahdara"},
+              "telecom": [{"system": "phone", "value": "011-22586262"}],
+              "hoursOfOperation": [{"allDay": true}]}},
+            {"resource": {"resourceType": "HealthcareService", "name": "dialysis", "location": [{"reference": "Location/gtb"}]}},
+            {"resource": {"resourceType": "Patient", "id": "p-77", "name": [{"given": ["Kamla"], "family": "Devi"}],
+              "gender": "female", "birthDate": "1975-08-02",
+              "identifier": [{"system": "https://healthid.ndhm.gov.in", "value": "91-1111-2222-3333"}],
+              "telecom": [{"system": "phone", "value": "9810000009"}]}},
+            {"resource": {"resourceType": "Organization", "name": "Delhi Health Department"}}
+        ]
+    });
+    let file = dir.path().join("bundle.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    let run = || careline(&["hims", "import-fhir", file.to_str().unwrap(), "--database-url", db.to_str().unwrap()]);
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("imported 1 facilities and 1 patients (2 other resources skipped)"), "{said}");
+    // Importing again updates the facility and does not duplicate the patient.
+    let again = String::from_utf8_lossy(&run().stdout).to_string();
+    assert!(again.contains("1 facilities and 0 patients"), "{again}");
+    // A patient with a malformed ABHA number refuses the whole bundle, naming the entry.
+    let bad = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"text": "X"}], "identifier": [{"system": "https://healthid.ndhm.gov.in", "value": "12"}]}}]});
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bundle line 0"), "{}", String::from_utf8_lossy(&out.stderr));
+}
