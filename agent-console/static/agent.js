@@ -4,7 +4,6 @@
 const $ = (sel) => document.querySelector(sel);
 let offer = null;     // { contact, until, timer }
 let current = null;   // the contact being handled
-let wrapping = null;  // the contact being wrapped up
 
 async function api(path, method = 'POST', json) {
   const response = await fetch(path, {
@@ -94,14 +93,38 @@ const decline = run('#agent', async () => {
 $('#accept').addEventListener('click', accept);
 $('#decline').addEventListener('click', decline);
 
+// Open contacts (several chats at once), the one in view, and those awaiting wrap-up.
+const contacts = new Map(); // id -> { messages, unread }
+const toWrap = [];
+
 async function open(id) {
-  current = id;
-  $('#contact').hidden = false;
-  $('#contact-id').textContent = id.slice(0, 8);
-  $('#agent-state').textContent = 'busy';
-  document.dispatchEvent(new CustomEvent('careline:contact', { detail: id }));
   const history = await api(`/api/contacts/${id}/messages`, 'GET');
-  $('#agent-messages').replaceChildren(...history.map(bubble));
+  contacts.set(id, { messages: history, unread: false });
+  focus(id);
+}
+
+function focus(id) {
+  current = id;
+  $('#contact').hidden = !id;
+  tabs();
+  if (id) {
+    const c = contacts.get(id);
+    c.unread = false;
+    $('#contact-id').textContent = id.slice(0, 8);
+    $('#agent-messages').replaceChildren(...c.messages.map(bubble));
+    $('#agent-state').textContent = 'busy';
+  }
+  document.dispatchEvent(new CustomEvent('careline:contact', { detail: id }));
+}
+
+function tabs() {
+  $('#contact-tabs').replaceChildren(...[...contacts.entries()].map(([id, c]) => {
+    const b = Object.assign(document.createElement('button'), { type: 'button', textContent: id.slice(0, 8) + (c.unread ? ' •' : '') });
+    b.dataset.contact = id;
+    b.classList.toggle('active', id === current);
+    b.addEventListener('click', () => focus(id));
+    return b;
+  }));
 }
 
 function bubble(m) {
@@ -109,6 +132,17 @@ function bubble(m) {
   li.className = m.sender;
   li.textContent = m.body;
   return li;
+}
+
+function received(u) {
+  const c = contacts.get(u.contact);
+  if (!c) return;
+  c.messages.push(u);
+  if (u.contact === current) $('#agent-messages').append(bubble(u));
+  else {
+    c.unread = true;
+    tabs();
+  }
 }
 
 $('#agent-message-form').addEventListener('submit', run('#contact', async (e) => {
@@ -120,8 +154,9 @@ $('#agent-message-form').addEventListener('submit', run('#contact', async (e) =>
 
 const end = run('#contact', async () => {
   if (!current) return;
-  await api(`/api/contacts/${current}/end`);
-  toWrapUp();
+  const id = current;
+  await api(`/api/contacts/${id}/end`);
+  toWrapUp(id);
 });
 $('#end').addEventListener('click', end);
 
@@ -133,30 +168,39 @@ $('#escalate-form').addEventListener('submit', run('#contact', async (e) => {
   $('#leave-contact').hidden = false;
 }));
 $('#leave-contact').addEventListener('click', run('#contact', async () => {
-  await api(`/api/contacts/${current}/leave`);
-  toWrapUp();
+  const id = current;
+  await api(`/api/contacts/${id}/leave`);
+  toWrapUp(id);
 }));
 
-function toWrapUp() {
+function toWrapUp(id) {
   // Called twice when the stream's `ended` beats the end request's answer.
-  if (current) wrapping = current;
-  current = null;
-  $('#contact').hidden = true;
+  if (!contacts.has(id)) return;
+  contacts.delete(id);
+  toWrap.push(id);
   $('#leave-contact').hidden = true;
-  $('#wrap-up').hidden = false;
-  $('#agent-state').textContent = 'wrap_up';
+  showWrapUp();
+  focus(current === id ? ([...contacts.keys()][0] ?? null) : current);
+  if (!contacts.size) $('#agent-state').textContent = 'wrap_up';
+}
+
+function showWrapUp() {
+  $('#wrap-up').hidden = !toWrap.length;
+  if (toWrap.length) $('#wrap-up-id').textContent = toWrap[0].slice(0, 8);
 }
 
 const wrapUp = run('#agent', async (e) => {
   e?.preventDefault();
-  if (!wrapping) return;
+  if (!toWrap.length) return;
   const data = new FormData($('#wrap-up-form'));
-  await api(`/api/contacts/${wrapping}/wrap-up`, 'POST', { disposition: data.get('disposition'), note: data.get('note') || null });
-  wrapping = null;
-  $('#wrap-up').hidden = true;
+  await api(`/api/contacts/${toWrap[0]}/wrap-up`, 'POST', { disposition: data.get('disposition'), note: data.get('note') || null });
+  toWrap.shift();
   $('#wrap-up-form').reset();
-  document.dispatchEvent(new CustomEvent('careline:contact', { detail: null }));
-  $('#agent-state').textContent = 'idle';
+  showWrapUp();
+  if (!contacts.size && !toWrap.length) {
+    document.dispatchEvent(new CustomEvent('careline:contact', { detail: null }));
+    $('#agent-state').textContent = 'idle';
+  }
 });
 $('#wrap-up-form').addEventListener('submit', wrapUp);
 
@@ -175,8 +219,8 @@ events.addEventListener('update', (e) => {
   if (u.type === 'offer') ring(u);
   else if (u.type === 'withdraw' && offer?.contact === u.contact) unring();
   else if (u.type === 'agent_paused') $('#agent-state').textContent = `paused (${u.reason})`;
-  else if (u.type === 'message' && u.contact === current) $('#agent-messages').append(bubble(u));
-  else if (u.type === 'ended' && u.contact === current) toWrapUp();
+  else if (u.type === 'message') received(u);
+  else if (u.type === 'ended') toWrapUp(u.contact);
 });
 events.addEventListener('open', () => { $('#agent').dataset.stream = 'open'; });
 

@@ -215,3 +215,14 @@ async fn a_doctor_takes_an_escalated_chat_records_consent_and_prescribes() {
     assert!(stdout.contains("refused: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
     assert!(stdout.contains("issued:") && stdout.contains("AMOXICILLIN"), "{stdout}");
 }
+
+#[tokio::test]
+async fn an_operator_handles_two_chats_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    server.round_the_clock("operator", "asha").await;
+    let out = node("multi-chat.mjs", &server, "asha");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "multi-chat.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("message in the right conversation") && stdout.contains("both wrapped up"), "{stdout}");
+}
