@@ -35,7 +35,8 @@ function show(board) {
   $('wb-shifts').replaceChildren(...board.shifts.map((s) => {
     const li = document.createElement('li');
     const hhmm = (m) => `${String(Math.floor((m % 1440) / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
-    li.textContent = `${s.shift} ${hhmm(s.starts_minute)}–${hhmm(s.ends_minute)}: ${s.rostered}`;
+    const states = Object.entries(s.at_seats).map(([k, n]) => `${k} ${n}`).join(', ');
+    li.textContent = `${s.shift} ${hhmm(s.starts_minute)}–${hhmm(s.ends_minute)}: ${s.rostered}${states ? ` (${states})` : ''}`;
     return li;
   }));
   for (const li of document.querySelectorAll('.seats li')) {

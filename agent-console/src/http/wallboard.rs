@@ -30,6 +30,8 @@ pub struct ShiftStaffing {
     pub starts_minute: i64,
     pub ends_minute: i64,
     pub rostered: usize,
+    /// Of those rostered, how many are at a seat now, by state (`idle`, `busy`, ...).
+    pub at_seats: std::collections::BTreeMap<String, usize>,
 }
 
 /// What the wallboard shows.
@@ -69,6 +71,19 @@ async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>
     let slot = ((now - start).num_minutes() / 30).clamp(0, 47) as usize;
     let shifts = store.shifts().await?;
     let roster = store.roster_for(day).await?;
+    let agents: Vec<AgentAtSeat> = center
+        .agents()
+        .await
+        .into_iter()
+        .map(|(staff_id, seat_id, state)| AgentAtSeat {
+            staff_id,
+            seat_id,
+            state: serde_json::to_value(&state)
+                .ok()
+                .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+                .unwrap_or_default(),
+        })
+        .collect();
     Ok(Wallboard {
         at: now,
         waiting: queued.iter().filter(|c| c.status == ContactStatus::Waiting).count(),
@@ -79,26 +94,22 @@ async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>
         intervals: report.intervals,
         shifts: shifts
             .iter()
-            .map(|s| ShiftStaffing {
-                shift: s.name.clone(),
-                starts_minute: s.starts_minute,
-                ends_minute: s.ends_minute,
-                rostered: roster.iter().filter(|r| r.shift_id == s.shift_id).count(),
+            .map(|s| {
+                let on: Vec<i64> = roster.iter().filter(|r| r.shift_id == s.shift_id).map(|r| r.staff_id.0).collect();
+                let mut at_seats = std::collections::BTreeMap::new();
+                for a in agents.iter().filter(|a| on.contains(&a.staff_id)) {
+                    *at_seats.entry(a.state.clone()).or_insert(0) += 1;
+                }
+                ShiftStaffing {
+                    shift: s.name.clone(),
+                    starts_minute: s.starts_minute,
+                    ends_minute: s.ends_minute,
+                    rostered: on.len(),
+                    at_seats,
+                }
             })
             .collect(),
-        agents: center
-            .agents()
-            .await
-            .into_iter()
-            .map(|(staff_id, seat_id, state)| AgentAtSeat {
-                staff_id,
-                seat_id,
-                state: serde_json::to_value(&state)
-                    .ok()
-                    .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-                    .unwrap_or_default(),
-            })
-            .collect(),
+        agents,
     })
 }
 
