@@ -9,8 +9,14 @@
 //! - [`consult`]: the tele-consultation record: consent, notes and the
 //!   e-prescription checked against the Telemedicine Practice Guidelines 2020.
 //! - [`fhir`]: the consult as FHIR R4 resources for the patient's HIMS record.
-//!
-//! The WebRTC media plane (issue 4) is not built yet.
+//! - [`media`]: a call's participants, who hears whom (hold, mute,
+//!   supervisor listen/whisper/barge), slots, rejoin grace, and the
+//!   signaling messages. Pure.
+//! - [`sfu`]: the media adapter, the only module that imports `webrtc`: one
+//!   peer connection per participant, RTP forwarded by the routes of
+//!   [`media::Session`], audio taps decoded to 16 kHz PCM.
 
 pub mod consult;
 pub mod fhir;
+pub mod media;
+pub mod sfu;

@@ -1,0 +1,625 @@
+//! The media adapter: the server as a WebRTC peer (a small SFU) for every
+//! participant. This is the only module that imports `webrtc`.
+//!
+//! A participant's page opens one peer connection and offers its m-lines
+//! (see [`crate::media`] for slots); the server answers with one outgoing
+//! track per m-line and forwards every incoming RTP packet, unchanged but
+//! for SSRC, payload type, sequence number and timestamp, to the slots that
+//! [`Session::routes`] names. Nothing is transcoded. Incoming audio can also
+//! be subscribed to, decoded to 16 kHz mono PCM ([`Sfu::taps`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
+};
+
+use crate::media::{ClientMessage, IceServer, Kind, MediaError, OfferShape, Role, RtpRewriter, ServerMessage, Session};
+
+/// Where the SFU listens and what it tells clients.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Local UDP addresses for the server's peer connections (port 0: any).
+    /// Their IPs become the server's host candidates.
+    pub udp_addrs: Vec<SocketAddr>,
+    /// STUN/TURN servers handed to clients.
+    pub ice_servers: Vec<IceServer>,
+    /// How long a participant whose connection dropped keeps their place.
+    pub grace: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            udp_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            ice_servers: Vec::new(),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("the offer was refused: {0}")]
+    BadOffer(String),
+    #[error("the ICE candidate was refused: {0}")]
+    BadCandidate(String),
+    #[error("send an offer first")]
+    NoConnection,
+    #[error("media engine: {0}")]
+    Internal(String),
+}
+
+/// 20 ms of decoded audio from one participant: 16 kHz mono.
+#[derive(Debug, Clone)]
+pub struct AudioFrame {
+    pub session: String,
+    pub participant: String,
+    pub role: Role,
+    /// Milliseconds since the SFU started, when the packet arrived.
+    pub at_ms: u64,
+    pub pcm: Arc<[f32]>,
+}
+
+/// The media plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SfuConfig,
+    sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
+    taps: broadcast::Sender<AudioFrame>,
+    started: Instant,
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+struct LiveSession {
+    id: String,
+    state: Mutex<SessionState>,
+    /// Read by every forwarded packet; replaced whenever the routes change.
+    routes: RwLock<Arc<RouteTable>>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    model: Session,
+    peers: HashMap<String, Peer>,
+    generation: u64,
+}
+
+struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    epoch: u64,
+    outlets: HashMap<(Kind, usize), Arc<Outlet>>,
+    signal: mpsc::UnboundedSender<ServerMessage>,
+}
+
+/// One outgoing track on a listener's connection.
+struct Outlet {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    rewriter: std::sync::Mutex<(u64, RtpRewriter)>,
+}
+
+#[derive(Default)]
+struct RouteTable {
+    generation: u64,
+    by_speaker: HashMap<(String, Kind), Vec<Arc<Outlet>>>,
+}
+
+/// A participant's handle on their call; dropped or [`CallHandle::leave`]
+/// when their signaling socket closes.
+pub struct CallHandle {
+    inner: Arc<Inner>,
+    session: Arc<LiveSession>,
+    participant: String,
+    role: Role,
+    signal: mpsc::UnboundedSender<ServerMessage>,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+static EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Self {
+        let (taps, _) = broadcast::channel(4096);
+        Sfu { inner: Arc::new(Inner { config, sessions: Mutex::new(HashMap::new()), taps, started: Instant::now() }) }
+    }
+
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.inner.config.ice_servers
+    }
+
+    /// Decoded audio of every participant in every call (subscribe before
+    /// the audio of interest starts; slow subscribers lose frames).
+    pub fn taps(&self) -> broadcast::Receiver<AudioFrame> {
+        self.inner.taps.subscribe()
+    }
+
+    /// Who is in `session` now.
+    pub async fn participants(&self, session: &str) -> Vec<(String, Role)> {
+        let Some(live) = self.inner.sessions.lock().await.get(session).cloned() else { return Vec::new() };
+        let state = live.state.lock().await;
+        state.model.ids().map(|id| (id.to_owned(), state.model.role(id).expect("listed"))).collect()
+    }
+
+    /// Enters `participant` into the call of `session`; media flows once
+    /// [`CallHandle::handle`] has taken their offer. Messages for the
+    /// participant arrive on `signal`.
+    pub async fn attach(
+        &self,
+        session: &str,
+        participant: &str,
+        role: Role,
+        signal: mpsc::UnboundedSender<ServerMessage>,
+    ) -> CallHandle {
+        let live = {
+            let mut sessions = self.inner.sessions.lock().await;
+            sessions
+                .entry(session.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(LiveSession {
+                        id: session.to_owned(),
+                        state: Mutex::new(SessionState::default()),
+                        routes: RwLock::new(Arc::new(RouteTable::default())),
+                    })
+                })
+                .clone()
+        };
+        let _ = signal.send(ServerMessage::Welcome {
+            participant: participant.to_owned(),
+            role,
+            ice_servers: self.inner.config.ice_servers.clone(),
+        });
+        CallHandle {
+            inner: self.inner.clone(),
+            session: live,
+            participant: participant.to_owned(),
+            role,
+            signal,
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl CallHandle {
+    pub fn participant(&self) -> &str {
+        &self.participant
+    }
+
+    /// Acts on one signaling message. An error leaves the call as it was.
+    pub async fn handle(&self, message: ClientMessage) -> Result<(), SfuError> {
+        match message {
+            ClientMessage::Offer { sdp } => self.offer(sdp).await,
+            ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                let pc = {
+                    let state = self.session.state.lock().await;
+                    state.peers.get(&self.participant).map(|p| p.pc.clone()).ok_or(SfuError::NoConnection)?
+                };
+                let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
+                pc.add_ice_candidate(init).await.map_err(|e| SfuError::BadCandidate(e.to_string()))
+            }
+            ClientMessage::Mute { muted } => self.change(|m, me| m.set_muted(me, muted)).await,
+            ClientMessage::Video { on } => self.change(|m, me| m.set_video(me, on)).await,
+            ClientMessage::Hold { participant, on } => self.change(|m, me| m.set_held(me, &participant, on)).await,
+            ClientMessage::Supervise(mode) => self.change(|m, me| m.supervise(me, mode)).await,
+            ClientMessage::Leave => {
+                self.leave().await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn change(&self, f: impl FnOnce(&mut Session, &str) -> Result<(), MediaError>) -> Result<(), SfuError> {
+        let mut state = self.session.state.lock().await;
+        if !state.model.contains(&self.participant) {
+            return Err(SfuError::NoConnection);
+        }
+        f(&mut state.model, &self.participant)?;
+        publish(&self.session, &mut state);
+        Ok(())
+    }
+
+    /// A new connection for this participant (the first, or a rejoin after
+    /// a reload or network change, which replaces the old one).
+    async fn offer(&self, sdp: String) -> Result<(), SfuError> {
+        let shape = OfferShape::of(&sdp);
+        if shape.audio == 0 {
+            return Err(MediaError::NoAudio.into());
+        }
+        let opus = shape.opus.ok_or_else(|| SfuError::BadOffer("the audio m-lines do not offer Opus".into()))?;
+        let video = if shape.vp8.is_some() { shape.video } else { 0 };
+        let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+
+        let epoch = EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (gathered_tx, gathered_rx) = oneshot::channel();
+        let handler = Arc::new(Handler {
+            inner: self.inner.clone(),
+            session: self.session.clone(),
+            participant: self.participant.clone(),
+            role: self.role,
+            epoch,
+            signal: self.signal.clone(),
+            gathered: std::sync::Mutex::new(Some(gathered_tx)),
+        });
+        let pc = build_peer(&self.inner.config, opus, shape.vp8, handler).await?;
+        let outcome = async {
+            pc.set_remote_description(offer).await.map_err(|e| SfuError::BadOffer(e.to_string()))?;
+            let mut outlets = HashMap::new();
+            for (kind, count, pt) in [(Kind::Audio, shape.audio, opus), (Kind::Video, video, shape.vp8.unwrap_or(0))] {
+                for slot in 0..count {
+                    let outlet = outlet(kind, slot, pt, &self.participant);
+                    pc.add_track(outlet.track.clone() as Arc<dyn TrackLocal>)
+                        .await
+                        .map_err(|e| SfuError::Internal(e.to_string()))?;
+                    outlets.insert((kind, slot), outlet);
+                }
+            }
+            let answer = pc.create_answer(None).await.map_err(|e| SfuError::BadOffer(e.to_string()))?;
+            pc.set_local_description(answer).await.map_err(|e| SfuError::BadOffer(e.to_string()))?;
+            // Host candidates are gathered at once; the answer carries them.
+            let _ = tokio::time::timeout(Duration::from_secs(3), gathered_rx).await;
+            let local = pc.local_description().await.ok_or_else(|| SfuError::Internal("no answer".into()))?;
+            Ok::<_, SfuError>((outlets, local.sdp))
+        }
+        .await;
+        let (outlets, answer) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+
+        let old = {
+            let mut state = self.session.state.lock().await;
+            if let Err(e) = state.model.join(&self.participant, self.role, shape.audio, video) {
+                drop(state);
+                let _ = pc.close().await;
+                return Err(e.into());
+            }
+            self.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+            let old = state
+                .peers
+                .insert(self.participant.clone(), Peer { pc: pc.clone(), epoch, outlets, signal: self.signal.clone() });
+            let _ = self.signal.send(ServerMessage::Answer { sdp: answer });
+            publish(&self.session, &mut state);
+            old
+        };
+        if let Some(old) = old {
+            let _ = old.pc.close().await;
+        }
+        tracing::info!(session = %self.session.id, participant = %self.participant, audio = shape.audio, video, "media connected");
+        Ok(())
+    }
+
+    /// Leaves the call for good.
+    pub async fn leave(&self) {
+        let pc = {
+            let mut state = self.session.state.lock().await;
+            state.model.leave(&self.participant);
+            let peer = state.peers.remove(&self.participant);
+            publish(&self.session, &mut state);
+            peer.map(|p| p.pc)
+        };
+        if let Some(pc) = pc {
+            let _ = pc.close().await;
+        }
+        drop_if_empty(&self.inner, &self.session).await;
+    }
+
+    /// The signaling socket closed without a goodbye: keep the place for
+    /// the grace period, in case the page comes back.
+    pub async fn disconnected(&self) {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        connection_lost(&self.inner, &self.session, &self.participant, epoch).await;
+    }
+}
+
+/// Recomputes the route table and tells everyone the new roster.
+fn publish(live: &LiveSession, state: &mut SessionState) {
+    state.generation += 1;
+    let mut table = RouteTable { generation: state.generation, by_speaker: HashMap::new() };
+    for route in state.model.routes() {
+        let Some(outlet) = state.peers.get(&route.listener).and_then(|p| p.outlets.get(&(route.kind, route.slot)))
+        else {
+            continue;
+        };
+        table.by_speaker.entry((route.speaker.clone(), route.kind)).or_default().push(outlet.clone());
+    }
+    *live.routes.write().expect("route table lock") = Arc::new(table);
+    for (id, peer) in &state.peers {
+        let _ = peer.signal.send(ServerMessage::Roster { participants: state.model.roster(id) });
+    }
+}
+
+async fn connection_lost(inner: &Arc<Inner>, live: &Arc<LiveSession>, participant: &str, epoch: u64) {
+    {
+        let mut state = live.state.lock().await;
+        if state.peers.get(participant).is_none_or(|p| p.epoch != epoch) {
+            return; // already replaced by a rejoin, or gone
+        }
+        state.model.disconnect(participant, inner.now_ms());
+        publish(live, &mut state);
+    }
+    let (inner, live) = (inner.clone(), live.clone());
+    let grace = inner.config.grace;
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let closed = {
+            let mut state = live.state.lock().await;
+            let gone = state.model.expire(inner.now_ms(), grace.as_millis() as u64);
+            let closed: Vec<_> = gone.iter().filter_map(|id| state.peers.remove(id)).map(|p| p.pc).collect();
+            if !gone.is_empty() {
+                tracing::info!(session = %live.id, ?gone, "left after the grace period");
+                publish(&live, &mut state);
+            }
+            closed
+        };
+        for pc in closed {
+            let _ = pc.close().await;
+        }
+        drop_if_empty(&inner, &live).await;
+    });
+}
+
+async fn drop_if_empty(inner: &Inner, live: &Arc<LiveSession>) {
+    let mut sessions = inner.sessions.lock().await;
+    if live.state.lock().await.model.is_empty() {
+        sessions.remove(&live.id);
+    }
+}
+
+fn outlet(kind: Kind, slot: usize, payload_type: u8, listener: &str) -> Arc<Outlet> {
+    let ssrc = rand_ssrc();
+    let (codec_kind, codec) = match kind {
+        Kind::Audio => (RtpCodecKind::Audio, opus_codec()),
+        Kind::Video => (RtpCodecKind::Video, vp8_codec()),
+    };
+    let name = match kind {
+        Kind::Audio => "audio",
+        Kind::Video => "video",
+    };
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("careline-{listener}"),
+        format!("{name}-{slot}"),
+        format!("{name} slot {slot}"),
+        codec_kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    ));
+    let clock = if kind == Kind::Audio { 48_000 } else { 90_000 };
+    Arc::new(Outlet {
+        track: Arc::new(track),
+        ssrc,
+        payload_type,
+        rewriter: std::sync::Mutex::new((0, RtpRewriter::new(clock))),
+    })
+}
+
+fn rand_ssrc() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    (h.finish() as u32).max(1)
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn vp8_codec() -> RTCRtpCodec {
+    RTCRtpCodec { mime_type: MIME_TYPE_VP8.to_owned(), clock_rate: 90_000, channels: 0, ..Default::default() }
+}
+
+async fn build_peer(
+    config: &SfuConfig,
+    opus: u8,
+    vp8: Option<u8>,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> Result<Arc<dyn PeerConnection>, SfuError> {
+    let internal = |e: rtc::shared::error::Error| SfuError::Internal(e.to_string());
+    let mut engine = MediaEngine::default();
+    engine
+        .register_codec(
+            RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: opus, ..Default::default() },
+            RtpCodecKind::Audio,
+        )
+        .map_err(internal)?;
+    if let Some(pt) = vp8 {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: pt, ..Default::default() },
+                RtpCodecKind::Video,
+            )
+            .map_err(internal)?;
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut engine).map_err(internal)?;
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(config.udp_addrs.clone())
+        .build()
+        .await
+        .map_err(internal)?;
+    Ok(Arc::new(pc))
+}
+
+struct Handler {
+    inner: Arc<Inner>,
+    session: Arc<LiveSession>,
+    participant: String,
+    role: Role,
+    epoch: u64,
+    signal: mpsc::UnboundedSender<ServerMessage>,
+    gathered: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        // Candidates found after the answer went out (the answer carries the rest).
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.signal.send(ServerMessage::Candidate {
+                candidate: init.candidate,
+                sdp_mid: init.sdp_mid,
+                sdp_mline_index: init.sdp_mline_index,
+            });
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete
+            && let Some(tx) = self.gathered.lock().expect("gathered lock").take()
+        {
+            let _ = tx.send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(participant = %self.participant, %state, "peer connection state");
+        if matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected) {
+            connection_lost(&self.inner, &self.session, &self.participant, self.epoch).await;
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let kind = match track.kind().await {
+            RtpCodecKind::Video => Kind::Video,
+            _ => Kind::Audio,
+        };
+        let forward = Forwarder {
+            inner: self.inner.clone(),
+            session: self.session.clone(),
+            participant: self.participant.clone(),
+            role: self.role,
+            kind,
+        };
+        if kind == Kind::Video {
+            // Ask the sender for a key frame now and then, so that a listener
+            // who starts receiving mid-stream gets a picture soon.
+            let track = track.clone();
+            tokio::spawn(async move {
+                let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+                loop {
+                    let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+                    if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
+        tokio::spawn(forward.run(track));
+    }
+}
+
+struct Forwarder {
+    inner: Arc<Inner>,
+    session: Arc<LiveSession>,
+    participant: String,
+    role: Role,
+    kind: Kind,
+}
+
+impl Forwarder {
+    async fn run(self, track: Arc<dyn TrackRemote>) {
+        let key = (self.participant.clone(), self.kind);
+        let mut decoder: Option<opus_rs::OpusDecoder> = None;
+        let mut pcm = vec![0f32; 16_000 * 120 / 1000];
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+            // Bandwidth probes carry padding only.
+            if packet.payload.is_empty() {
+                continue;
+            }
+            let now = self.inner.now_ms();
+            if self.kind == Kind::Audio && self.inner.taps.receiver_count() > 0 {
+                let decoder = match &mut decoder {
+                    Some(d) => d,
+                    None => match opus_rs::OpusDecoder::new(16_000, 1) {
+                        Ok(d) => decoder.insert(d),
+                        Err(e) => {
+                            tracing::warn!(error = e, "no opus decoder");
+                            continue;
+                        }
+                    },
+                };
+                if let Ok(n) = decoder.decode(&packet.payload, pcm.len(), &mut pcm) {
+                    let _ = self.inner.taps.send(AudioFrame {
+                        session: self.session.id.clone(),
+                        participant: self.participant.clone(),
+                        role: self.role,
+                        at_ms: now,
+                        pcm: Arc::from(&pcm[..n]),
+                    });
+                }
+            }
+            let table = self.session.routes.read().expect("route table lock").clone();
+            let Some(outlets) = table.by_speaker.get(&key) else { continue };
+            for outlet in outlets {
+                let mut out = packet.clone();
+                {
+                    let mut rewriter = outlet.rewriter.lock().expect("rewriter lock");
+                    if rewriter.0 != table.generation {
+                        rewriter.0 = table.generation;
+                        rewriter.1.resync();
+                    }
+                    let (seq, ts) = rewriter.1.rewrite(
+                        packet.header.ssrc,
+                        packet.header.sequence_number,
+                        packet.header.timestamp,
+                        now,
+                    );
+                    out.header.sequence_number = seq;
+                    out.header.timestamp = ts;
+                }
+                out.header.ssrc = outlet.ssrc;
+                out.header.payload_type = outlet.payload_type;
+                // Extension ids are negotiated per connection: drop them.
+                out.header.extension = false;
+                out.header.extensions.clear();
+                out.header.extensions_padding = 0;
+                if let Err(e) = outlet.track.write_rtp(out).await {
+                    tracing::trace!(error = %e, "forward");
+                }
+            }
+        }
+    }
+}
