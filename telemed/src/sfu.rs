@@ -456,17 +456,11 @@ async fn build_peer(
     let internal = |e: rtc::shared::error::Error| SfuError::Internal(e.to_string());
     let mut engine = MediaEngine::default();
     engine
-        .register_codec(
-            RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: opus, ..Default::default() },
-            RtpCodecKind::Audio,
-        )
+        .register_codec(RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: opus }, RtpCodecKind::Audio)
         .map_err(internal)?;
     if let Some(pt) = vp8 {
         engine
-            .register_codec(
-                RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: pt, ..Default::default() },
-                RtpCodecKind::Video,
-            )
+            .register_codec(RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: pt }, RtpCodecKind::Video)
             .map_err(internal)?;
     }
     let registry = register_default_interceptors(Registry::new(), &mut engine).map_err(internal)?;

@@ -96,10 +96,7 @@ impl Client {
     async fn connect(call: CallHandle, mut signal: mpsc::UnboundedReceiver<ServerMessage>, pitch: f32) -> Client {
         let mut engine = MediaEngine::default();
         engine
-            .register_codec(
-                RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111, ..Default::default() },
-                RtpCodecKind::Audio,
-            )
+            .register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 }, RtpCodecKind::Audio)
             .unwrap();
         let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
         let heard: Heard = Arc::default();
