@@ -57,6 +57,51 @@ pub struct ServeConfig {
     /// Seconds between resends of ambulance requests the webhook has not taken (20 tries in all).
     #[arg(long = "dispatch-retry-seconds", env = "CARELINE_DISPATCH_RETRY_SECONDS", default_value_t = 30)]
     pub dispatch_retry_seconds: u64,
+
+    /// IP addresses the media plane (WebRTC) listens on, one UDP port each per
+    /// connection; they are the host candidates browsers connect to. Give the
+    /// address browsers can reach.
+    #[arg(long = "media-address", env = "CARELINE_MEDIA_ADDRESS", value_delimiter = ',', default_value = "127.0.0.1")]
+    pub media_addresses: Vec<std::net::IpAddr>,
+
+    /// STUN/TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp`.
+    #[arg(long = "ice-server", env = "CARELINE_ICE_SERVERS", value_delimiter = ',')]
+    pub ice_servers: Vec<String>,
+
+    /// The TURN username handed to browsers with the TURN servers.
+    #[arg(long = "turn-username", env = "CARELINE_TURN_USERNAME")]
+    pub turn_username: Option<String>,
+
+    /// The TURN credential handed to browsers with the TURN servers.
+    #[arg(long = "turn-credential", env = "CARELINE_TURN_CREDENTIAL")]
+    pub turn_credential: Option<String>,
+
+    /// Seconds a caller whose connection dropped keeps their place in the call.
+    #[arg(long = "media-grace-seconds", env = "CARELINE_MEDIA_GRACE_SECONDS", default_value_t = 30)]
+    pub media_grace_seconds: u64,
+}
+
+impl ServeConfig {
+    /// The media plane's settings.
+    pub fn media(&self) -> telemed::sfu::SfuConfig {
+        let ice_servers = self
+            .ice_servers
+            .iter()
+            .map(|url| {
+                let turn = url.starts_with("turn:") || url.starts_with("turns:");
+                telemed::media::IceServer {
+                    urls: vec![url.clone()],
+                    username: if turn { self.turn_username.clone() } else { None },
+                    credential: if turn { self.turn_credential.clone() } else { None },
+                }
+            })
+            .collect();
+        telemed::sfu::SfuConfig {
+            udp_addrs: self.media_addresses.iter().map(|ip| std::net::SocketAddr::new(*ip, 0)).collect(),
+            ice_servers,
+            grace: std::time::Duration::from_secs(self.media_grace_seconds),
+        }
+    }
 }
 
 /// Passwords and tokens inside URLs never reach the logs.
@@ -72,6 +117,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("dispatch_webhook", &self.dispatch_webhook.as_deref().map(redact_url))
+            .field("media_addresses", &self.media_addresses)
+            .field("ice_servers", &self.ice_servers)
+            .field("media_grace_seconds", &self.media_grace_seconds)
             .finish()
     }
 }

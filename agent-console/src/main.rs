@@ -296,6 +296,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         redis_url: config.redis_url.clone(),
         dispatch_webhook: config.dispatch_webhook.clone(),
         dispatch_retry_seconds: config.dispatch_retry_seconds.max(1),
+        media: config.media(),
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;

@@ -1,6 +1,8 @@
 // An agent's seat, offers and contacts (operators and doctors): take a seat,
 // go ready, answer the ringing offer, chat, escalate, hand over, end, wrap up.
 // Updates arrive as server-sent events from /api/agent/stream.
+import { joinCall } from './media.js';
+
 const $ = (sel) => document.querySelector(sel);
 let offer = null;     // { contact, until, timer }
 let current = null;   // the contact being handled
@@ -101,7 +103,61 @@ async function open(id) {
   const history = await api(`/api/contacts/${id}/messages`, 'GET');
   contacts.set(id, { messages: history, unread: false });
   focus(id);
+  const contact = await api(`/api/contacts/${id}`, 'GET');
+  if (contact.channel !== 'chat') {
+    const call = await joinCall({
+      contact: id,
+      media: $('#agent-media'),
+      onRoster: (roster) => {
+        const c = contacts.get(id);
+        if (c) c.roster = roster;
+        if (current === id) showCall();
+      },
+      onError: (message) => fail('#contact', new Error(message)),
+    });
+    calls.set(id, call);
+    window.careline = { calls };
+    showCall();
+  }
 }
+
+// Voice and video calls, by contact.
+const calls = new Map();
+const held = new Set();
+
+function showCall() {
+  const call = calls.get(current);
+  $('#agent-call').hidden = !call;
+  if (!call) return;
+  const roster = contacts.get(current)?.roster ?? [];
+  $('#agent-call-with').textContent = roster.filter((p) => p.connected).map((p) => `${p.role}${p.held ? ' (hold)' : ''}`).join(', ');
+  const h = held.has(current);
+  $('#hold').textContent = `${h ? $('#hold').dataset.resume : $('#hold').dataset.hold} (H)`;
+  $('#agent-mute').checked = !call.stream.getAudioTracks()[0]?.enabled;
+}
+
+function hangUp(id) {
+  calls.get(id)?.leave();
+  calls.delete(id);
+  held.delete(id);
+}
+
+const hold = () => {
+  const call = calls.get(current);
+  if (!call) return;
+  const on = !held.has(current);
+  if (on) held.add(current); else held.delete(current);
+  call.hold('patient', on);
+  showCall();
+};
+const mute = () => {
+  const call = calls.get(current);
+  if (!call) return;
+  call.mute(call.stream.getAudioTracks()[0]?.enabled);
+  showCall();
+};
+$('#hold').addEventListener('click', hold);
+$('#agent-mute').addEventListener('change', mute);
 
 function focus(id) {
   current = id;
@@ -114,6 +170,7 @@ function focus(id) {
     $('#agent-messages').replaceChildren(...c.messages.map(bubble));
     $('#agent-state').textContent = 'busy';
   }
+  showCall();
   document.dispatchEvent(new CustomEvent('careline:contact', { detail: id }));
 }
 
@@ -177,6 +234,7 @@ function toWrapUp(id) {
   // Called twice when the stream's `ended` beats the end request's answer.
   if (!contacts.has(id)) return;
   contacts.delete(id);
+  hangUp(id);
   toWrap.push(id);
   $('#leave-contact').hidden = true;
   showWrapUp();
@@ -211,6 +269,8 @@ document.addEventListener('keydown', (e) => {
   else if (key === 'd') decline();
   else if (key === 'e') end();
   else if (key === 'w') wrapUp();
+  else if (key === 'h') hold();
+  else if (key === 'm') mute();
 });
 
 const events = new EventSource('/api/agent/stream');

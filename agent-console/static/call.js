@@ -1,6 +1,9 @@
-// The patient's page: start a chat, see the place in the queue, ask for a
-// callback, chat, end. The contact's id and token stay in sessionStorage, so
-// a reload (or a dropped network) rejoins the same contact.
+// The patient's page: start a call (voice, video optional) or a chat, see
+// the place in the queue, ask for a callback, talk or chat, end. The
+// contact's id, token and kind stay in sessionStorage, so a reload (or a
+// dropped network) rejoins the same contact, and the same call.
+import { joinCall } from './media.js';
+
 const $ = (sel) => document.querySelector(sel);
 const lang = document.documentElement.lang;
 const saved = JSON.parse(sessionStorage.getItem('careline-contact') || 'null');
@@ -29,18 +32,20 @@ $('#start-form input[name=emergency]').addEventListener('change', (e) => {
 $('#start-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const data = new FormData(event.target);
+  const mode = event.submitter?.value === 'call' ? 'call' : 'chat';
   const error = $('#call .error');
   error.hidden = true;
   try {
     const started = await post('/api/contacts', {
       language: lang,
       phone: data.get('phone'),
-      channel: 'chat',
+      channel: mode === 'call' ? 'webrtc' : 'chat',
       emergency: data.get('emergency') === 'on',
       location: data.get('location') || null,
       ehealth_card: data.get('ehealth_card') || null,
       abha_number: data.get('abha_number') || null,
     });
+    Object.assign(started, { mode, video: data.get('video') === 'on' });
     sessionStorage.setItem('careline-contact', JSON.stringify(started));
     follow(started);
   } catch (e) {
@@ -49,9 +54,36 @@ $('#start-form').addEventListener('submit', async (event) => {
   }
 });
 
-function follow({ contact_id: id, token }) {
+let call = null;
+
+async function startCall(id, token, video) {
+  try {
+    call = await joinCall({
+      contact: id,
+      token,
+      video,
+      media: $('#call-media'),
+      onRoster: (roster) => {
+        $('#call-with').textContent = roster.filter((p) => p.connected && p.heard).map((p) => p.role).join(', ');
+      },
+      onError: (message) => console.warn('call:', message),
+    });
+    window.careline = { call };
+    $('#in-call').hidden = false;
+    $('#video-toggle').hidden = !video;
+    $('#mute').onchange = (e) => call.mute(e.target.checked);
+    $('#video-off').onchange = (e) => call.video(!e.target.checked);
+  } catch (e) {
+    const error = $('#waiting .error');
+    error.textContent = e.message;
+    error.hidden = false;
+  }
+}
+
+function follow({ contact_id: id, token, mode, video }) {
   $('#call').hidden = true;
   $('#waiting').hidden = false;
+  if (mode === 'call') startCall(id, token, video);
   const q = `token=${encodeURIComponent(token)}`;
   const seen = new Set();
   const events = new EventSource(`/api/contacts/${id}/stream?${q}`);
@@ -77,6 +109,8 @@ function follow({ contact_id: id, token }) {
       $('#callback-noted').hidden = false;
     } else if (u.type === 'ended') {
       events.close();
+      call?.leave();
+      call = null;
       sessionStorage.removeItem('careline-contact');
       $('#waiting').hidden = true;
       $('#chat').hidden = false;

@@ -54,6 +54,7 @@ impl App {
             redis_url: None,
             dispatch_webhook: None,
             dispatch_retry_seconds: 30,
+            media: telemed::sfu::SfuConfig::default(),
         };
         let tasks = tokio_util::task::TaskTracker::new();
         let state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
@@ -546,6 +547,7 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         redis_url: None,
         dispatch_webhook: None,
         dispatch_retry_seconds: 30,
+        media: telemed::sfu::SfuConfig::default(),
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();

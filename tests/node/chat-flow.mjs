@@ -24,7 +24,7 @@ try {
 
   await patient.goto(`${base}/call?lang=en`);
   await patient.fill('#start-form input[name=phone]', '9810012345');
-  await patient.click('#start-form button[type=submit]');
+  await patient.click('#start-chat');
   await patient.waitForSelector('#waiting:not([hidden]), #chat:not([hidden])');
   console.log('patient waiting');
 

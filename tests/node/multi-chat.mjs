@@ -22,7 +22,7 @@ try {
     watch(page, `patient ${phone}`, () => { failed = true; });
     await page.goto(`${base}/call?lang=en`);
     await page.fill('#start-form input[name=phone]', phone);
-    await page.click('#start-form button[type=submit]');
+    await page.click('#start-chat');
     await operator.waitForSelector('#offer:not([hidden])');
     await operator.keyboard.press('a');
     await page.waitForSelector('#chat:not([hidden])');

@@ -176,9 +176,9 @@ async fn start_contact(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct TokenQuery {
+pub(super) struct TokenQuery {
     /// The patient's token for this contact; staff use their session instead.
-    token: Option<String>,
+    pub(super) token: Option<String>,
     /// Messages after this id (for a reconnecting client).
     after: Option<i64>,
 }
@@ -212,12 +212,12 @@ pub(super) async fn may_see_contact(
 }
 
 /// Who is asking about a contact: its patient (by token) or a staff member who works on it.
-enum Party {
+pub(super) enum Party {
     Patient,
     Staff(Staff),
 }
 
-async fn party(store: &Store, id: &str, token: Option<&str>, user: Option<AuthUser>) -> Result<Party> {
+pub(super) async fn party(store: &Store, id: &str, token: Option<&str>, user: Option<AuthUser>) -> Result<Party> {
     if let Some(token) = token {
         let contact = store.contact_by_token(&token_hash(token)).await.map_err(|_| ApiError::Unauthorized)?;
         if contact.contact_id != id {

@@ -10,6 +10,7 @@ mod desk;
 pub mod error;
 mod health;
 pub mod json;
+mod media;
 mod pages;
 pub(crate) mod patients;
 mod reports;
@@ -57,6 +58,9 @@ pub struct AppState {
     pub mailer: Option<crate::mail::Mailer>,
     /// The contact centre: routing, and updates to consoles and patients.
     pub center: crate::center::Center,
+    /// The media plane: the server's peer connections for every call.
+    #[from_ref(skip)]
+    pub sfu: telemed::sfu::Sfu,
 }
 
 /// Settings the handlers read.
@@ -70,6 +74,8 @@ pub struct Settings {
     pub dispatch_webhook: Option<String>,
     /// Seconds between resends of undelivered ambulance requests.
     pub dispatch_retry_seconds: u64,
+    /// Where the media plane listens, the ICE servers clients get, the rejoin grace.
+    pub media: telemed::sfu::SfuConfig,
 }
 
 impl AppState {
@@ -93,6 +99,7 @@ impl AppState {
         Ok(AppState {
             store,
             metrics: Metrics::new(),
+            sfu: telemed::sfu::Sfu::new(settings.media.clone()),
             settings: Arc::new(settings),
             // Five wrong passwords in 15 minutes lock a username (OWASP's
             // authentication cheat sheet); a client address gets 20.
@@ -132,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roster::router())
         .merge(desk::router())
         .merge(contacts::router())
+        .merge(media::router())
         .merge(reports::router())
         .merge(wallboard::router())
         .merge(health::router())

@@ -152,6 +152,7 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         "careline.css" => (include_str!("../../static/careline.css"), "text/css; charset=utf-8"),
         "login.js" => (include_str!("../../static/login.js"), "text/javascript; charset=utf-8"),
         "call.js" => (include_str!("../../static/call.js"), "text/javascript; charset=utf-8"),
+        "media.js" => (include_str!("../../static/media.js"), "text/javascript; charset=utf-8"),
         "doctor.js" => (include_str!("../../static/doctor.js"), "text/javascript; charset=utf-8"),
         "agent.js" => (include_str!("../../static/agent.js"), "text/javascript; charset=utf-8"),
         "wallboard.js" => (include_str!("../../static/wallboard.js"), "text/javascript; charset=utf-8"),

@@ -1,0 +1,107 @@
+//! The media signaling socket of a contact's call: `/api/contacts/{id}/media`
+//! (WebSocket, JSON messages of `telemed::media`). The patient joins with
+//! their contact's token, staff with their session when they work on the
+//! contact (supervisors on any). The socket only carries signaling: audio and
+//! video go over the peer connection to the server's SFU.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use telemed::media::{ClientMessage, Role as MediaRole, ServerMessage};
+use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::contacts::{MaybeUser, Party, TokenQuery, party};
+use super::error::{ApiError, Result};
+use super::json::ApiQuery;
+use crate::store::Role;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(media_socket))
+}
+
+/// Signaling for the contact's voice/video call (WebSocket upgrade). Send an
+/// `offer` with one audio m-line per party to hear (the first carries the
+/// microphone), trickle `candidate`s; then `mute`, `video`, `hold` (staff),
+/// `supervise` (supervisors: listen, whisper, barge) and `leave`. The server
+/// sends `welcome` (with the ICE servers), `answer`, `candidate`, `roster`
+/// and `error` (the call is then unchanged). Closing without `leave` keeps
+/// the place for the grace period: a reloaded page rejoins with a new offer.
+#[utoipa::path(get, path = "/api/contacts/{id}/media", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 101, description = "switching to the signaling WebSocket"), (status = 401), (status = 403), (status = 404)))]
+async fn media_socket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+    MaybeUser(user): MaybeUser,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    let who = user.as_ref().map(|u| u.staff.username.clone());
+    let party = party(&state.store, &id, q.token.as_deref(), user).await.inspect_err(|e| {
+        tracing::warn!(contact = %id, staff = ?who, error = %e, "a join to a call was refused");
+    })?;
+    let (participant, role) = match party {
+        Party::Patient => ("patient".to_owned(), MediaRole::Patient),
+        Party::Staff(staff) => {
+            let role = match staff.role {
+                Role::Operator => MediaRole::Operator,
+                Role::Doctor => MediaRole::Doctor,
+                Role::Supervisor => MediaRole::Supervisor,
+                Role::Admin => return Err(ApiError::Forbidden("administrators do not take part in calls".into())),
+            };
+            (staff.username, role)
+        }
+    };
+    Ok(ws.on_upgrade(move |socket| signaling(state, id, participant, role, socket)))
+}
+
+async fn signaling(state: AppState, contact: String, participant: String, role: MediaRole, socket: WebSocket) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let call = state.sfu.attach(&contact, &participant, role, tx.clone()).await;
+    let (mut sink, mut stream) = socket.split();
+    let send = |m: &ServerMessage| Message::Text(serde_json::to_string(m).unwrap_or_default().into());
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                if sink.send(send(&out)).await.is_err() {
+                    call.disconnected().await;
+                    return;
+                }
+            }
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let message = match serde_json::from_str::<ClientMessage>(&text) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = tx.send(ServerMessage::Error { message: format!("malformed message: {e}") });
+                            continue;
+                        }
+                    };
+                    let leaving = matches!(message, ClientMessage::Leave);
+                    if let Err(e) = call.handle(message).await {
+                        tracing::info!(%contact, %participant, error = %e, "signaling request refused");
+                        let _ = tx.send(ServerMessage::Error { message: e.to_string() });
+                    }
+                    if leaving {
+                        let _ = sink.close().await;
+                        return;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let _ = tx.send(ServerMessage::Error { message: "messages are JSON text".into() });
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    call.disconnected().await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    call.leave().await;
+}
