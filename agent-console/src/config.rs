@@ -76,6 +76,11 @@ pub struct ServeConfig {
     #[arg(long = "turn-credential", env = "CARELINE_TURN_CREDENTIAL")]
     pub turn_credential: Option<String>,
 
+    /// Where calls are recorded, one OGG/Opus file per speaker, when the
+    /// patient consented to recording. Nothing is recorded when unset.
+    #[arg(long = "recordings-dir", env = "CARELINE_RECORDINGS_DIR")]
+    pub recordings_dir: Option<std::path::PathBuf>,
+
     /// Seconds a caller whose connection dropped keeps their place in the call.
     #[arg(long = "media-grace-seconds", env = "CARELINE_MEDIA_GRACE_SECONDS", default_value_t = 30)]
     pub media_grace_seconds: u64,
@@ -100,6 +105,7 @@ impl ServeConfig {
             udp_addrs: self.media_addresses.iter().map(|ip| std::net::SocketAddr::new(*ip, 0)).collect(),
             ice_servers,
             grace: std::time::Duration::from_secs(self.media_grace_seconds),
+            recordings: self.recordings_dir.clone(),
         }
     }
 }

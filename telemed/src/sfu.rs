@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use rtc::media::io::Writer;
+use rtc::media::io::ogg_writer::OggWriter;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
@@ -42,6 +44,9 @@ pub struct SfuConfig {
     pub ice_servers: Vec<IceServer>,
     /// How long a participant whose connection dropped keeps their place.
     pub grace: Duration,
+    /// Where calls are recorded (one OGG/Opus file per incoming audio track,
+    /// under a folder per session), when a session allows it.
+    pub recordings: Option<std::path::PathBuf>,
 }
 
 impl Default for SfuConfig {
@@ -50,6 +55,7 @@ impl Default for SfuConfig {
             udp_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             ice_servers: Vec::new(),
             grace: Duration::from_secs(30),
+            recordings: None,
         }
     }
 }
@@ -90,6 +96,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
     taps: broadcast::Sender<AudioFrame>,
     started: Instant,
+    /// Sessions whose participants consented to recording.
+    recording_allowed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Inner {
@@ -103,6 +111,8 @@ struct LiveSession {
     state: Mutex<SessionState>,
     /// Read by every forwarded packet; replaced whenever the routes change.
     routes: RwLock<Arc<RouteTable>>,
+    /// Whether incoming audio is recorded now.
+    recording: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -149,7 +159,15 @@ static EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1
 impl Sfu {
     pub fn new(config: SfuConfig) -> Self {
         let (taps, _) = broadcast::channel(4096);
-        Sfu { inner: Arc::new(Inner { config, sessions: Mutex::new(HashMap::new()), taps, started: Instant::now() }) }
+        Sfu {
+            inner: Arc::new(Inner {
+                config,
+                sessions: Mutex::new(HashMap::new()),
+                taps,
+                started: Instant::now(),
+                recording_allowed: Default::default(),
+            }),
+        }
     }
 
     pub fn ice_servers(&self) -> &[IceServer] {
@@ -160,6 +178,23 @@ impl Sfu {
     /// the audio of interest starts; slow subscribers lose frames).
     pub fn taps(&self) -> broadcast::Receiver<AudioFrame> {
         self.inner.taps.subscribe()
+    }
+
+    /// Records `session`'s audio from now on (the patient's explicit consent
+    /// is on file), or stops recording it. Without a recordings folder
+    /// nothing is recorded either way.
+    pub async fn set_recording(&self, session: &str, allowed: bool) {
+        {
+            let mut set = self.inner.recording_allowed.lock().expect("consent lock");
+            if allowed {
+                set.insert(session.to_owned());
+            } else {
+                set.remove(session);
+            }
+        }
+        if let Some(live) = self.inner.sessions.lock().await.get(session) {
+            live.recording.store(allowed, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Who is in `session` now.
@@ -184,10 +219,12 @@ impl Sfu {
             sessions
                 .entry(session.to_owned())
                 .or_insert_with(|| {
+                    let recording = self.inner.recording_allowed.lock().expect("consent lock").contains(session);
                     Arc::new(LiveSession {
                         id: session.to_owned(),
                         state: Mutex::new(SessionState::default()),
                         routes: RwLock::new(Arc::new(RouteTable::default())),
+                        recording: recording.into(),
                     })
                 })
                 .clone()
@@ -524,6 +561,7 @@ impl PeerConnectionEventHandler for Handler {
             participant: self.participant.clone(),
             role: self.role,
             kind,
+            epoch: self.epoch,
         };
         if kind == Kind::Video {
             // Ask the sender for a key frame now and then, so that a listener
@@ -550,20 +588,62 @@ struct Forwarder {
     participant: String,
     role: Role,
     kind: Kind,
+    epoch: u64,
 }
 
+type Recorder = OggWriter<std::io::BufWriter<std::fs::File>>;
+
 impl Forwarder {
+    /// Opens this track's recording file, or says why not.
+    fn open_recording(&self, dir: &std::path::Path) -> std::io::Result<Recorder> {
+        let safe = |s: &str| {
+            s.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+                .collect::<String>()
+        };
+        let dir = dir.join(safe(&self.session.id));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}-{}-{}.ogg", self.role.as_str(), safe(&self.participant), self.epoch));
+        let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        tracing::info!(path = %path.display(), "recording");
+        OggWriter::new(file, 48_000, 2).map_err(std::io::Error::other)
+    }
+
     async fn run(self, track: Arc<dyn TrackRemote>) {
         let key = (self.participant.clone(), self.kind);
         let mut decoder: Option<opus_rs::OpusDecoder> = None;
         let mut pcm = vec![0f32; 16_000 * 120 / 1000];
+        let mut recorder: Option<Recorder> = None;
         while let Some(event) = track.poll().await {
-            let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+            let packet = match event {
+                TrackRemoteEvent::OnRtpPacket(packet) => packet,
+                TrackRemoteEvent::OnEnded => break,
+                _ => continue,
+            };
             // Bandwidth probes carry padding only.
             if packet.payload.is_empty() {
                 continue;
             }
             let now = self.inner.now_ms();
+            if self.kind == Kind::Audio
+                && let Some(dir) = &self.inner.config.recordings
+            {
+                let allowed = self.session.recording.load(std::sync::atomic::Ordering::Relaxed);
+                if allowed && recorder.is_none() {
+                    match self.open_recording(dir) {
+                        Ok(r) => recorder = Some(r),
+                        Err(e) => tracing::error!(error = %e, "cannot record"),
+                    }
+                }
+                if !allowed && let Some(mut r) = recorder.take() {
+                    let _ = r.close();
+                }
+                if let Some(r) = &mut recorder
+                    && let Err(e) = r.write_rtp(&packet)
+                {
+                    tracing::warn!(error = %e, "recording");
+                }
+            }
             if self.kind == Kind::Audio && self.inner.taps.receiver_count() > 0 {
                 let decoder = match &mut decoder {
                     Some(d) => d,
@@ -614,6 +694,9 @@ impl Forwarder {
                     tracing::trace!(error = %e, "forward");
                 }
             }
+        }
+        if let Some(mut r) = recorder {
+            let _ = r.close();
         }
     }
 }

@@ -256,6 +256,56 @@ fn sfu() -> Sfu {
     Sfu::new(SfuConfig { grace: Duration::from_secs(2), ..SfuConfig::default() })
 }
 
+/// Decodes an OGG/Opus file to 48 kHz mono.
+fn decode_ogg(path: &std::path::Path) -> Vec<f32> {
+    use rtc::media::io::ogg_reader::OggReader;
+    let (mut reader, header) = OggReader::new(std::fs::File::open(path).unwrap(), true).unwrap();
+    assert_eq!(header.sample_rate, 48_000);
+    let mut decoder = opus_rs::OpusDecoder::new(RATE as i32, 1).unwrap();
+    let mut out = vec![0f32; RATE * 120 / 1000];
+    let mut pcm = Vec::new();
+    while let Ok((payload, page)) = reader.parse_next_page() {
+        if page.opus_header_type(&payload).is_some() {
+            continue;
+        }
+        if let Ok(n) = decoder.decode(&payload, out.len(), &mut out) {
+            pcm.extend_from_slice(&out[..n]);
+        }
+    }
+    pcm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_is_recorded_only_with_consent_one_file_per_track() {
+    let dir = std::env::temp_dir().join(format!("careline-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sfu = Sfu::new(SfuConfig { recordings: Some(dir.clone()), ..SfuConfig::default() });
+    let patient = Client::join(&sfu, "c5", "pat", Role::Patient, PATIENT).await;
+    let operator = Client::join(&sfu, "c5", "op", Role::Operator, OPERATOR).await;
+    until_hears("operator", &operator, &[PATIENT]).await;
+    assert!(!dir.exists(), "recorded without consent");
+
+    sfu.set_recording("c5", true).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for c in [patient, operator] {
+        c.call.handle(ClientMessage::Leave).await.unwrap();
+        c.close().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("c5")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("operator-op-") && names[1].starts_with("patient-pat-"), "{names:?}");
+    for (file, pitch) in files.iter().zip([OPERATOR, PATIENT]) {
+        let pcm = decode_ogg(file);
+        assert!(pcm.len() > RATE, "{} holds {} samples", file.display(), pcm.len());
+        let share = tone_share(&pcm[pcm.len() / 2..], pitch);
+        assert!(share > 0.5, "{} is not the {pitch} Hz tone ({share})", file.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patient_and_operator_hear_each_other_and_the_tap_decodes_the_patient() {
     let sfu = sfu();

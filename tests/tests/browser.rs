@@ -226,3 +226,48 @@ async fn an_operator_handles_two_chats_at_once() {
     assert!(out.status.success(), "multi-chat.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("message in the right conversation") && stdout.contains("both wrapped up"), "{stdout}");
 }
+
+/// Speech for a fake microphone: two espeak-ng phrases with a pause, 16 kHz mono.
+fn speech_wav(dir: &std::path::Path) -> std::path::PathBuf {
+    let raw = dir.join("speech-raw.wav");
+    let wav = dir.join("speech.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en", "-s", "140", "-w"])
+        .arg(&raw)
+        .arg("My father has chest pain. [[_:]] He is sixty two years old and has diabetes.")
+        .status()
+        .expect("run espeak-ng (apt-get install espeak-ng)");
+    assert!(status.success());
+    // Pad with silence so the loudness envelope has a clear shape.
+    let status = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&wav)
+        .args(["pad", "0.5", "1.0"])
+        .status()
+        .expect("run sox (apt-get install sox)");
+    assert!(status.success());
+    wav
+}
+
+#[tokio::test]
+async fn a_patient_calls_by_voice_and_the_operator_hears_them_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    server.round_the_clock("operator", "asha").await;
+    let speech = speech_wav(dir.path());
+    let root = repo_root();
+    let out = Command::new("node")
+        .arg(root.join("tests/node/voice-call.mjs"))
+        .env("CARELINE_URL", &server.base)
+        .env("CARELINE_USER", "asha")
+        .env("CARELINE_PASSWORD", &server.passwords["asha"])
+        .env("CARELINE_SPEECH", &speech)
+        .output()
+        .expect("run node (install Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "voice-call.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("operator receives the patient"), "{stdout}");
+    assert!(stdout.contains("call ended"), "{stdout}");
+    println!("{stdout}");
+}

@@ -838,7 +838,7 @@ struct NoteInput {
     request_body = NoteInput,
     responses((status = 200, body = crate::store::ConsultNote), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn save_note(
-    State(store): State<Store>,
+    State(state): State<AppState>,
     super::Doctor(doctor): super::Doctor,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<NoteInput>,
@@ -869,7 +869,8 @@ async fn save_note(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    on_contact(&store, doctor.staff_id, &id).await?;
+    let store = &state.store;
+    on_contact(store, doctor.staff_id, &id).await?;
     let note = crate::store::ConsultNote {
         contact_id: id.clone(),
         doctor_id: doctor.staff_id,
@@ -883,6 +884,8 @@ async fn save_note(
         updated_at: Utc::now(),
     };
     store.save_consult_note(&note).await?;
+    // Recording (and transcription) only with the patient's explicit consent.
+    state.sfu.set_recording(&id, note.recording_consent).await;
     Ok(axum::Json(note))
 }
 

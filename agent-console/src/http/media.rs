@@ -4,23 +4,94 @@
 //! contact (supervisors on any). The socket only carries signaling: audio and
 //! video go over the peer connection to the server's SFU.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
 use telemed::media::{ClientMessage, Role as MediaRole, ServerMessage};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::contacts::{MaybeUser, Party, TokenQuery, party};
 use super::error::{ApiError, Result};
 use super::json::ApiQuery;
+use super::{AppState, AuthUser};
 use crate::store::Role;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(media_socket))
+    OpenApiRouter::new().routes(routes!(media_socket)).routes(routes!(levels))
+}
+
+/// How loud one participant was over the last 100 ms.
+#[derive(Debug, Serialize, ToSchema)]
+struct Level {
+    participant: String,
+    role: String,
+    /// Milliseconds on the media plane's clock, at the end of the window.
+    at_ms: u64,
+    /// Root mean square of the decoded audio, 0 (silence) to 1 (full scale).
+    rms: f32,
+}
+
+/// Who is talking: the loudness of each participant of the contact's call,
+/// every 100 ms, from the server's decoded audio (server-sent events
+/// `level`). For staff on the contact and supervisors; no audio is kept.
+#[utoipa::path(get, path = "/api/contacts/{id}/media/levels", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/event-stream", body = Level), (status = 401), (status = 403), (status = 404)))]
+async fn levels(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: AuthUser,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let Party::Staff(_) = party(&state.store, &id, None, Some(user)).await? else {
+        return Err(ApiError::Forbidden("staff only".into()));
+    };
+    let taps = state.sfu.taps();
+    let shutdown = state.shutdown.clone();
+    // Per participant: (sum of squares, samples) of the window being filled.
+    let windows: HashMap<String, (f64, usize)> = HashMap::new();
+    let stream = futures_util::stream::unfold((taps, windows), move |(mut taps, mut windows)| {
+        let (id, shutdown) = (id.clone(), shutdown.clone());
+        async move {
+            loop {
+                let frame = tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    got = taps.recv() => match got {
+                        Ok(frame) => frame,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
+                    },
+                };
+                if frame.session != id {
+                    continue;
+                }
+                let window = windows.entry(frame.participant.clone()).or_default();
+                window.0 += frame.pcm.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>();
+                window.1 += frame.pcm.len();
+                if window.1 >= 1_600 {
+                    let rms = (window.0 / window.1 as f64).sqrt() as f32;
+                    *window = (0.0, 0);
+                    let level = Level {
+                        participant: frame.participant,
+                        role: frame.role.as_str().into(),
+                        at_ms: frame.at_ms,
+                        rms,
+                    };
+                    let event = SseEvent::default().event("level").json_data(&level).unwrap_or_default();
+                    return Some((Ok(event), (taps, windows)));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// Signaling for the contact's voice/video call (WebSocket upgrade). Send an
@@ -55,6 +126,10 @@ async fn media_socket(
             (staff.username, role)
         }
     };
+    // Consent given before a restart still holds.
+    if let Some(note) = state.store.consult_note(&id).await? {
+        state.sfu.set_recording(&id, note.recording_consent).await;
+    }
     Ok(ws.on_upgrade(move |socket| signaling(state, id, participant, role, socket)))
 }
 
