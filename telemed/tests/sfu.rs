@@ -187,3 +187,54 @@ async fn a_malformed_offer_is_refused_and_changes_nothing() {
     assert_eq!(sfu.participants("c4").await, vec![("op".to_owned(), Role::Operator)]);
     operator.close().await;
 }
+
+/// coturn on a free loopback port, with one long-term user; stopped on drop.
+struct Turn(std::process::Child, u16);
+
+impl Turn {
+    fn start() -> Turn {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("turnserver")
+            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+            .arg(port.to_string())
+            .args(["--min-port", "50000", "--max-port", "50999", "--lt-cred-mech", "--realm", "careline"])
+            .args(["--user", "careline:relay-secret", "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli"])
+            .args(["--no-stdout-log", "--log-file", "stdout", "--simple-log", "--pidfile"])
+            .arg(std::env::temp_dir().join(format!("careline-turn-{port}.pid")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run turnserver (apt-get install coturn; bash .ci/run does)");
+        std::thread::sleep(Duration::from_millis(500));
+        Turn(child, port)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_behind_a_relay_only_network_talks_through_turn() {
+    let turn = Turn::start();
+    let sfu = sfu();
+    let operator = Client::join(&sfu, "c6", "op", Role::Operator, OPERATOR).await;
+    let (tx, signal) = mpsc::unbounded_channel();
+    let call = sfu.attach("c6", "pat", Role::Patient, tx).await;
+    let relay = webrtc::peer_connection::RTCIceServer {
+        urls: vec![format!("turn:127.0.0.1:{}?transport=udp", turn.1)],
+        username: "careline".into(),
+        credential: "relay-secret".into(),
+    };
+    let patient = Client::connect_on(call, signal, PATIENT, false, None, Some(relay)).await;
+    let offer = &patient.offered;
+    assert!(offer.contains("typ relay"), "no relay candidate in the offer:\n{offer}");
+    assert!(!offer.contains("typ host"), "a host candidate despite the relay-only policy:\n{offer}");
+    until_hears("operator", &operator, &[PATIENT]).await;
+    until_hears("patient over TURN", &patient, &[OPERATOR]).await;
+    patient.close().await;
+    operator.close().await;
+}

@@ -25,7 +25,8 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, Registry,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCIceServer, RTCIceTransportPolicy, Registry,
 };
 
 pub const RATE: usize = 48_000;
@@ -110,6 +111,8 @@ pub struct Client {
     pub sender: tokio::task::JoinHandle<()>,
     pub sent: Arc<SentLog>,
     pub timing: Arc<Timing>,
+    /// The SDP offer this peer sent.
+    pub offered: String,
 }
 
 impl Client {
@@ -122,7 +125,7 @@ impl Client {
     pub async fn join_with(sfu: &Sfu, session: &str, id: &str, role: Role, pitch: f32, timed: bool) -> Client {
         let (tx, signal) = mpsc::unbounded_channel();
         let call = sfu.attach(session, id, role, tx).await;
-        let mut client = Client::connect_on(call, signal, pitch, timed, None).await;
+        let mut client = Client::connect_on(call, signal, pitch, timed, None, None).await;
         client.wait_for(|m| matches!(m, ServerMessage::Roster { .. })).await;
         client
     }
@@ -135,6 +138,7 @@ impl Client {
         pitch: f32,
         timed: bool,
         sfu: Option<tokio::runtime::Handle>,
+        relay: Option<RTCIceServer>,
     ) -> Client {
         let mut engine = MediaEngine::default();
         engine
@@ -149,8 +153,17 @@ impl Client {
             timing: timed.then(|| timing.clone()),
             gathered: Mutex::new(Some(gathered_tx)),
         });
+        // With a TURN server, gather relay candidates only.
+        let configuration = match relay {
+            Some(server) => RTCConfigurationBuilder::new()
+                .with_ice_servers(vec![server])
+                .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
+                .build(),
+            None => RTCConfigurationBuilder::new().build(),
+        };
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
+                .with_configuration(configuration)
                 .with_media_engine(engine)
                 .with_interceptor_registry(registry)
                 .with_handler(handler)
@@ -184,6 +197,7 @@ impl Client {
         pc.set_local_description(offer).await.unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(3), gathered_rx).await;
         let sdp = pc.local_description().await.unwrap().sdp;
+        let offered = sdp.clone();
         let call = match sfu {
             Some(runtime) => runtime
                 .spawn(async move {
@@ -206,7 +220,7 @@ impl Client {
         pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
         let sent: Arc<SentLog> = Arc::new(Mutex::new(vec![None; 1 << 16]));
         let sender = tokio::spawn(send_tone(mic, ssrc, pitch, sent.clone()));
-        Client { pc, heard, call, signal, sender, sent, timing }
+        Client { pc, heard, call, signal, sender, sent, timing, offered }
     }
 
     pub async fn wait_for(&mut self, mut f: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
