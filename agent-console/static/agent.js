@@ -107,6 +107,8 @@ async function open(id) {
   if (contact.channel !== 'chat') {
     const call = await joinCall({
       contact: id,
+      // Doctors consult by video where the patient's side allows it.
+      video: location.pathname === '/doctor',
       media: $('#agent-media'),
       onRoster: (roster) => {
         const c = contacts.get(id);

@@ -25,7 +25,9 @@ export async function joinCall({ contact, token = null, video = false, media = n
   const welcome = await next();
   if (welcome.type !== 'welcome') throw new Error(welcome.message || 'the call could not be joined');
 
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
+  // No camera (or no permission for it): the call goes on with voice only.
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video })
+    .catch((e) => (video ? navigator.mediaDevices.getUserMedia({ audio: true }) : Promise.reject(e)));
   const pc = new RTCPeerConnection({ iceServers: welcome.ice_servers });
   const [mic] = stream.getAudioTracks();
   pc.addTransceiver(mic, { direction: 'sendrecv', streams: [stream] });

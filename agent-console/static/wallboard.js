@@ -1,4 +1,8 @@
 // The supervisor's wallboard, fed by server-sent events from /api/wallboard/stream.
+// Calls in progress can be joined: listen (nobody hears the supervisor),
+// whisper to the agent, or barge in.
+import { joinCall } from './media.js';
+
 const $ = (id) => document.getElementById(id);
 const pct = (v) => (v === null || v === undefined ? '–' : `${Math.round(v * 100)}%`);
 const secs = (v) => (v === null || v === undefined ? '–' : `${Math.round(v)} s`);
@@ -45,8 +49,64 @@ function show(board) {
   }
   $('wb-agents').textContent = ['idle', 'offered', 'busy', 'wrap_up', 'paused']
     .map((s) => `${s} ${board.agents.filter((a) => a.state === s).length}`).join(' · ');
+  calls(board.calls);
   $('wb-status').textContent = `${$('wallboard').dataset.live} ${new Date(board.at).toLocaleTimeString()}`;
   $('wallboard').dataset.updated = board.at;
+}
+
+// The call being monitored, if any.
+let monitoring = null; // { contact, call }
+window.careline = {};
+
+function button(text, onclick) {
+  return Object.assign(document.createElement('button'), { type: 'button', textContent: text, onclick });
+}
+
+let lastCalls = [];
+
+function calls(list) {
+  lastCalls = list;
+  const words = $('wb-calls').dataset;
+  $('wb-calls').replaceChildren(...list.map((c) => {
+    const li = document.createElement('li');
+    li.dataset.contact = c.contact_id;
+    li.append(`${c.contact_id.slice(0, 8)} · ${c.channel} · tier ${c.tier} `);
+    if (monitoring?.contact === c.contact_id) {
+      for (const p of monitoring.call.roster.filter((p) => p.role === 'operator' || p.role === 'doctor')) {
+        li.append(button(`${words.whisper}: ${p.id}`, () => monitoring.call.supervise('whisper', p.id)));
+      }
+      li.append(button(words.barge, () => monitoring.call.supervise('barge')));
+      li.append(button(words.listen, () => monitoring.call.supervise('listen')));
+      li.append(button('×', stopMonitoring));
+    } else {
+      li.append(button(words.listen, () => monitor(c.contact_id)));
+    }
+    return li;
+  }));
+  if (monitoring && !list.some((c) => c.contact_id === monitoring.contact)) stopMonitoring();
+}
+
+async function monitor(contact) {
+  stopMonitoring();
+  const call = await joinCall({
+    contact,
+    media: $('wb-media'),
+    onRoster: (roster) => {
+      $('wb-monitor-status').textContent = roster.filter((p) => p.connected).map((p) => `${p.role} ${p.id}`).join(' · ');
+      calls(lastCalls);
+    },
+  });
+  monitoring = { contact, call };
+  window.careline.monitoring = monitoring;
+  $('wb-monitor').hidden = false;
+  calls(lastCalls);
+}
+
+function stopMonitoring() {
+  monitoring?.call.leave();
+  monitoring = null;
+  window.careline.monitoring = null;
+  $('wb-monitor').hidden = true;
 }
 
 const events = new EventSource('/api/wallboard/stream');

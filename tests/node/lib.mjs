@@ -13,10 +13,10 @@ export function launch(extraArgs = []) {
 }
 
 /// Signs in as CARELINE_USER on `page` (English pages) and waits for the role's console at `home`.
-export async function signIn(page, home) {
+export async function signIn(page, home, user = process.env.CARELINE_USER, password = process.env.CARELINE_PASSWORD) {
   await page.goto(`${base}/?lang=en`);
-  await page.fill('input[name=username]', process.env.CARELINE_USER);
-  await page.fill('input[name=password]', process.env.CARELINE_PASSWORD);
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', password);
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}${home}`);
 }

@@ -135,6 +135,36 @@ try {
   if (levels.length < 50 || loud < 10) throw new Error('the server tap got no speech');
   if (r < 0.5) throw new Error(`the server tap does not follow the spoken file (r = ${r.toFixed(2)})`);
 
+  // A supervisor listens in from the wallboard, whispers to the operator, then barges in.
+  const supervisor = await (await browser.newContext()).newPage();
+  watch(supervisor, 'supervisor', () => { failed = true; });
+  await signIn(supervisor, '/supervisor', 'meera', process.env.CARELINE_SUPERVISOR_PASSWORD);
+  await supervisor.click(`#wb-calls li[data-contact="${contact}"] button`);
+  await supervisor.waitForFunction(() => window.careline.monitoring?.call.pc.connectionState === 'connected');
+  const sup = (role) => patient.evaluate((r) => window.careline.call.roster.find((p) => p.role === r)?.heard, role);
+  await operator.waitForFunction(() => [...window.careline.calls.values()][0].roster.some((p) => p.role === 'supervisor'));
+  if (await sup('supervisor')) throw new Error('the patient hears a supervisor who only listens');
+  await supervisor.click('#wb-calls button:has-text("Whisper")');
+  await operator.waitForFunction(() => [...window.careline.calls.values()][0].roster.some((p) => p.role === 'supervisor' && p.heard));
+  if (await sup('supervisor')) throw new Error('the patient hears the whisper');
+  console.log('supervisor listens and whispers to the operator only');
+  await supervisor.click('#wb-calls button:has-text("Barge")');
+  await patient.waitForFunction(() => window.careline.call.roster.some((p) => p.role === 'supervisor' && p.heard));
+  let supBytes = 0;
+  for (let i = 0; i < 20 && supBytes < 5000; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    supBytes = await supervisor.evaluate(async () => {
+      let bytes = 0;
+      (await window.careline.monitoring.call.pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') bytes += s.bytesReceived ?? 0;
+      });
+      return bytes;
+    });
+  }
+  if (supBytes < 5000) throw new Error(`the supervisor hears nothing (${supBytes} bytes)`);
+  console.log(`supervisor barged in, hearing ${supBytes} bytes`);
+  await supervisor.close();
+
   // Hold silences the patient for the operator, resume brings them back.
   await operator.keyboard.press('h');
   await patient.waitForFunction(() => window.careline.call.roster.every((p) => !p.heard));

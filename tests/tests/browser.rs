@@ -263,11 +263,13 @@ async fn a_patient_calls_by_voice_and_the_operator_hears_them_through_the_server
         .env("CARELINE_USER", "asha")
         .env("CARELINE_PASSWORD", &server.passwords["asha"])
         .env("CARELINE_SPEECH", &speech)
+        .env("CARELINE_SUPERVISOR_PASSWORD", &server.passwords["meera"])
         .output()
         .expect("run node (install Node.js)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "voice-call.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("operator receives the patient"), "{stdout}");
+    assert!(stdout.contains("supervisor barged in"), "{stdout}");
     assert!(stdout.contains("call ended"), "{stdout}");
     println!("{stdout}");
 }

@@ -49,6 +49,17 @@ pub struct Wallboard {
     pub shifts: Vec<ShiftStaffing>,
     /// Agents at their seats now, and what they are doing.
     pub agents: Vec<AgentAtSeat>,
+    /// Voice and video calls in progress, which a supervisor may join.
+    pub calls: Vec<LiveCall>,
+}
+
+/// A voice or video call in progress.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LiveCall {
+    pub contact_id: String,
+    pub channel: crate::store::Channel,
+    pub tier: i64,
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 /// An agent at a seat.
@@ -110,6 +121,16 @@ async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>
             })
             .collect(),
         agents,
+        calls: contacts
+            .iter()
+            .filter(|c| c.status == ContactStatus::Connected && c.channel != crate::store::Channel::Chat)
+            .map(|c| LiveCall {
+                contact_id: c.contact_id.clone(),
+                channel: c.channel,
+                tier: c.tier,
+                answered_at: c.answered_at,
+            })
+            .collect(),
     })
 }
 
