@@ -172,6 +172,25 @@ try {
   await patient.waitForFunction(() => window.careline.call.roster.some((p) => p.heard && p.role === 'operator'));
   console.log('held and resumed');
 
+  // A reload rejoins the same call, and the operator hears the patient again.
+  const received = () => operator.evaluate(async () => {
+    let bytes = 0;
+    (await [...window.careline.calls.values()][0].pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') bytes += s.bytesReceived ?? 0;
+    });
+    return bytes;
+  });
+  await patient.reload();
+  await patient.waitForFunction(() => window.careline?.call?.pc.connectionState === 'connected');
+  const before = await received();
+  let after = before;
+  for (let i = 0; i < 20 && after - before < 5000; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    after = await received();
+  }
+  if (after - before < 5000) throw new Error(`no audio after the patient's reload (${after - before} bytes)`);
+  console.log(`patient reloaded and rejoined the call: ${after - before} more bytes`);
+
   await operator.keyboard.press('e');
   await operator.waitForSelector('#wrap-up:not([hidden])');
   await patient.waitForSelector('#chat[data-state=ended]');

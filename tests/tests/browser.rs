@@ -270,6 +270,7 @@ async fn a_patient_calls_by_voice_and_the_operator_hears_them_through_the_server
     assert!(out.status.success(), "voice-call.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("operator receives the patient"), "{stdout}");
     assert!(stdout.contains("supervisor barged in"), "{stdout}");
+    assert!(stdout.contains("rejoined the call"), "{stdout}");
     assert!(stdout.contains("call ended"), "{stdout}");
     println!("{stdout}");
 }
