@@ -62,7 +62,13 @@ fn main() {
                 async move {
                     let (tx, signal) = tokio::sync::mpsc::unbounded_channel();
                     let call = handle.spawn(async move { sfu.attach(&session, id, role, tx).await }).await.unwrap();
-                    Client::connect_on(call, signal, pitch, true, Some(handle), None).await
+                    Client::connect_on(
+                        call,
+                        signal,
+                        pitch,
+                        peer::Options { timed: true, sfu: Some(handle), ..Default::default() },
+                    )
+                    .await
                 }
             };
             let patient = join("patient", Role::Patient, 440.0).await;

@@ -229,7 +229,8 @@ async fn a_patient_behind_a_relay_only_network_talks_through_turn() {
         username: "careline".into(),
         credential: "relay-secret".into(),
     };
-    let patient = Client::connect_on(call, signal, PATIENT, false, None, Some(relay)).await;
+    let patient =
+        Client::connect_on(call, signal, PATIENT, peer::Options { relay: Some(relay), ..Default::default() }).await;
     let offer = &patient.offered;
     assert!(offer.contains("typ relay"), "no relay candidate in the offer:\n{offer}");
     assert!(!offer.contains("typ host"), "a host candidate despite the relay-only policy:\n{offer}");
@@ -237,4 +238,39 @@ async fn a_patient_behind_a_relay_only_network_talks_through_turn() {
     until_hears("patient over TURN", &patient, &[OPERATOR]).await;
     patient.close().await;
     operator.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_flows_between_video_parties_and_stops_when_switched_off() {
+    let sfu = sfu();
+    let video = || peer::Options { video: true, ..Default::default() };
+    let patient = Client::join_with(&sfu, "c7", "pat", Role::Patient, PATIENT, video()).await;
+    let doctor = Client::join_with(&sfu, "c7", "doc", Role::Doctor, DOCTOR, video()).await;
+    let operator = Client::join(&sfu, "c7", "op", Role::Operator, OPERATOR).await;
+    fn count(c: &Client) -> u64 {
+        c.video_packets.lock().unwrap().values().sum()
+    }
+    async fn grows(c: &Client) -> bool {
+        let before = count(c);
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if count(c) > before + 10 {
+                return true;
+            }
+        }
+        false
+    }
+    assert!(grows(&doctor).await, "the doctor gets no video from the patient");
+    assert!(grows(&patient).await, "the patient gets no video from the doctor");
+    // The operator joined without video: voice only, everyone still heard.
+    until_hears("operator", &operator, &[PATIENT, DOCTOR]).await;
+    assert_eq!(count(&operator), 0);
+    // A poor network: the patient switches video off; their voice goes on.
+    patient.call.handle(ClientMessage::Video { on: false }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!grows(&doctor).await, "the doctor still gets the patient's video");
+    until_hears("doctor, patient's video off", &doctor, &[PATIENT, OPERATOR]).await;
+    for c in [patient, doctor, operator] {
+        c.close().await;
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -42,6 +42,34 @@ fn opus() -> RTCRtpCodec {
     }
 }
 
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec { mime_type: MIME_TYPE_VP8.to_owned(), clock_rate: 90_000, channels: 0, ..Default::default() }
+}
+
+/// Sends VP8-framed packets at 30 per second. The SFU forwards without
+/// decoding, so the payload is a payload descriptor and filler, not a picture.
+async fn send_video(track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
+    let mut tick = tokio::time::interval(Duration::from_millis(33));
+    for n in 0u32.. {
+        tick.tick().await;
+        let packet = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: n as u16,
+                timestamp: n.wrapping_mul(3_000),
+                ssrc,
+                marker: true,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(&[0x10, 0x9d, 0x01, 0x2a, 0, 0, 0, 0]),
+        };
+        if track.write_rtp(packet).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Decoded audio received by one client, per incoming track.
 pub type Heard = Arc<Mutex<HashMap<String, Vec<f32>>>>;
 
@@ -57,8 +85,12 @@ pub struct Timing {
     pub received: std::sync::atomic::AtomicU64,
 }
 
+/// Video packets received per incoming track.
+pub type VideoPackets = Arc<Mutex<HashMap<String, u64>>>;
+
 struct ClientHandler {
     heard: Heard,
+    video_packets: VideoPackets,
     timing: Option<Arc<Timing>>,
     gathered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
@@ -76,6 +108,20 @@ impl PeerConnectionEventHandler for ClientHandler {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let heard = self.heard.clone();
         let timing = self.timing.clone();
+        if track.kind().await == RtpCodecKind::Video {
+            let packets = self.video_packets.clone();
+            tokio::spawn(async move {
+                let id = track.track_id().await.to_string();
+                while let Some(event) = track.poll().await {
+                    if let TrackRemoteEvent::OnRtpPacket(packet) = event
+                        && !packet.payload.is_empty()
+                    {
+                        *packets.lock().unwrap().entry(id.clone()).or_default() += 1;
+                    }
+                }
+            });
+            return;
+        }
         tokio::spawn(async move {
             let id = track.track_id().await.to_string();
             let mut decoder = opus_rs::OpusDecoder::new(RATE as i32, 1).unwrap();
@@ -102,6 +148,19 @@ impl PeerConnectionEventHandler for ClientHandler {
     }
 }
 
+/// How a client peer connects.
+#[derive(Default)]
+pub struct Options {
+    /// Time arrivals against the partner's send log instead of decoding them.
+    pub timed: bool,
+    /// Run the SFU's side of the offer on this runtime.
+    pub sfu: Option<tokio::runtime::Handle>,
+    /// Gather relay candidates only, from this TURN server.
+    pub relay: Option<RTCIceServer>,
+    /// Also send video (VP8 packets at 30 per second) and receive two video slots.
+    pub video: bool,
+}
+
 /// A participant: a peer connection sending a tone, and its signaling.
 pub struct Client {
     pub pc: Arc<dyn PeerConnection>,
@@ -113,43 +172,50 @@ pub struct Client {
     pub timing: Arc<Timing>,
     /// The SDP offer this peer sent.
     pub offered: String,
+    /// Video packets received, per incoming track.
+    pub video_packets: VideoPackets,
 }
 
 impl Client {
     /// Joins and waits for the first roster; decodes what it hears.
     pub async fn join(sfu: &Sfu, session: &str, id: &str, role: Role, pitch: f32) -> Client {
-        Client::join_with(sfu, session, id, role, pitch, false).await
+        Client::join_with(sfu, session, id, role, pitch, Options::default()).await
     }
 
-    /// As [`Client::join`]; with `timed`, arrivals are timed instead of decoded.
-    pub async fn join_with(sfu: &Sfu, session: &str, id: &str, role: Role, pitch: f32, timed: bool) -> Client {
+    /// As [`Client::join`], with options.
+    pub async fn join_with(sfu: &Sfu, session: &str, id: &str, role: Role, pitch: f32, options: Options) -> Client {
         let (tx, signal) = mpsc::unbounded_channel();
         let call = sfu.attach(session, id, role, tx).await;
-        let mut client = Client::connect_on(call, signal, pitch, timed, None, None).await;
+        let mut client = Client::connect_on(call, signal, pitch, options).await;
         client.wait_for(|m| matches!(m, ServerMessage::Roster { .. })).await;
         client
     }
 
-    /// Connects `call`'s participant; the SFU's side of the offer runs on
-    /// `sfu` when given (its peer connection then lives on that runtime).
+    /// Connects `call`'s participant.
     pub async fn connect_on(
         call: CallHandle,
         mut signal: mpsc::UnboundedReceiver<ServerMessage>,
         pitch: f32,
-        timed: bool,
-        sfu: Option<tokio::runtime::Handle>,
-        relay: Option<RTCIceServer>,
+        options: Options,
     ) -> Client {
+        let Options { timed, sfu, relay, video } = options;
         let mut engine = MediaEngine::default();
         engine
             .register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: 111 }, RtpCodecKind::Audio)
             .unwrap();
+        if video {
+            engine
+                .register_codec(RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: 96 }, RtpCodecKind::Video)
+                .unwrap();
+        }
         let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
         let heard: Heard = Arc::default();
+        let video_packets: VideoPackets = Arc::default();
         let timing = Arc::new(Timing::default());
         let (gathered_tx, gathered_rx) = tokio::sync::oneshot::channel();
         let handler = Arc::new(ClientHandler {
             heard: heard.clone(),
+            video_packets: video_packets.clone(),
             timing: timed.then(|| timing.clone()),
             gathered: Mutex::new(Some(gathered_tx)),
         });
@@ -193,6 +259,31 @@ impl Client {
             };
             pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init)).await.unwrap();
         }
+        let camera = if video {
+            let camera = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                "camera".into(),
+                "camera".into(),
+                "camera".into(),
+                RtpCodecKind::Video,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc + 1), ..Default::default() },
+                    codec: vp8(),
+                    ..Default::default()
+                }],
+            )));
+            pc.add_track(camera.clone() as Arc<dyn TrackLocal>).await.unwrap();
+            for _ in 0..2 {
+                let init = RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                };
+                pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(init)).await.unwrap();
+            }
+            Some(camera)
+        } else {
+            None
+        };
         let offer = pc.create_offer(None).await.unwrap();
         pc.set_local_description(offer).await.unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(3), gathered_rx).await;
@@ -219,8 +310,14 @@ impl Client {
         };
         pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
         let sent: Arc<SentLog> = Arc::new(Mutex::new(vec![None; 1 << 16]));
-        let sender = tokio::spawn(send_tone(mic, ssrc, pitch, sent.clone()));
-        Client { pc, heard, call, signal, sender, sent, timing, offered }
+        let tone = tokio::spawn(send_tone(mic, ssrc, pitch, sent.clone()));
+        let sender = match camera {
+            Some(camera) => tokio::spawn(async move {
+                let _ = tokio::join!(tone, send_video(camera, ssrc + 1));
+            }),
+            None => tone,
+        };
+        Client { pc, heard, call, signal, sender, sent, timing, offered, video_packets }
     }
 
     pub async fn wait_for(&mut self, mut f: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
