@@ -59,6 +59,45 @@ $('#identify-form').addEventListener('submit', async (event) => {
   patients.dataset.state = 'done';
 });
 
+// Scanning the card's QR code with the camera: stills go to the server,
+// which reads the code; the card number found fills the search.
+$('#scan-card').addEventListener('click', async () => {
+  const view = $('#scan-view');
+  showError($('#identify'), null);
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' } });
+    view.srcObject = stream;
+    view.hidden = false;
+    await view.play();
+    const canvas = document.createElement('canvas');
+    let lastProblem = null;
+    for (let i = 0; i < 40; i++) {
+      await new Promise((r) => setTimeout(r, 400));
+      if (!view.videoWidth) continue;
+      canvas.width = view.videoWidth;
+      canvas.height = view.videoHeight;
+      canvas.getContext('2d').drawImage(view, 0, 0);
+      const still = await new Promise((r) => canvas.toBlob(r, 'image/png'));
+      const response = await fetch('/api/qr', { method: 'POST', body: still, headers: { 'Content-Type': 'image/png' } });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body.ehealth_card) {
+        const form = $('#identify-form');
+        form.elements.card.value = body.ehealth_card;
+        form.requestSubmit();
+        return;
+      }
+      lastProblem = response.ok ? `no card number in the code: ${body.text}` : body?.detail;
+    }
+    throw new Error(lastProblem || 'no QR code found');
+  } catch (error) {
+    showError($('#identify'), error);
+  } finally {
+    stream?.getTracks().forEach((t) => t.stop());
+    view.hidden = true;
+  }
+});
+
 async function patientCard(p) {
   const [schemes, appointments, contacts] = await Promise.all([
     api(withContact(`/api/patients/${p.patient_id}/schemes`)),

@@ -27,7 +27,7 @@ try {
 
   // Identify by phone: the whole family shares it.
   await page.fill('#identify-form input[name=phone]', '98100 12345');
-  await page.click('#identify-form button');
+  await page.click('#identify-form button[type=submit]');
   await page.waitForSelector('#patients[data-state=done] .patient');
   const names = await page.$$eval('.patient h3', (hs) => hs.map((h) => h.textContent));
   console.log(`patients ${names.join(', ')}`);

@@ -274,3 +274,51 @@ async fn a_patient_calls_by_voice_and_the_operator_hears_them_through_the_server
     assert!(stdout.contains("call ended"), "{stdout}");
     println!("{stdout}");
 }
+
+/// A Y4M video (what Chromium's fake camera plays) of a QR code holding `text`.
+fn qr_video(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let code = qrcode::QrCode::new(text.as_bytes()).unwrap();
+    let (w, h, scale) = (640usize, 480usize, 8usize);
+    let modules = code.width();
+    let (x0, y0) = ((w - modules * scale) / 2, (h - modules * scale) / 2);
+    let mut luma = vec![235u8; w * h];
+    for y in 0..modules {
+        for x in 0..modules {
+            if code[(x, y)] == qrcode::Color::Dark {
+                for dy in 0..scale {
+                    let row = (y0 + y * scale + dy) * w;
+                    luma[row + x0 + x * scale..row + x0 + (x + 1) * scale].fill(16);
+                }
+            }
+        }
+    }
+    let mut video = format!("YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for _ in 0..10 {
+        video.extend_from_slice(b"FRAME\n");
+        video.extend_from_slice(&luma);
+        video.extend(std::iter::repeat_n(128u8, w * h / 2));
+    }
+    let path = dir.join("card.y4m");
+    std::fs::write(&path, video).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_operator_scans_the_callers_card_qr_code_with_the_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo"], &[]);
+    server.round_the_clock("operator", "asha").await;
+    let video = qr_video(dir.path(), "https://ehealth.delhi.gov.in/card/DL-EHC-100234");
+    let root = repo_root();
+    let out = Command::new("node")
+        .arg(root.join("tests/node/qr-scan.mjs"))
+        .env("CARELINE_URL", &server.base)
+        .env("CARELINE_USER", "asha")
+        .env("CARELINE_PASSWORD", &server.passwords["asha"])
+        .env("CARELINE_CARD_VIDEO", &video)
+        .output()
+        .expect("run node (install Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "qr-scan.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("scanned card DL-EHC-100234: "), "{stdout}");
+}

@@ -13,6 +13,7 @@ pub mod json;
 mod media;
 mod pages;
 pub(crate) mod patients;
+mod qr;
 mod reports;
 mod roster;
 mod rx;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .merge(desk::router())
         .merge(contacts::router())
         .merge(media::router())
+        .merge(qr::router())
         .merge(reports::router())
         .merge(wallboard::router())
         .merge(health::router())
