@@ -322,3 +322,40 @@ async fn an_operator_scans_the_callers_card_qr_code_with_the_camera() {
     assert!(out.status.success(), "qr-scan.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("scanned card DL-EHC-100234: "), "{stdout}");
 }
+
+#[tokio::test]
+async fn warm_transfer_by_voice_and_video_with_recording_after_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    let server = Careline::start(dir.path(), &["--demo", "--recordings-dir", recordings.to_str().unwrap()], &[]);
+    server.round_the_clock("operator", "asha").await;
+    server.round_the_clock("doctor", "dr.mehta").await;
+    let speech = speech_wav(dir.path());
+    let root = repo_root();
+    let out = Command::new("node")
+        .arg(root.join("tests/node/warm-transfer.mjs"))
+        .env("CARELINE_URL", &server.base)
+        .env("CARELINE_OPERATOR_PASSWORD", &server.passwords["asha"])
+        .env("CARELINE_DOCTOR_PASSWORD", &server.passwords["dr.mehta"])
+        .env("CARELINE_SPEECH", &speech)
+        .env("CARELINE_ARTIFACTS", root.join("tests/artifacts"))
+        .output()
+        .expect("run node (install Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "warm-transfer.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("consult ended"), "{stdout}");
+    println!("{stdout}");
+    // Recorded only after consent, and only who was still in the call: the
+    // patient and the doctor, one file each.
+    let calls: Vec<_> = std::fs::read_dir(&recordings).expect("a recordings folder").flatten().collect();
+    assert_eq!(calls.len(), 1);
+    let mut files: Vec<String> = std::fs::read_dir(calls[0].path())
+        .unwrap()
+        .flatten()
+        .filter(|f| f.metadata().unwrap().len() > 4_000)
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].starts_with("doctor-dr.mehta-") && files[1].starts_with("patient-patient-"), "{files:?}");
+}
