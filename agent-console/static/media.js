@@ -45,6 +45,7 @@ export async function joinCall({ contact, token = null, video = false, media = n
     el.srcObject = new MediaStream([e.track]);
     el.dataset.slot = e.track.id;
     slots.set(e.track.id, el);
+    showSlots();
     media?.append(el);
   };
   pc.onicecandidate = (e) => {
@@ -55,6 +56,15 @@ export async function joinCall({ contact, token = null, video = false, media = n
   ws.send(JSON.stringify({ type: 'offer', sdp: offer.sdp }));
 
   let roster = [];
+  // Show only the slots that carry someone heard now (video only when they send it).
+  function showSlots() {
+    slots.forEach((el, id) => {
+      const [kind, n] = id.split('-');
+      const who = roster.find((p) => p[`${kind}_slot`] === Number(n));
+      el.hidden = !(who && who.heard && (kind === 'audio' || who.video));
+      if (who) el.title = `${who.role} ${who.id}`;
+    });
+  }
   const call = {
     pc,
     stream,
@@ -82,7 +92,11 @@ export async function joinCall({ contact, token = null, video = false, media = n
       const m = await next();
       if (m.type === 'answer') await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
       else if (m.type === 'candidate') await pc.addIceCandidate(m).catch(() => {});
-      else if (m.type === 'roster') { roster = m.participants; onRoster(roster); }
+      else if (m.type === 'roster') {
+        roster = m.participants;
+        showSlots();
+        onRoster(roster);
+      }
       else if (m.type === 'error') onError(m.message);
     }
   })();
