@@ -43,8 +43,13 @@ export async function joinCall({ contact, token = null, video = false, media = n
     el.autoplay = true;
     el.playsInline = true;
     el.srcObject = new MediaStream([e.track]);
-    el.dataset.slot = e.track.id;
-    slots.set(e.track.id, el);
+    // The slot is the m-line's place among those of its kind (the server
+    // fills them in the order they were offered).
+    const kind = e.track.kind;
+    const n = pc.getTransceivers().filter((t) => t.receiver.track.kind === kind).indexOf(e.transceiver);
+    const id = `${kind}-${n}`;
+    el.dataset.slot = id;
+    slots.set(id, el);
     showSlots();
     media?.append(el);
   };
