@@ -9,7 +9,7 @@ use agent_console::store::{
     AbhaNumber, Attempt, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery, NewAudit, NewComplaint,
     NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
 };
-use agent_console::store::{Channel, ContactChange, ContactStatus, NewContact};
+use agent_console::store::{Channel, ContactChange, ContactStatus, NewCaption, NewContact};
 use chrono::{Duration, NaiveDate, Utc};
 use sqlx::Connection;
 
@@ -107,6 +107,7 @@ conformance!(
     a_bad_import_file_writes_nothing,
     mail_outbox_retries_and_survives_reopening,
     contacts_from_arrival_to_wrap_up,
+    captions_keep_the_transcript_in_order,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -572,4 +573,40 @@ async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
     assert_eq!(after.iter().map(|m| m.sender.as_str()).collect::<Vec<_>>(), vec!["staff"]);
     let c = store.update_contact("c-3", &ContactChange::Abandoned, t2).await.unwrap();
     assert_eq!(c.status, ContactStatus::Abandoned);
+}
+
+async fn captions_keep_the_transcript_in_order(store: &Store, _url: &str) {
+    let new = NewContact { channel: Some(Channel::Webrtc), language: "hi".into(), ..Default::default() };
+    store.create_contact("c-cap", &new, "hash-cap", Utc::now()).await.unwrap();
+    let said = [("patient", "patient", "मुझे कल से बुखार है", "hi"), ("dr.mehta", "doctor", "How high is the fever?", "en")];
+    for (i, (who, role, text, language)) in said.iter().enumerate() {
+        let c = NewCaption {
+            contact_id: "c-cap",
+            participant: who,
+            role,
+            text,
+            start_ms: 1_000 * i as i64,
+            end_ms: 1_000 * i as i64 + 800,
+            language,
+        };
+        store.add_caption(&c, Utc::now()).await.unwrap();
+    }
+    let transcript = store.captions("c-cap").await.unwrap();
+    assert_eq!(
+        transcript.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
+        ["मुझे कल से बुखार है", "How high is the fever?"]
+    );
+    assert_eq!((transcript[1].role.as_str(), transcript[1].end_ms), ("doctor", 1_800));
+    assert!(store.captions("no-such-contact").await.unwrap().is_empty());
+    // A caption for an unknown contact is refused.
+    let orphan = NewCaption {
+        contact_id: "nope",
+        participant: "x",
+        role: "patient",
+        text: "x",
+        start_ms: 0,
+        end_ms: 1,
+        language: "en",
+    };
+    assert!(store.add_caption(&orphan, Utc::now()).await.is_err());
 }

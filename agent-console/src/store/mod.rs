@@ -14,6 +14,7 @@
 //! - `staff`, `patient`, `audit`, `roster`: the queries, grouped by record.
 
 mod audit;
+mod caption;
 mod contact;
 pub mod desk;
 pub mod model;
@@ -29,6 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use caption::{Caption, NewCaption};
 pub use contact::*;
 pub use desk::*;
 pub use model::*;
