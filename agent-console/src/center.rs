@@ -25,17 +25,66 @@ use crate::store::{Role, RoutingEventRow, Store};
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
-    Offer { contact: String, agent: i64, until: DateTime<Utc>, callback: bool },
-    Withdraw { contact: String, agent: i64 },
-    Position { contact: String, position: usize, estimated_wait_seconds: i64 },
-    Connected { contact: String, agent: i64 },
-    Left { contact: String, agent: i64 },
-    Ended { contact: String },
-    CallbackScheduled { contact: String, at: DateTime<Utc> },
-    CallbackGivenUp { contact: String },
-    AgentPaused { agent: i64, reason: String },
-    Alert { contact: String, waited_seconds: i64 },
-    Message { contact: String, sender: String, body: String, at: DateTime<Utc> },
+    Offer {
+        contact: String,
+        agent: i64,
+        until: DateTime<Utc>,
+        callback: bool,
+    },
+    Withdraw {
+        contact: String,
+        agent: i64,
+    },
+    Position {
+        contact: String,
+        position: usize,
+        estimated_wait_seconds: i64,
+    },
+    Connected {
+        contact: String,
+        agent: i64,
+    },
+    Left {
+        contact: String,
+        agent: i64,
+    },
+    Ended {
+        contact: String,
+    },
+    CallbackScheduled {
+        contact: String,
+        at: DateTime<Utc>,
+    },
+    CallbackGivenUp {
+        contact: String,
+    },
+    AgentPaused {
+        agent: i64,
+        reason: String,
+    },
+    Alert {
+        contact: String,
+        waited_seconds: i64,
+    },
+    Message {
+        contact: String,
+        sender: String,
+        body: String,
+        at: DateTime<Utc>,
+    },
+    /// Live transcription of a call (only with the patient's consent): a
+    /// partial caption is replaced by later ones with the same speaker and
+    /// `start_ms`, and by the final one.
+    Caption {
+        contact: String,
+        participant: String,
+        role: String,
+        text: String,
+        start_ms: u64,
+        end_ms: u64,
+        #[serde(rename = "final")]
+        is_final: bool,
+    },
 }
 
 impl Update {
@@ -50,7 +99,8 @@ impl Update {
             | Update::CallbackScheduled { contact, .. }
             | Update::CallbackGivenUp { contact }
             | Update::Alert { contact, .. }
-            | Update::Message { contact, .. } => Some(contact),
+            | Update::Message { contact, .. }
+            | Update::Caption { contact, .. } => Some(contact),
             Update::AgentPaused { .. } => None,
         }
     }

@@ -278,6 +278,7 @@ document.addEventListener('keydown', (e) => {
 const events = new EventSource('/api/agent/stream');
 events.addEventListener('update', (e) => {
   const u = JSON.parse(e.data);
+  document.dispatchEvent(new CustomEvent('careline:update', { detail: u }));
   if (u.type === 'offer') ring(u);
   else if (u.type === 'withdraw' && offer?.contact === u.contact) unring();
   else if (u.type === 'agent_paused') $('#agent-state').textContent = `paused (${u.reason})`;

@@ -19,6 +19,30 @@ document.addEventListener('careline:contact', (e) => {
   $('#consult').hidden = !contact;
   $('#rx').hidden = !contact;
   if (contact && !$('#rx-items').children.length) addRow();
+  $('#transcript').replaceChildren();
+  if (contact) {
+    api(`/api/contacts/${contact}/transcript`, 'GET').then((said) => {
+      for (const c of said) caption({ ...c, final: true });
+    }).catch(() => {});
+  }
+});
+
+// The live transcript: one line per utterance; partial captions are
+// replaced by later ones for the same speaker and start, then by the final.
+function caption(c) {
+  const key = `${c.participant}|${c.start_ms}`;
+  let li = [...$('#transcript').children].find((l) => l.dataset.key === key);
+  if (!li) {
+    li = Object.assign(document.createElement('li'), { className: c.role === 'doctor' ? 'staff' : c.role });
+    li.dataset.key = key;
+    $('#transcript').append(li);
+  }
+  li.dataset.final = c.final ? 'true' : 'false';
+  li.textContent = `${c.role}: ${c.text}`;
+  $('#transcript-hint').hidden = true;
+}
+document.addEventListener('careline:update', (e) => {
+  if (e.detail.type === 'caption' && e.detail.contact === contact) caption(e.detail);
 });
 
 function addRow() {

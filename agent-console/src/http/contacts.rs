@@ -260,7 +260,10 @@ async fn patient_stream(
     let rx = state.center.subscribe();
     Ok(stream_updates(first.into_iter().flatten().collect(), rx, state.shutdown.clone(), move |u| {
         u.contact() == Some(id.as_str())
-            && !matches!(u, Update::Offer { .. } | Update::Withdraw { .. } | Update::Alert { .. })
+            && !matches!(
+                u,
+                Update::Offer { .. } | Update::Withdraw { .. } | Update::Alert { .. } | Update::Caption { .. }
+            )
     }))
 }
 

@@ -27,7 +27,7 @@ use super::{AppState, AuthUser};
 use crate::store::Role;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(media_socket)).routes(routes!(levels))
+    OpenApiRouter::new().routes(routes!(media_socket)).routes(routes!(levels)).routes(routes!(transcript))
 }
 
 /// How loud one participant was over the last 100 ms.
@@ -179,4 +179,19 @@ async fn signaling(state: AppState, contact: String, participant: String, role: 
         }
     }
     call.leave().await;
+}
+
+/// The call's transcript so far (final captions; kept only with the
+/// patient's consent to recording and transcription). Staff on the contact.
+#[utoipa::path(get, path = "/api/contacts/{id}/transcript", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, body = [crate::store::Caption]), (status = 401), (status = 403), (status = 404)))]
+async fn transcript(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: AuthUser,
+) -> Result<axum::Json<Vec<crate::store::Caption>>> {
+    let Party::Staff(_) = party(&state.store, &id, None, Some(user)).await? else {
+        return Err(ApiError::Forbidden("staff only".into()));
+    };
+    Ok(axum::Json(state.store.captions(&id).await?))
 }
