@@ -197,6 +197,12 @@ impl Sfu {
         }
     }
 
+    /// Whether the participants of `session` consented to recording and
+    /// transcription.
+    pub fn recording_allowed(&self, session: &str) -> bool {
+        self.inner.recording_allowed.lock().expect("consent lock").contains(session)
+    }
+
     /// Who is in `session` now.
     pub async fn participants(&self, session: &str) -> Vec<(String, Role)> {
         let Some(live) = self.inner.sessions.lock().await.get(session).cloned() else { return Vec::new() };
