@@ -589,6 +589,17 @@ impl Engine {
         Some(tk)
     }
 
+    /// Removes the doctor task of `contact`, if any, withdrawing its offer.
+    fn drop_doctor_task(&mut self, contact: &ContactId, now: Millis, out: &mut Vec<Action>) {
+        if let Some(task) = self.tasks.remove(&(contact.clone(), Need::Doctor)) {
+            self.q_remove(&task.key);
+            if let Some(agent) = task.offered {
+                out.push(Action::Withdraw { contact: contact.clone(), agent });
+                Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
+            }
+        }
+    }
+
     /// An agent stops handling a contact; with nothing left they wrap up.
     fn release(&mut self, agent: AgentId, contact: &ContactId, now: Millis) {
         if let Some(a) = self.agents.get_mut(&agent) {
@@ -763,6 +774,9 @@ impl Engine {
                 for a in conn.agents {
                     self.release(a, &contact, now);
                 }
+                // Nobody is on the line: a doctor still being sought is no longer needed
+                // (and the retry below must not meet a second task for the contact).
+                self.drop_doctor_task(&contact, now, out);
                 let tries = self.callback_tries.get(&contact).copied().unwrap_or(0) + 1;
                 if tries >= self.cfg.callback_tries {
                     self.callback_tries.remove(&contact);
@@ -792,13 +806,7 @@ impl Engine {
                     self.release(agent, &contact, now);
                 }
                 // A doctor still being sought for it is no longer needed.
-                if let Some(task) = self.tasks.remove(&(contact.clone(), Need::Doctor)) {
-                    self.q_remove(&task.key);
-                    if let Some(agent) = task.offered {
-                        out.push(Action::Withdraw { contact, agent });
-                        Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
-                    }
-                }
+                self.drop_doctor_task(&contact, now, out);
             }
         }
         Ok(())

@@ -413,3 +413,26 @@ fn a_whole_shift_replays_to_the_same_actions() {
     assert_eq!(format!("{:?}", replayed.agent_state(AgentId(1))), format!("{:?}", engine.agent_state(AgentId(1))));
     assert_eq!(replayed.waiting(), engine.waiting());
 }
+
+#[test]
+fn a_failed_callback_drops_the_doctor_still_sought_and_never_queues_a_contact_twice() {
+    // Operator 1 takes a contact, asks for a paediatrician (not on), and the call drops.
+    let t = 7 * H;
+    let mut e = ready(t, &[1]);
+    e.handle(t + S, contact("a", "hi", false)).unwrap();
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
+    e.handle(t + 3 * S, Event::Escalate { contact: c("a"), specialty: "paediatrics".into(), urgent: false }).unwrap();
+    assert_eq!(e.waiting(), 1, "the doctor task waits");
+    e.handle(t + 4 * S, Event::CallbackFailed { agent: AgentId(1), contact: c("a") }).unwrap();
+    assert_eq!(e.waiting(), 1, "only the operator's retry waits; the doctor is no longer sought");
+    // The retry comes round, fails again, and is given up: nothing is left behind.
+    e.handle(t + 5 * S, Event::WrapUpDone { agent: AgentId(1) }).unwrap();
+    let retry = t + 4 * S + RoutingConfig::default().callback_retry;
+    assert_eq!(offers(&e.handle(retry, Event::Tick).unwrap()), vec![("a".into(), 1)]);
+    e.handle(retry + S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
+    e.handle(retry + 2 * S, Event::CallbackFailed { agent: AgentId(1), contact: c("a") }).unwrap();
+    assert_eq!(e.waiting(), 1);
+    assert_eq!(e.handle(retry + 3 * S, Event::Abandon { contact: c("a") }), Ok(vec![]));
+    assert_eq!(e.waiting(), 0);
+    e.handle(retry + 60 * S, Event::Tick).unwrap();
+}
