@@ -7,10 +7,12 @@
 //!
 //! ## Layout
 //! - [`engine`]: the sans-IO engine: [`Engine::handle`] and [`Engine::next_timer`].
+//! - [`metrics`]: time per agent state, per interval and per shift, from the event log.
 //! - [`staffing`]: the Erlang C staffing planner (`careline staffing`).
 //! - [`sim`]: a day through the real engine on a simulated clock (`careline simulate`).
 
 pub mod engine;
+pub mod metrics;
 pub mod sim;
 pub mod staffing;
 
