@@ -10,6 +10,12 @@
 //!
 //! Order: emergencies first, then the longest-waiting. Among eligible
 //! agents, the one idle longest gets the offer. See `docs/routing.md`.
+//!
+//! Speed: beside the queue the engine keeps ordered indexes (`QueueIndex`,
+//! `AgentIndex`, `RosterIndex`) so that matching, [`Engine::next_timer`] and
+//! the expiry of offers and wrap-ups neither walk the queue nor scan every
+//! agent; only the review of every waiting contact's position, once per 10 s,
+//! walks the queue. See `docs/benchmarks.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
