@@ -5,8 +5,10 @@
 //! (defaults 10000 and 500). Every agent is busy on a call; each measured
 //! round is a new contact arriving (the engine ranks it and announces
 //! positions), then an agent ending a call, going through wrap-up, and being
-//! offered and accepting the head of the queue.
+//! offered and accepting the head of the queue. Each measured decision is
+//! `handle` followed by `next_timer`, as the server's driver does.
 
+use std::hint::black_box;
 use std::time::Instant;
 
 use routing::*;
@@ -71,18 +73,22 @@ fn main() {
         now += 10;
         let t = Instant::now();
         e.handle(now, contact(next)).unwrap();
+        black_box(e.next_timer());
         latencies.push(t.elapsed());
         next += 1;
         let (agent, call) = on_call[r % on_call.len()].clone();
         let t = Instant::now();
         let out = e.handle(now, Event::End { contact: ContactId(call) }).unwrap();
+        black_box(e.next_timer());
         latencies.push(t.elapsed());
         now += 1;
         let t = Instant::now();
         let out = if out.iter().any(|a| matches!(a, Action::Offer { .. })) {
             out
         } else {
-            e.handle(now, Event::Tick).unwrap()
+            let out = e.handle(now, Event::Tick).unwrap();
+            black_box(e.next_timer());
+            out
         };
         let offered = out.iter().find_map(|a| match a {
             Action::Offer { contact, agent: to, .. } if to.0 == agent => Some(contact.clone()),
@@ -90,6 +96,7 @@ fn main() {
         });
         let contact = offered.expect("the freed agent gets the head of the queue");
         e.handle(now, Event::Accept { agent: AgentId(agent), contact: contact.clone() }).unwrap();
+        black_box(e.next_timer());
         latencies.push(t.elapsed());
         let slot = r % on_call.len();
         on_call[slot] = (agent, contact.0);

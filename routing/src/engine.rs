@@ -10,8 +10,15 @@
 //!
 //! Order: emergencies first, then the longest-waiting. Among eligible
 //! agents, the one idle longest gets the offer. See `docs/routing.md`.
+//!
+//! Speed: beside the queue the engine keeps ordered indexes (`QueueIndex`,
+//! `AgentIndex`, `RosterIndex`) so that matching, [`Engine::next_timer`] and
+//! the expiry of offers and wrap-ups neither walk the queue nor scan every
+//! agent; only the review of every waiting contact's position, once per 10 s,
+//! walks the queue. See `docs/benchmarks.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use serde::{Deserialize, Serialize};
 
@@ -293,13 +300,143 @@ struct AgentRt {
     state: AgentState,
     missed: u32,
     handling: Vec<(ContactId, Media)>,
+    /// Where the agent is filed in the [`AgentIndex`].
+    filed: Filed,
+}
+
+/// An agent's entries in the [`AgentIndex`], as last filed.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Filed {
+    /// Room for one more chat (and, at tier 0, for any contact): the `capacity` rank.
+    room: Option<(u8, Millis)>,
+    /// When their offer or wrap-up runs out.
+    timer: Option<Millis>,
+    /// Counted among the staffed (not paused) agents of their role.
+    staffed: bool,
+}
+
+/// The logged-in agents by what matching and timers ask of them, so that
+/// neither scans every agent.
+#[derive(Clone, Debug, Default)]
+struct AgentIndex {
+    /// Per role (operators, doctors): agents with room, best first: (tier, idle since or chats held, id).
+    room: [BTreeSet<(u8, Millis, AgentId)>; 2],
+    /// Offers and wrap-ups by when they run out.
+    timers: BTreeSet<(Millis, AgentId)>,
+    /// Logged-in, unpaused agents per role.
+    staffed: [usize; 2],
+    seats: HashSet<SeatId>,
+}
+
+/// The roster by agent, built when the roster is set.
+#[derive(Clone, Debug, Default)]
+struct RosterIndex {
+    /// The first profile of each agent in `roster.agents`.
+    profiles: HashMap<AgentId, usize>,
+    /// The shifts each agent is rostered on.
+    shifts: HashMap<AgentId, Vec<usize>>,
+    /// Every shift start and end, in order.
+    boundaries: Vec<Millis>,
+}
+
+impl RosterIndex {
+    fn new(roster: &Roster) -> RosterIndex {
+        let mut index = RosterIndex::default();
+        for (i, a) in roster.agents.iter().enumerate() {
+            index.profiles.entry(a.id).or_insert(i);
+        }
+        for (i, s) in roster.shifts.iter().enumerate() {
+            for a in &s.agents {
+                let shifts = index.shifts.entry(*a).or_default();
+                if shifts.last() != Some(&i) {
+                    shifts.push(i);
+                }
+            }
+            index.boundaries.extend([s.start, s.end]);
+        }
+        index.boundaries.sort_unstable();
+        index
+    }
 }
 
 /// Who a task needs.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Need {
     Operator,
     Doctor,
+}
+
+/// Tasks every agent judges alike: the same need, urgency, kind of media
+/// (calls or chats), language and specialty. Within a class, queue order is
+/// also the order of how far the relaxations have gone, so an agent who may
+/// take any task of a class may take its first.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClassKey {
+    need: Need,
+    emergency: bool,
+    chat: bool,
+    language: String,
+    specialty: Option<String>,
+}
+
+/// The queue by what matching and timers ask of it, so that neither walks
+/// the whole queue. Holds exactly the queued (not offered) tasks.
+#[derive(Clone, Debug, Default)]
+struct QueueIndex {
+    class_ids: HashMap<ClassKey, usize>,
+    /// Per class: its tasks that are due (not in `deferred`), in queue order.
+    classes: Vec<BTreeSet<QueueKey>>,
+    /// Classes with due tasks.
+    live: BTreeSet<usize>,
+    /// Tasks filed before they were due (`not_before` after the engine's time), by when they are due.
+    deferred: BTreeSet<(Millis, QueueKey)>,
+    /// Due non-emergency tasks for operators not yet promised a night callback.
+    untold: BTreeSet<QueueKey>,
+    /// When each task's wait began (with its sequence number): the language relax timer;
+    /// of those with a specialty: the specialty relax timer; of those not alerted: the alert timer.
+    since: BTreeSet<(Millis, u64)>,
+    since_specialty: BTreeSet<(Millis, u64)>,
+    since_unalerted: BTreeSet<(Millis, u64)>,
+}
+
+impl QueueIndex {
+    fn class(&mut self, key: ClassKey) -> usize {
+        let next = self.classes.len();
+        let id = *self.class_ids.entry(key).or_insert(next);
+        if id == next {
+            self.classes.push(BTreeSet::new());
+        }
+        id
+    }
+
+    fn file_due(&mut self, key: QueueKey, class: usize, untold: bool) {
+        self.classes[class].insert(key);
+        self.live.insert(class);
+        if untold {
+            self.untold.insert(key);
+        }
+    }
+
+    fn unfile_due(&mut self, key: &QueueKey, class: usize) {
+        let tasks = &mut self.classes[class];
+        tasks.remove(key);
+        if tasks.is_empty() {
+            self.live.remove(&class);
+        }
+        self.untold.remove(key);
+    }
+
+    /// The first time after `now` that one of `set`'s waits reaches `after`.
+    fn first_after(set: &BTreeSet<(Millis, u64)>, now: Millis, after: Millis) -> Option<Millis> {
+        set.range((Excluded((now.saturating_sub(after), u64::MAX)), Unbounded)).next().map(|(since, _)| since + after)
+    }
+}
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Operator => 0,
+        Role::Doctor => 1,
+    }
 }
 
 /// How many contacts at the front of the queue are reviewed on every event.
@@ -318,6 +455,8 @@ struct Task {
     /// Doctors: the specialty asked for; relaxes to `general`.
     specialty: Option<String>,
     key: QueueKey,
+    /// Its class in the [`QueueIndex`].
+    class: usize,
     callback: bool,
     tries: u32,
     not_before: Millis,
@@ -363,6 +502,9 @@ pub struct Engine {
     queued_urgent: [usize; 2],
     /// When every waiting contact's position was last reviewed.
     last_full_announce: Millis,
+    rindex: RosterIndex,
+    aindex: AgentIndex,
+    qindex: QueueIndex,
 }
 
 impl Engine {
@@ -370,6 +512,9 @@ impl Engine {
         let aht = cfg.initial_aht as f64;
         Engine {
             cfg,
+            rindex: RosterIndex::new(&roster),
+            aindex: AgentIndex::default(),
+            qindex: QueueIndex::default(),
             roster,
             agents: BTreeMap::new(),
             queue: BTreeMap::new(),
@@ -388,6 +533,7 @@ impl Engine {
 
     /// Replaces the roster (a new day); agents stay logged in.
     pub fn set_roster(&mut self, roster: Roster) {
+        self.rindex = RosterIndex::new(&roster);
         self.roster = roster;
     }
 
@@ -422,31 +568,30 @@ impl Engine {
     }
 
     /// When the caller must next send [`Event::Tick`] (after the last event handled), if ever.
+    ///
+    /// The earliest of: an offer or wrap-up running out, a queued task falling
+    /// due (a callback retry), a waiting task's language or specialty relaxing
+    /// or its long-wait alert, a shift starting or ending. Each comes from an
+    /// ordered index, so the cost does not grow with the queue.
     pub fn next_timer(&self) -> Option<Millis> {
-        let mut times = Vec::new();
-        for a in self.agents.values() {
-            if let AgentState::Offered { until, .. } | AgentState::WrapUp { until } = a.state {
-                times.push(until);
-            }
-        }
-        for t in self.tasks.values().filter(|t| t.offered.is_none()) {
-            times.push(t.not_before);
-            times.push(t.since() + self.cfg.language_relax);
-            if t.specialty.is_some() {
-                times.push(t.since() + self.cfg.specialty_relax);
-            }
-            if !t.alerted {
-                times.push(t.since() + self.cfg.long_wait_alert);
-            }
-        }
-        for s in &self.roster.shifts {
-            times.extend([s.start, s.end]);
-        }
-        times.into_iter().filter(|t| *t > self.now).min()
+        let now = self.now;
+        let q = &self.qindex;
+        let offers = self.aindex.timers.range((Excluded((now, AgentId(i64::MAX))), Unbounded)).next().map(|t| t.0);
+        let due = q.deferred.range((Excluded((now, (u8::MAX, Millis::MAX, u64::MAX))), Unbounded)).next().map(|t| t.0);
+        let language = QueueIndex::first_after(&q.since, now, self.cfg.language_relax);
+        let specialty = QueueIndex::first_after(&q.since_specialty, now, self.cfg.specialty_relax);
+        let alert = QueueIndex::first_after(&q.since_unalerted, now, self.cfg.long_wait_alert);
+        let b = &self.rindex.boundaries;
+        let shift = b.get(b.partition_point(|t| *t <= now)).copied();
+        [offers, due, language, specialty, alert, shift].into_iter().flatten().min()
     }
 
     fn on_shift(&self, agent: AgentId, now: Millis) -> bool {
-        self.roster.shifts.iter().any(|s| s.start <= now && now < s.end && s.agents.contains(&agent))
+        let shifts = &self.roster.shifts;
+        self.rindex
+            .shifts
+            .get(&agent)
+            .is_some_and(|v| v.iter().any(|i| shifts[*i].start <= now && now < shifts[*i].end))
     }
 
     fn operators_on(&self, now: Millis) -> bool {
@@ -467,14 +612,21 @@ impl Engine {
 
     /// Offers and wrap-ups whose time has come.
     fn expire(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let due: Vec<(AgentId, ContactId)> = self
-            .agents
-            .iter()
-            .filter_map(|(id, a)| match &a.state {
-                AgentState::Offered { contact, until } if *until <= now => Some((*id, contact.clone())),
-                _ => None,
-            })
-            .collect();
+        let timers = &self.aindex.timers;
+        if timers.first().is_none_or(|t| t.0 > now) {
+            return;
+        }
+        // Offers first, then wrap-ups, each in agent order.
+        let mut due: Vec<(AgentId, ContactId)> = Vec::new();
+        let mut wrapped: Vec<AgentId> = Vec::new();
+        for (_, id) in timers.range(..=(now, AgentId(i64::MAX))) {
+            match &self.agents[id].state {
+                AgentState::Offered { contact, .. } => due.push((*id, contact.clone())),
+                _ => wrapped.push(*id),
+            }
+        }
+        due.sort_unstable_by_key(|d| d.0);
+        wrapped.sort_unstable();
         for (agent, contact) in due {
             out.push(Action::Withdraw { contact: contact.clone(), agent });
             self.unoffer(agent, &contact);
@@ -487,14 +639,60 @@ impl Engine {
             } else {
                 Self::settle(a, now);
             }
+            self.refile(agent);
         }
-        for a in self.agents.values_mut() {
+        for agent in wrapped {
+            let a = self.agents.get_mut(&agent).expect("filed agent");
             if let AgentState::WrapUp { until } = a.state
                 && until <= now
             {
                 a.state = AgentState::Idle { since: now };
+                self.refile(agent);
             }
         }
+    }
+
+    /// Files `agent` again in the [`AgentIndex`] after their state changed
+    /// (a logged-out agent is taken out of it).
+    fn refile(&mut self, agent: AgentId) {
+        let (role, old, new) = match self.agents.get(&agent) {
+            Some(a) => {
+                let new = Filed {
+                    room: self.capacity(a, Media::Chat),
+                    timer: match a.state {
+                        AgentState::Offered { until, .. } | AgentState::WrapUp { until } => Some(until),
+                        _ => None,
+                    },
+                    staffed: !matches!(a.state, AgentState::Paused { .. }),
+                };
+                let role = role_index(a.profile.role);
+                let a = self.agents.get_mut(&agent).expect("present");
+                (role, std::mem::replace(&mut a.filed, new.clone()), new)
+            }
+            None => return,
+        };
+        self.file(agent, role, &old, &new);
+    }
+
+    fn file(&mut self, agent: AgentId, role: usize, old: &Filed, new: &Filed) {
+        let index = &mut self.aindex;
+        if old.room != new.room {
+            if let Some((tier, rank)) = old.room {
+                index.room[role].remove(&(tier, rank, agent));
+            }
+            if let Some((tier, rank)) = new.room {
+                index.room[role].insert((tier, rank, agent));
+            }
+        }
+        if old.timer != new.timer {
+            if let Some(t) = old.timer {
+                index.timers.remove(&(t, agent));
+            }
+            if let Some(t) = new.timer {
+                index.timers.insert((t, agent));
+            }
+        }
+        index.staffed[role] = index.staffed[role] + usize::from(new.staffed) - usize::from(old.staffed);
     }
 
     /// The task offered to `agent` for `contact` goes back to its place in the queue.
@@ -526,7 +724,7 @@ impl Engine {
     }
 
     fn logged_in(&mut self, agent: AgentId) -> Result<&mut AgentRt, RoutingError> {
-        if !self.roster.agents.iter().any(|a| a.id == agent) {
+        if !self.rindex.profiles.contains_key(&agent) {
             return Err(RoutingError::UnknownAgent(agent));
         }
         self.agents.get_mut(&agent).ok_or(RoutingError::NotLoggedIn(agent))
@@ -547,6 +745,7 @@ impl Engine {
             emergency,
             specialty,
             key: (u8::from(!emergency), now, self.seq),
+            class: 0,
             callback: false,
             tries: 0,
             not_before: now,
@@ -557,9 +756,17 @@ impl Engine {
         }
     }
 
-    fn enqueue(&mut self, tk: TaskKey, task: Task) {
-        self.q_insert(task.key, tk.clone());
-        self.tasks.insert(tk, task);
+    fn enqueue(&mut self, tk: TaskKey, mut task: Task) {
+        task.class = self.qindex.class(ClassKey {
+            need: tk.1,
+            emergency: task.emergency,
+            chat: task.media == Media::Chat,
+            language: task.language.clone(),
+            specialty: task.specialty.clone(),
+        });
+        let key = task.key;
+        self.tasks.insert(tk.clone(), task);
+        self.q_insert(key, tk);
     }
 
     fn need_index(need: &Need) -> usize {
@@ -569,16 +776,37 @@ impl Engine {
         }
     }
 
-    /// Puts a task in the queue, keeping the counts that give a newcomer its position.
+    /// Whether a queued task may still be promised a night callback.
+    fn untold(tk: &TaskKey, task: &Task) -> bool {
+        tk.1 == Need::Operator && !task.emergency && !task.night_callback_told
+    }
+
+    /// Puts a task (already in `tasks`) in the queue, keeping the counts that
+    /// give a newcomer its position and the [`QueueIndex`].
     fn q_insert(&mut self, key: QueueKey, tk: TaskKey) {
         let n = Self::need_index(&tk.1);
         self.queued[n] += 1;
         if key.0 == 0 {
             self.queued_urgent[n] += 1;
         }
+        let task = &self.tasks[&tk];
+        let index = &mut self.qindex;
+        index.since.insert((key.1, key.2));
+        if task.specialty.is_some() {
+            index.since_specialty.insert((key.1, key.2));
+        }
+        if !task.alerted {
+            index.since_unalerted.insert((key.1, key.2));
+        }
+        if task.not_before > self.now {
+            index.deferred.insert((task.not_before, key));
+        } else {
+            index.file_due(key, task.class, Self::untold(&tk, task));
+        }
         self.queue.insert(key, tk);
     }
 
+    /// Takes a task (still in `tasks`) out of the queue, if it is queued.
     fn q_remove(&mut self, key: &QueueKey) -> Option<TaskKey> {
         let tk = self.queue.remove(key)?;
         let n = Self::need_index(&tk.1);
@@ -586,7 +814,45 @@ impl Engine {
         if key.0 == 0 {
             self.queued_urgent[n] -= 1;
         }
+        let task = &self.tasks[&tk];
+        let index = &mut self.qindex;
+        for set in [&mut index.since, &mut index.since_specialty, &mut index.since_unalerted] {
+            set.remove(&(key.1, key.2));
+        }
+        if !index.deferred.remove(&(task.not_before, *key)) {
+            index.unfile_due(key, task.class);
+        }
         Some(tk)
+    }
+
+    /// Moves the tasks that fell due by `now` to their classes.
+    fn promote(&mut self, now: Millis) {
+        while let Some(&(at, key)) = self.qindex.deferred.first()
+            && at <= now
+        {
+            self.qindex.deferred.pop_first();
+            let tk = &self.queue[&key];
+            let task = &self.tasks[tk];
+            self.qindex.file_due(key, task.class, Self::untold(tk, task));
+        }
+    }
+
+    /// Removes a task, queued or offered.
+    fn remove_task(&mut self, tk: &TaskKey) -> Option<Task> {
+        let key = self.tasks.get(tk)?.key;
+        self.q_remove(&key);
+        self.tasks.remove(tk)
+    }
+
+    /// Removes the doctor task of `contact`, if any, withdrawing its offer.
+    fn drop_doctor_task(&mut self, contact: &ContactId, now: Millis, out: &mut Vec<Action>) {
+        if let Some(task) = self.remove_task(&(contact.clone(), Need::Doctor))
+            && let Some(agent) = task.offered
+        {
+            out.push(Action::Withdraw { contact: contact.clone(), agent });
+            Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
+            self.refile(agent);
+        }
     }
 
     /// An agent stops handling a contact; with nothing left they wrap up.
@@ -596,6 +862,7 @@ impl Engine {
             if a.handling.is_empty() && matches!(a.state, AgentState::Busy) {
                 a.state = AgentState::WrapUp { until: now + self.cfg.wrap_up };
             }
+            self.refile(agent);
         }
     }
 
@@ -614,17 +881,16 @@ impl Engine {
             }
             Event::Login { agent, seat } => {
                 let profile = self
-                    .roster
-                    .agents
-                    .iter()
-                    .find(|a| a.id == agent)
-                    .cloned()
+                    .rindex
+                    .profiles
+                    .get(&agent)
+                    .map(|i| self.roster.agents[*i].clone())
                     .ok_or(RoutingError::UnknownAgent(agent))?;
                 if self.agents.contains_key(&agent) {
                     return Err(RoutingError::AlreadyLoggedIn(agent));
                 }
                 let s = self.roster.seats.iter().find(|s| s.id == seat).ok_or(RoutingError::UnknownSeat(seat))?;
-                if self.agents.values().any(|a| a.seat == seat) {
+                if self.aindex.seats.contains(&seat) {
                     return Err(RoutingError::SeatTaken(seat));
                 }
                 if s.peak && !self.peak_open(now) {
@@ -634,7 +900,10 @@ impl Engine {
                     return Err(RoutingError::NotRostered(agent));
                 }
                 let state = AgentState::Paused { reason: "logged in".into() };
-                self.agents.insert(agent, AgentRt { profile, seat, state, missed: 0, handling: Vec::new() });
+                let filed = Filed::default();
+                self.agents.insert(agent, AgentRt { profile, seat, state, missed: 0, handling: Vec::new(), filed });
+                self.aindex.seats.insert(seat);
+                self.refile(agent);
             }
             Event::Logout { agent } => {
                 let a = self.logged_in(agent)?;
@@ -645,13 +914,16 @@ impl Engine {
                     out.push(Action::Withdraw { contact: contact.clone(), agent });
                     self.unoffer(agent, &contact);
                 }
-                self.agents.remove(&agent);
+                let a = self.agents.remove(&agent).expect("logged in");
+                self.file(agent, role_index(a.profile.role), &a.filed, &Filed::default());
+                self.aindex.seats.remove(&a.seat);
             }
             Event::Ready { agent } => {
                 let a = self.logged_in(agent)?;
                 if matches!(a.state, AgentState::Paused { .. } | AgentState::WrapUp { .. }) {
                     a.missed = 0;
                     Self::settle(a, now);
+                    self.refile(agent);
                 }
             }
             Event::Pause { agent, reason } => {
@@ -664,6 +936,7 @@ impl Engine {
                     _ => None,
                 };
                 a.state = AgentState::Paused { reason };
+                self.refile(agent);
                 if let Some(contact) = offered {
                     out.push(Action::Withdraw { contact: contact.clone(), agent });
                     self.unoffer(agent, &contact);
@@ -675,6 +948,7 @@ impl Engine {
                     return Err(RoutingError::NotInWrapUp(agent));
                 }
                 a.state = AgentState::Idle { since: now };
+                self.refile(agent);
             }
             Event::Accept { agent, contact } => {
                 self.logged_in(agent)?;
@@ -690,6 +964,7 @@ impl Engine {
                 a.handling.push((contact.clone(), task.media));
                 a.state = AgentState::Busy;
                 a.missed = 0;
+                self.refile(agent);
                 let conn = self.connections.entry(contact).or_insert(Connection {
                     agents: Vec::new(),
                     media: task.media,
@@ -708,6 +983,7 @@ impl Engine {
                 }
                 self.unoffer(agent, &contact);
                 Self::settle(self.agents.get_mut(&agent).expect("logged in"), now);
+                self.refile(agent);
             }
             Event::Abandon { contact } => {
                 if self.connections.contains_key(&contact) {
@@ -715,11 +991,11 @@ impl Engine {
                 }
                 let tk = (contact.clone(), Need::Operator);
                 let tk = if self.tasks.contains_key(&tk) { tk } else { (contact.clone(), Need::Doctor) };
-                let task = self.tasks.remove(&tk).ok_or(RoutingError::UnknownContact(contact.clone()))?;
-                self.q_remove(&task.key);
+                let task = self.remove_task(&tk).ok_or(RoutingError::UnknownContact(contact.clone()))?;
                 if let Some(agent) = task.offered {
                     out.push(Action::Withdraw { contact, agent });
                     Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
+                    self.refile(agent);
                 }
             }
             Event::Escalate { contact, specialty, urgent } => {
@@ -763,6 +1039,9 @@ impl Engine {
                 for a in conn.agents {
                     self.release(a, &contact, now);
                 }
+                // Nobody is on the line: a doctor still being sought is no longer needed
+                // (and the retry below must not meet a second task for the contact).
+                self.drop_doctor_task(&contact, now, out);
                 let tries = self.callback_tries.get(&contact).copied().unwrap_or(0) + 1;
                 if tries >= self.cfg.callback_tries {
                     self.callback_tries.remove(&contact);
@@ -792,13 +1071,7 @@ impl Engine {
                     self.release(agent, &contact, now);
                 }
                 // A doctor still being sought for it is no longer needed.
-                if let Some(task) = self.tasks.remove(&(contact.clone(), Need::Doctor)) {
-                    self.q_remove(&task.key);
-                    if let Some(agent) = task.offered {
-                        out.push(Action::Withdraw { contact, agent });
-                        Self::settle(self.agents.get_mut(&agent).expect("offered agent"), now);
-                    }
-                }
+                self.drop_doctor_task(&contact, now, out);
             }
         }
         Ok(())
@@ -847,71 +1120,114 @@ impl Engine {
     }
 
     /// Offers waiting tasks, in queue order, to the longest-idle eligible agent.
+    ///
+    /// The same as walking the queue from the front and offering each due
+    /// task to the best eligible agent with room (at night, promising a
+    /// callback to a non-emergency nobody can take), without the walk: offers
+    /// only ever take agents away, so the next task offered is the first, in
+    /// queue order, of the classes' candidates, where a class's candidate is
+    /// its first due task if any agent may take it (if none may, none may take
+    /// any later task of the class either). A class's candidate is found again
+    /// only when its task or agent was just taken.
     fn dispatch(&mut self, now: Millis, out: &mut Vec<Action>) {
-        // Only agents with room can take anything: with none, there is nothing
-        // to match (the common case under load), and the scan stops when they run out.
-        let has_room = |e: &Engine| {
-            e.agents.values().any(|a| e.capacity(a, Media::Chat).is_some() && e.on_shift(a.profile.id, now))
-        };
         let night = !self.operators_on(now);
-        if !has_room(self) && !night {
+        // With no agent on shift with room there is nothing to match (the common case under load).
+        if !night && !self.any_room(now) {
             return;
         }
-        let mut cursor: Option<QueueKey> = None;
+        self.promote(now);
+        let callbacks_at = if night { self.next_operator_shift(now) } else { None };
+        let classes: Vec<usize> = self.qindex.live.iter().copied().collect();
+        let mut candidates: Vec<Option<Option<(QueueKey, AgentId)>>> = vec![None; classes.len()];
         loop {
-            let next = match cursor {
-                None => self.queue.iter().next(),
-                Some(c) => self.queue.range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)).next(),
-            };
-            let Some((key, tk)) = next.map(|(k, v)| (*k, v.clone())) else { break };
-            cursor = Some(key);
-            if !night && !has_room(self) {
-                break;
+            let mut best: Option<(QueueKey, AgentId)> = None;
+            for (i, class) in classes.iter().enumerate() {
+                let candidate = *candidates[i].get_or_insert_with(|| self.candidate(*class, now));
+                if let Some(c) = candidate
+                    && best.is_none_or(|b| c.0 < b.0)
+                {
+                    best = Some(c);
+                }
             }
-            let task = self.tasks.get(&tk).expect("queued task").clone();
-            if task.not_before > now {
-                continue;
-            }
-            let best = self
-                .agents
-                .values()
-                .filter(|a| self.eligible(a, &tk.1, &task, now))
-                .filter_map(|a| self.capacity(a, task.media).map(|c| (c, a.profile.id)))
-                .min();
-            if let Some((_, agent)) = best {
-                let until = now + self.cfg.offer_timeout;
-                self.q_remove(&key);
-                let t = self.tasks.get_mut(&tk).expect("queued task");
-                t.offered = Some(agent);
-                self.agents.get_mut(&agent).expect("candidate").state =
-                    AgentState::Offered { contact: tk.0.clone(), until };
-                out.push(Action::Offer { contact: tk.0.clone(), agent, until, callback: task.callback });
-                continue;
-            }
-            // Night: nobody on the phones for a non-emergency: call back when operators start.
-            if tk.1 == Need::Operator
-                && !task.emergency
-                && !self.operators_on(now)
-                && !task.night_callback_told
-                && let Some(at) = self.next_operator_shift(now)
+            // Night: nobody on the phones for a non-emergency before the next
+            // offer: call back when operators start.
+            if let Some(at) = callbacks_at
+                && let Some(key) = self.first_untold(now)
+                && best.is_none_or(|b| key < b.0)
             {
+                let tk = self.q_remove(&key).expect("queued task");
                 let t = self.tasks.get_mut(&tk).expect("queued task");
                 t.night_callback_told = true;
                 t.callback = true;
                 t.not_before = at;
-                out.push(Action::ScheduleCallback { contact: tk.0.clone(), at });
+                self.q_insert(key, tk.clone());
+                out.push(Action::ScheduleCallback { contact: tk.0, at });
+                continue;
+            }
+            let Some((key, agent)) = best else { break };
+            let until = now + self.cfg.offer_timeout;
+            let tk = self.q_remove(&key).expect("queued task");
+            let t = self.tasks.get_mut(&tk).expect("queued task");
+            t.offered = Some(agent);
+            let (class, callback) = (t.class, t.callback);
+            self.agents.get_mut(&agent).expect("candidate").state =
+                AgentState::Offered { contact: tk.0.clone(), until };
+            self.refile(agent);
+            out.push(Action::Offer { contact: tk.0, agent, until, callback });
+            for (i, c) in classes.iter().enumerate() {
+                if *c == class || candidates[i].is_some_and(|x| x.is_some_and(|x| x.1 == agent)) {
+                    candidates[i] = None;
+                }
             }
         }
     }
 
+    /// Whether an agent on shift has room for another contact.
+    fn any_room(&self, now: Millis) -> bool {
+        self.aindex.room.iter().any(|agents| agents.iter().any(|(_, _, id)| self.on_shift(*id, now)))
+    }
+
+    /// The first due task of `class` and its best agent, if one may take it.
+    fn candidate(&self, class: usize, now: Millis) -> Option<(QueueKey, AgentId)> {
+        let (key, tk, task) = self.qindex.classes[class].iter().find_map(|key| {
+            let tk = &self.queue[key];
+            let task = &self.tasks[tk];
+            (task.not_before <= now).then_some((*key, tk, task))
+        })?;
+        self.best_agent(&tk.1, task, now).map(|agent| (key, agent))
+    }
+
+    /// The eligible agent with room who ranks first for `task`: the one idle
+    /// longest (for a chat, then the one with the fewest chats).
+    fn best_agent(&self, need: &Need, task: &Task, now: Millis) -> Option<AgentId> {
+        let first = |role: Role| {
+            self.aindex.room[role_index(role)]
+                .iter()
+                .take_while(|(tier, _, _)| *tier == 0 || task.media == Media::Chat)
+                .find(|(_, _, id)| self.eligible(&self.agents[id], need, task, now))
+                .copied()
+        };
+        let best = match need {
+            Need::Doctor => first(Role::Doctor),
+            Need::Operator => {
+                let operator = first(Role::Operator);
+                // At night doctors may take operators' contacts (see `eligible`).
+                let doctors = !self.operators_on(now) && (task.emergency || self.cfg.night_to_idle_doctor);
+                let doctor = if doctors { first(Role::Doctor) } else { None };
+                operator.into_iter().chain(doctor).min()
+            }
+        };
+        best.map(|(_, _, id)| id)
+    }
+
+    /// The first due task that may still be promised a night callback.
+    fn first_untold(&self, now: Millis) -> Option<QueueKey> {
+        self.qindex.untold.iter().find(|key| self.tasks[&self.queue[key]].not_before <= now).copied()
+    }
+
     /// Agents of `need` on duty and not paused (at least one, for estimates).
     fn staffed(&self, need: &Need) -> f64 {
-        let role = if *need == Need::Doctor { Role::Doctor } else { Role::Operator };
-        self.agents
-            .values()
-            .filter(|a| a.profile.role == role && !matches!(a.state, AgentState::Paused { .. }))
-            .count()
-            .max(1) as f64
+        self.aindex.staffed[Self::need_index(need)].max(1) as f64
     }
 
     /// Tells a contact that joined the back of the queue (or the back of the
@@ -933,14 +1249,7 @@ impl Engine {
     /// Tells each waiting contact its position and estimated wait when either
     /// changes, and alerts supervisors of long waits.
     fn announce(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let staffed = |role: Role| {
-            self.agents
-                .values()
-                .filter(|a| a.profile.role == role && !matches!(a.state, AgentState::Paused { .. }))
-                .count()
-                .max(1) as f64
-        };
-        let (operators, doctors) = (staffed(Role::Operator), staffed(Role::Doctor));
+        let (operators, doctors) = (self.staffed(&Need::Operator), self.staffed(&Need::Doctor));
         let (mut ops_ahead, mut docs_ahead) = (0usize, 0usize);
         let aht = self.aht;
         let alert_after = self.cfg.long_wait_alert;
@@ -976,6 +1285,7 @@ impl Engine {
             let waited = now - task.since();
             if !task.alerted && waited >= alert_after {
                 task.alerted = true;
+                self.qindex.since_unalerted.remove(&(task.key.1, task.key.2));
                 out.push(Action::Alert { contact: tk.0.clone(), waited });
             }
         }
@@ -998,5 +1308,211 @@ impl Engine {
             let _ = engine.handle(e.at, e.event.clone());
         }
         engine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Engine {
+        /// Rebuilds every index from the state it indexes and compares.
+        fn check_indexes(&self) {
+            let mut room = [BTreeSet::new(), BTreeSet::new()];
+            let mut timers = BTreeSet::new();
+            let mut staffed = [0; 2];
+            for (id, a) in &self.agents {
+                let r = role_index(a.profile.role);
+                if let Some((tier, rank)) = self.capacity(a, Media::Chat) {
+                    room[r].insert((tier, rank, *id));
+                }
+                if let AgentState::Offered { until, .. } | AgentState::WrapUp { until } = a.state {
+                    timers.insert((until, *id));
+                }
+                staffed[r] += usize::from(!matches!(a.state, AgentState::Paused { .. }));
+            }
+            assert_eq!(self.aindex.room, room);
+            assert_eq!(self.aindex.timers, timers);
+            assert_eq!(self.aindex.staffed, staffed);
+            let seats: HashSet<SeatId> = self.agents.values().map(|a| a.seat).collect();
+            assert_eq!(self.aindex.seats, seats);
+
+            let queued: BTreeSet<QueueKey> =
+                self.tasks.values().filter(|t| t.offered.is_none()).map(|t| t.key).collect();
+            assert_eq!(queued, self.queue.keys().copied().collect(), "queued tasks are the unoffered ones");
+            let q = &self.qindex;
+            let mut since = [BTreeSet::new(), BTreeSet::new(), BTreeSet::new()];
+            let mut classes = vec![BTreeSet::new(); q.classes.len()];
+            let mut deferred = BTreeSet::new();
+            let mut untold = BTreeSet::new();
+            for (key, tk) in &self.queue {
+                let task = &self.tasks[tk];
+                assert_eq!(task.key, *key);
+                since[0].insert((key.1, key.2));
+                if task.specialty.is_some() {
+                    since[1].insert((key.1, key.2));
+                }
+                if !task.alerted {
+                    since[2].insert((key.1, key.2));
+                }
+                if q.deferred.contains(&(task.not_before, *key)) {
+                    deferred.insert((task.not_before, *key));
+                } else {
+                    assert!(task.not_before <= self.now, "a task filed as due is due");
+                    classes[task.class].insert(*key);
+                    if Self::untold(tk, task) {
+                        untold.insert(*key);
+                    }
+                }
+            }
+            assert_eq!([&q.since, &q.since_specialty, &q.since_unalerted], [&since[0], &since[1], &since[2]]);
+            assert_eq!(q.deferred, deferred);
+            assert_eq!(q.classes, classes);
+            assert_eq!(q.untold, untold);
+            let live: BTreeSet<usize> = (0..classes.len()).filter(|c| !classes[*c].is_empty()).collect();
+            assert_eq!(q.live, live);
+        }
+    }
+
+    /// Many events of every kind, valid and not, at moving (sometimes
+    /// backward) times, over a roster with shifts, night and day: the indexes
+    /// always agree with the state they index.
+    #[test]
+    fn the_indexes_follow_every_change() {
+        const H: Millis = 3_600_000;
+        let languages: [&[&str]; 4] = [&["hi", "en"], &["hi"], &["en", "pa"], &["hi", "ta"]];
+        let mut agents: Vec<AgentProfile> = (1..=12)
+            .map(|i| AgentProfile {
+                id: AgentId(i),
+                role: Role::Operator,
+                languages: languages[i as usize % 4].iter().map(|l| l.to_string()).collect(),
+                specialty: None,
+            })
+            .collect();
+        for (i, spec) in ["general", "paediatrics", "general", "cardiology"].iter().enumerate() {
+            agents.push(AgentProfile {
+                id: AgentId(100 + i as i64),
+                role: Role::Doctor,
+                languages: vec!["hi".into(), "en".into()],
+                specialty: Some(spec.to_string()),
+            });
+        }
+        let shift = |role, start, end, peak, ids: &[i64]| Shift {
+            role,
+            start: start * H,
+            end: end * H,
+            peak,
+            agents: ids.iter().map(|a| AgentId(*a)).collect(),
+        };
+        let roster = Roster {
+            agents,
+            seats: (1..=16).map(|i| Seat { id: SeatId(i), peak: i > 14 }).collect(),
+            shifts: vec![
+                shift(Role::Operator, 6, 14, false, &[1, 2, 3, 4, 5, 6]),
+                shift(Role::Operator, 10, 18, true, &[7, 8]),
+                shift(Role::Operator, 14, 22, false, &[9, 10, 11, 12, 1]),
+                shift(Role::Operator, 30, 38, false, &[1, 2, 3, 4, 5, 6]),
+                shift(Role::Doctor, 0, 48, false, &[100, 101, 102, 103]),
+            ],
+        };
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..4 {
+            let cfg = RoutingConfig {
+                wrap_up: if round % 2 == 0 { 30_000 } else { 0 },
+                night_to_idle_doctor: round % 3 != 0,
+                ..RoutingConfig::default()
+            };
+            let mut e = Engine::new(roster.clone(), cfg);
+            let mut now = (4 + 4 * round as i64) * H;
+            let mut offers: Vec<(AgentId, ContactId)> = Vec::new();
+            let mut contacts: Vec<ContactId> = Vec::new();
+            let mut connected: Vec<(AgentId, ContactId)> = Vec::new();
+            let ids: Vec<i64> = (1..=12).chain(100..104).chain(100..104).chain([999]).collect();
+            for step in 0..1_500 {
+                now += match rnd(50) {
+                    0 => -(rnd(20_000) as Millis),
+                    1..=8 => e.next_timer().map_or(0, |t| (t - now).clamp(0, 20 * 60_000)),
+                    _ => rnd(6_000) as Millis,
+                };
+                let agent = AgentId(ids[rnd(ids.len() as u64) as usize]);
+                let contact = if contacts.is_empty() || rnd(10) == 0 {
+                    ContactId(format!("c{}", rnd(3)))
+                } else {
+                    contacts[rnd(contacts.len() as u64) as usize].clone()
+                };
+                let offer = (!offers.is_empty()).then(|| offers[rnd(offers.len() as u64) as usize].clone());
+                let (agent, contact) = match rnd(20) {
+                    0..=11 => (agent, contact),
+                    _ if connected.is_empty() => (agent, contact),
+                    _ => connected[rnd(connected.len() as u64) as usize].clone(),
+                };
+                let event = match rnd(20) {
+                    0..=3 => {
+                        let id = ContactId(format!("c{step}"));
+                        contacts.push(id.clone());
+                        Event::ContactArrived(NewContact {
+                            id,
+                            media: [Media::Voice, Media::Video, Media::Chat, Media::Chat][rnd(4) as usize],
+                            language: ["hi", "en", "pa", "ta", ""][rnd(5) as usize].into(),
+                            emergency: rnd(10) == 0,
+                            specialty: (rnd(8) == 0)
+                                .then(|| ["general", "paediatrics", "neurology"][rnd(3) as usize].into()),
+                        })
+                    }
+                    4 => Event::Login { agent, seat: SeatId(1 + rnd(17) as i64) },
+                    5 => Event::Logout { agent },
+                    6 | 7 => Event::Ready { agent },
+                    8 => Event::Pause { agent, reason: "break".into() },
+                    9 => Event::WrapUpDone { agent },
+                    10 | 11 => match offer {
+                        Some((agent, contact)) => Event::Accept { agent, contact },
+                        None => Event::Accept { agent, contact },
+                    },
+                    12 => match offer {
+                        Some((agent, contact)) if rnd(2) == 0 => Event::Decline { agent, contact },
+                        _ => Event::Decline { agent, contact },
+                    },
+                    13 => Event::Abandon { contact },
+                    14 => {
+                        let specialty = ["general", "paediatrics", "cardiology"][rnd(3) as usize].into();
+                        Event::Escalate { contact, specialty, urgent: rnd(2) == 0 }
+                    }
+                    15 => Event::Leave { agent, contact },
+                    16 => Event::RequestCallback { contact },
+                    17 => Event::CallbackFailed { agent, contact },
+                    18 => match offer {
+                        // Ends (and failed callbacks) while a doctor task of the contact rings.
+                        Some((_, contact)) if rnd(2) == 0 => Event::End { contact },
+                        _ => Event::End { contact },
+                    },
+                    _ => Event::Tick,
+                };
+                let accepted = match &event {
+                    Event::Accept { agent, contact } => Some((*agent, contact.clone())),
+                    _ => None,
+                };
+                if let Ok(out) = e.handle(now, event) {
+                    connected.extend(accepted);
+                    for a in out {
+                        match a {
+                            Action::Offer { contact, agent, .. } => offers.push((agent, contact)),
+                            Action::Withdraw { contact, agent } => offers.retain(|o| *o != (agent, contact.clone())),
+                            _ => {}
+                        }
+                    }
+                }
+                connected.retain(|(a, _)| matches!(e.agent_state(*a), Some(AgentState::Busy)));
+                offers.retain(
+                    |(a, c)| matches!(e.agent_state(*a), Some(AgentState::Offered { contact, .. }) if contact == c),
+                );
+                e.check_indexes();
+            }
+        }
     }
 }

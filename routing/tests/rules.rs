@@ -413,3 +413,130 @@ fn a_whole_shift_replays_to_the_same_actions() {
     assert_eq!(format!("{:?}", replayed.agent_state(AgentId(1))), format!("{:?}", engine.agent_state(AgentId(1))));
     assert_eq!(replayed.waiting(), engine.waiting());
 }
+
+#[test]
+fn a_failed_callback_drops_the_doctor_still_sought_and_never_queues_a_contact_twice() {
+    // Operator 1 takes a contact, asks for a paediatrician (not on), and the call drops.
+    let t = 7 * H;
+    let mut e = ready(t, &[1]);
+    e.handle(t + S, contact("a", "hi", false)).unwrap();
+    e.handle(t + 2 * S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
+    e.handle(t + 3 * S, Event::Escalate { contact: c("a"), specialty: "paediatrics".into(), urgent: false }).unwrap();
+    assert_eq!(e.waiting(), 1, "the doctor task waits");
+    e.handle(t + 4 * S, Event::CallbackFailed { agent: AgentId(1), contact: c("a") }).unwrap();
+    assert_eq!(e.waiting(), 1, "only the operator's retry waits; the doctor is no longer sought");
+    // The retry comes round, fails again, and is given up: nothing is left behind.
+    e.handle(t + 5 * S, Event::WrapUpDone { agent: AgentId(1) }).unwrap();
+    let retry = t + 4 * S + RoutingConfig::default().callback_retry;
+    assert_eq!(offers(&e.handle(retry, Event::Tick).unwrap()), vec![("a".into(), 1)]);
+    e.handle(retry + S, Event::Accept { agent: AgentId(1), contact: c("a") }).unwrap();
+    e.handle(retry + 2 * S, Event::CallbackFailed { agent: AgentId(1), contact: c("a") }).unwrap();
+    assert_eq!(e.waiting(), 1);
+    assert_eq!(e.handle(retry + 3 * S, Event::Abandon { contact: c("a") }), Ok(vec![]));
+    assert_eq!(e.waiting(), 0);
+    e.handle(retry + 60 * S, Event::Tick).unwrap();
+}
+
+#[test]
+fn every_bad_event_is_a_typed_error_and_changes_nothing() {
+    // At 07:00:18: contact a rang agent 1 unanswered, went to agent 2, who took it;
+    // contact b rings agent 1; doctor 10 is idle.
+    let t = 7 * H;
+    let mut e = ready(t, &[1, 2, 10]);
+    e.handle(t + S, contact("a", "hi", false)).unwrap();
+    let out = e.handle(t + 16 * S, Event::Tick).unwrap();
+    assert_eq!(offers(&out), vec![("a".into(), 2)]);
+    e.handle(t + 17 * S, Event::Accept { agent: AgentId(2), contact: c("a") }).unwrap();
+    let now = t + 18 * S;
+    assert_eq!(offers(&e.handle(now, contact("b", "hi", false)).unwrap()), vec![("b".into(), 1)]);
+
+    let (a1, a2, a10, nobody, off_shift) = (AgentId(1), AgentId(2), AgentId(10), AgentId(99), AgentId(4));
+    let nope = || c("nope");
+    use RoutingError::*;
+    let cases: Vec<(&str, Event, RoutingError)> = vec![
+        ("unknown agent", Event::Ready { agent: nobody }, UnknownAgent(nobody)),
+        ("unknown agent accepts", Event::Accept { agent: nobody, contact: c("b") }, UnknownAgent(nobody)),
+        ("unknown agent logs in", Event::Login { agent: nobody, seat: SeatId(9) }, UnknownAgent(nobody)),
+        ("agent not logged in", Event::Ready { agent: off_shift }, NotLoggedIn(off_shift)),
+        ("unknown contact accepted", Event::Accept { agent: a1, contact: nope() }, UnknownContact(nope())),
+        ("unknown contact declined", Event::Decline { agent: a1, contact: nope() }, UnknownContact(nope())),
+        ("unknown contact ends", Event::End { contact: nope() }, UnknownContact(nope())),
+        ("unknown contact hangs up", Event::Abandon { contact: nope() }, UnknownContact(nope())),
+        (
+            "unknown contact escalated",
+            Event::Escalate { contact: nope(), specialty: "general".into(), urgent: false },
+            UnknownContact(nope()),
+        ),
+        ("unknown contact asks a callback", Event::RequestCallback { contact: nope() }, UnknownContact(nope())),
+        ("unknown contact left", Event::Leave { agent: a2, contact: nope() }, NotConnected(nope())),
+        ("unknown callback fails", Event::CallbackFailed { agent: a2, contact: nope() }, NotConnected(nope())),
+        ("duplicate contact", contact("a", "hi", false), DuplicateContact(c("a"))),
+        (
+            "accept after the timeout",
+            Event::Accept { agent: a1, contact: c("a") },
+            NotOffered { agent: a1, contact: c("a") },
+        ),
+        ("second accept", Event::Accept { agent: a2, contact: c("a") }, NotOffered { agent: a2, contact: c("a") }),
+        (
+            "accept of another agent's offer",
+            Event::Accept { agent: a2, contact: c("b") },
+            NotOffered { agent: a2, contact: c("b") },
+        ),
+        (
+            "decline of another agent's offer",
+            Event::Decline { agent: a10, contact: c("b") },
+            NotOffered { agent: a10, contact: c("b") },
+        ),
+        ("wrap-up without a contact (idle)", Event::WrapUpDone { agent: a10 }, NotInWrapUp(a10)),
+        ("wrap-up without a contact (ringing)", Event::WrapUpDone { agent: a1 }, NotInWrapUp(a1)),
+        ("wrap-up while on the contact", Event::WrapUpDone { agent: a2 }, NotInWrapUp(a2)),
+        ("end of a ringing contact", Event::End { contact: c("b") }, NotConnected(c("b"))),
+        ("hang-up of a connected contact", Event::Abandon { contact: c("a") }, Connected(c("a"))),
+        ("callback for a connected contact", Event::RequestCallback { contact: c("a") }, Connected(c("a"))),
+        (
+            "escalation of a ringing contact",
+            Event::Escalate { contact: c("b"), specialty: "general".into(), urgent: true },
+            NotConnected(c("b")),
+        ),
+        (
+            "the last agent leaves",
+            Event::Leave { agent: a2, contact: c("a") },
+            NotHandling { agent: a2, contact: c("a") },
+        ),
+        ("a stranger leaves", Event::Leave { agent: a1, contact: c("a") }, NotHandling { agent: a1, contact: c("a") }),
+        (
+            "a stranger's callback fails",
+            Event::CallbackFailed { agent: a1, contact: c("a") },
+            NotHandling { agent: a1, contact: c("a") },
+        ),
+        ("logout on a contact", Event::Logout { agent: a2 }, AgentBusy(a2)),
+        ("pause on a contact", Event::Pause { agent: a2, reason: "tea".into() }, AgentBusy(a2)),
+        ("second login", Event::Login { agent: a1, seat: SeatId(9) }, AlreadyLoggedIn(a1)),
+        ("unknown seat", Event::Login { agent: AgentId(11), seat: SeatId(99) }, UnknownSeat(SeatId(99))),
+        ("seat taken", Event::Login { agent: AgentId(11), seat: SeatId(1) }, SeatTaken(SeatId(1))),
+        ("peak seat off peak", Event::Login { agent: AgentId(11), seat: SeatId(42) }, PeakSeatClosed(SeatId(42))),
+        ("not rostered now", Event::Login { agent: off_shift, seat: SeatId(9) }, NotRostered(off_shift)),
+    ];
+    let before = format!("{e:?}");
+    for (what, event, error) in cases {
+        let mut refused = e.clone();
+        assert_eq!(refused.handle(now, event), Err(error), "{what}");
+        assert_eq!(format!("{refused:?}"), before, "{what}: the engine changed");
+    }
+}
+
+#[test]
+fn timers_that_fall_due_during_a_refused_event_still_run_and_report_with_the_next() {
+    let t = 7 * H;
+    let mut e = ready(t, &[1, 2]);
+    e.handle(t + S, contact("a", "hi", false)).unwrap();
+    // The offer to agent 1 ran out at 07:00:16; a bad event at 07:00:20 is refused...
+    assert_eq!(e.handle(t + 20 * S, Event::Ready { agent: AgentId(99) }), Err(RoutingError::UnknownAgent(AgentId(99))));
+    // ...the offer was withdrawn (a waits again) but nothing new was decided...
+    assert_eq!(e.agent_state(AgentId(1)), Some(&AgentState::Idle { since: t + 20 * S }));
+    assert_eq!(e.waiting(), 1);
+    // ...and the withdrawal comes with the next accepted event, with the new offer.
+    let out = e.handle(t + 21 * S, Event::Tick).unwrap();
+    assert!(out.contains(&Action::Withdraw { contact: c("a"), agent: AgentId(1) }), "{out:?}");
+    assert_eq!(offers(&out), vec![("a".into(), 2)]);
+}
