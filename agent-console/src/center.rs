@@ -175,6 +175,15 @@ fn local_instant(day: NaiveDate, minute: i64) -> i64 {
 /// The routing roster around `now`: yesterday's, today's and tomorrow's
 /// shifts (a night shift crosses midnight), every active operator and doctor, the seats.
 pub async fn roster_around(store: &Store, now: DateTime<Utc>) -> crate::store::Result<Roster> {
+    Ok(roster_and_shift_names_around(store, now).await?.0)
+}
+
+/// [`roster_around`], with the name and day of each of its shifts (in the
+/// roster's order).
+pub async fn roster_and_shift_names_around(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> crate::store::Result<(Roster, Vec<(String, NaiveDate)>)> {
     let staff = store.list_staff().await?;
     let agents = staff
         .iter()
@@ -190,6 +199,7 @@ pub async fn roster_around(store: &Store, now: DateTime<Utc>) -> crate::store::R
     let defs = store.shifts().await?;
     let today = crate::time::to_local(now).date_naive();
     let mut shifts = Vec::new();
+    let mut names = Vec::new();
     for day in [today.pred_opt().expect("a day before"), today, today.succ_opt().expect("a day after")] {
         let entries = store.roster_for(day).await?;
         for def in &defs {
@@ -203,9 +213,10 @@ pub async fn roster_around(store: &Store, now: DateTime<Utc>) -> crate::store::R
                 peak: def.is_peak,
                 agents: entries.iter().filter(|e| e.shift_id == def.shift_id).map(|e| AgentId(e.staff_id.0)).collect(),
             });
+            names.push((def.name.clone(), day));
         }
     }
-    Ok(Roster { agents, seats, shifts })
+    Ok((Roster { agents, seats, shifts }, names))
 }
 
 fn describe(event: &Event) -> (String, Option<String>, Option<i64>) {

@@ -528,6 +528,29 @@ async fn a_chat_flows_from_patient_to_operator_to_doctor_and_is_wrapped_up() {
     for kind in ["contact_arrived", "login", "ready", "accept", "escalate", "leave", "end"] {
         assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
     }
+
+    // Time per agent state, from that log: both agents have a row in the
+    // current half hour and on their round-the-clock shift (seconds, so the
+    // values of a test this quick are small).
+    let meera = app.login("meera").await;
+    let states = app.send("GET", "/api/reports/agent-states", Some(&meera), None).await;
+    assert_eq!(states.status, StatusCode::OK, "{:?}", states.body);
+    for who in ["asha", "dr.mehta"] {
+        let rows = |key: &str| {
+            states.body[key].as_array().unwrap().iter().filter(|r| r["username"] == who).cloned().collect::<Vec<_>>()
+        };
+        assert!(!rows("intervals").is_empty(), "no interval for {who}: {}", states.body);
+        let shifts = rows("shifts");
+        assert!(shifts.iter().any(|r| r["shift"].as_str().unwrap().starts_with("test-")), "{who}: {shifts:?}");
+        for r in shifts {
+            assert!(r["busy"].is_i64() && r["wrap_up"].is_i64() && r["paused"].is_object(), "{r}");
+        }
+    }
+    assert_problem(&app.send("GET", "/api/reports/agent-states", Some(&asha), None).await, StatusCode::FORBIDDEN);
+    assert_problem(
+        &app.send("GET", "/api/reports/agent-states?day=yesterday", Some(&meera), None).await,
+        StatusCode::BAD_REQUEST,
+    );
 }
 
 #[tokio::test]
