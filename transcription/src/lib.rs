@@ -3,3 +3,9 @@
 //! Each participant's audio track is transcribed on its own, so the
 //! transcript knows who spoke. whisper.cpp (through whisper-rs) runs on
 //! dedicated worker threads, never on the async executor.
+
+pub mod audio;
+pub mod ct2;
+pub mod engine;
+pub mod mel;
+pub mod vocab;
