@@ -8,4 +8,6 @@ pub mod audio;
 pub mod ct2;
 pub mod engine;
 pub mod mel;
+pub mod vad;
 pub mod vocab;
+pub mod wer;
