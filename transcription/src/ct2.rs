@@ -617,3 +617,175 @@ fn heads_from_config(json: &[u8]) -> Option<usize> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     ["num_heads", "encoder_attention_heads"].iter().find_map(|k| v.get(k)?.as_u64()).map(|h| h as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_(name: &str, storage: Storage) -> Option<Mapping> {
+        Some(Mapping::One { name: name.into(), storage })
+    }
+
+    #[test]
+    fn names_map_to_whisper_cpp() {
+        assert_eq!(map_name("encoder/conv1/weight"), one_("encoder.conv1.weight", Storage::ConvKernel));
+        assert_eq!(map_name("encoder/conv2/bias"), one_("encoder.conv2.bias", Storage::ConvBias));
+        assert_eq!(
+            map_name("encoder/position_encodings/encodings"),
+            one_("encoder.positional_embedding", Storage::Positions)
+        );
+        assert_eq!(
+            map_name("decoder/position_encodings/encodings"),
+            one_("decoder.positional_embedding", Storage::Positions)
+        );
+        assert_eq!(
+            map_name("encoder/layer_3/self_attention/layer_norm/gamma"),
+            one_("encoder.blocks.3.attn_ln.weight", Storage::Vector)
+        );
+        assert_eq!(
+            map_name("encoder/layer_0/self_attention/linear_1/weight"),
+            one_("encoder.blocks.0.attn.out.weight", Storage::Matrix)
+        );
+        assert_eq!(
+            map_name("encoder/layer_1/ffn/layer_norm/beta"),
+            one_("encoder.blocks.1.mlp_ln.bias", Storage::Vector)
+        );
+        assert_eq!(map_name("decoder/layer_2/ffn/linear_0/bias"), one_("decoder.blocks.2.mlp.0.bias", Storage::Vector));
+        assert_eq!(
+            map_name("decoder/layer_2/ffn/linear_1/weight"),
+            one_("decoder.blocks.2.mlp.2.weight", Storage::Matrix)
+        );
+        assert_eq!(map_name("encoder/layer_norm/gamma"), one_("encoder.ln_post.weight", Storage::Vector));
+        assert_eq!(map_name("decoder/layer_norm/beta"), one_("decoder.ln.bias", Storage::Vector));
+        assert_eq!(map_name("decoder/embeddings/weight"), one_("decoder.token_embedding.weight", Storage::Matrix));
+        assert_eq!(
+            map_name("decoder/layer_1/attention/layer_norm/gamma"),
+            one_("decoder.blocks.1.cross_attn_ln.weight", Storage::Vector)
+        );
+        assert_eq!(
+            map_name("decoder/layer_1/attention/linear_0/weight"),
+            one_("decoder.blocks.1.cross_attn.query.weight", Storage::Matrix)
+        );
+        assert_eq!(
+            map_name("decoder/layer_1/attention/linear_2/bias"),
+            one_("decoder.blocks.1.cross_attn.out.bias", Storage::Vector)
+        );
+        for skipped in ["decoder/num_heads", "encoder/num_heads", "decoder/alibi", "decoder/projection/weight"] {
+            assert_eq!(map_name(skipped), Some(Mapping::Skip), "{skipped}");
+        }
+        assert_eq!(map_name("encoder/layer_0/attention/linear_0/weight"), None, "no cross-attention in the encoder");
+        assert_eq!(map_name("decoder/layer_0/self_attention/linear_0/weight_scale"), None);
+        assert_eq!(map_name("something/else"), None);
+    }
+
+    #[test]
+    fn fused_projections_split_and_key_biases_drop() {
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(
+            map_name("decoder/layer_0/self_attention/linear_0/weight"),
+            Some(Mapping::Split {
+                names: vec![
+                    s("decoder.blocks.0.attn.query.weight"),
+                    s("decoder.blocks.0.attn.key.weight"),
+                    s("decoder.blocks.0.attn.value.weight")
+                ],
+                storage: Storage::Matrix
+            })
+        );
+        assert_eq!(
+            map_name("encoder/layer_5/self_attention/linear_0/bias"),
+            Some(Mapping::Split {
+                names: vec![s("encoder.blocks.5.attn.query.bias"), None, s("encoder.blocks.5.attn.value.bias")],
+                storage: Storage::Vector
+            })
+        );
+        assert_eq!(
+            map_name("decoder/layer_3/attention/linear_1/bias"),
+            Some(Mapping::Split {
+                names: vec![None, s("decoder.blocks.3.cross_attn.value.bias")],
+                storage: Storage::Vector
+            })
+        );
+    }
+
+    /// A miniature model.bin: version 6, WhisperSpec, three variables, one alias.
+    fn tiny_model_bin() -> Vec<u8> {
+        let mut b = Vec::new();
+        let string = |b: &mut Vec<u8>, s: &str| {
+            b.extend_from_slice(&((s.len() + 1) as u16).to_le_bytes());
+            b.extend_from_slice(s.as_bytes());
+            b.push(0);
+        };
+        b.extend_from_slice(&6u32.to_le_bytes());
+        string(&mut b, "WhisperSpec");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&3u32.to_le_bytes());
+        // decoder/num_heads: int16 scalar 6
+        string(&mut b, "decoder/num_heads");
+        b.push(0);
+        b.push(2);
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&6i16.to_le_bytes());
+        // encoder/layer_0/self_attention/linear_0/bias: f16 [6] = 0..6
+        string(&mut b, "encoder/layer_0/self_attention/linear_0/bias");
+        b.push(1);
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.push(4);
+        b.extend_from_slice(&12u32.to_le_bytes());
+        for i in 0..6 {
+            b.extend_from_slice(&f16::from_f32(i as f32).to_le_bytes());
+        }
+        // encoder/layer_0/self_attention/linear_0/weight: f32 [6, 1]
+        string(&mut b, "encoder/layer_0/self_attention/linear_0/weight");
+        b.push(2);
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.push(0);
+        b.extend_from_slice(&24u32.to_le_bytes());
+        for i in 0..6 {
+            b.extend_from_slice(&(i as f32 * 0.5).to_le_bytes());
+        }
+        b.extend_from_slice(&1u32.to_le_bytes());
+        string(&mut b, "decoder/projection/weight");
+        string(&mut b, "decoder/embeddings/weight");
+        b
+    }
+
+    #[test]
+    fn parses_model_bin_and_splits_tensors() {
+        let bytes = tiny_model_bin();
+        let model = parse(&bytes).unwrap();
+        assert_eq!((model.spec.as_str(), model.revision), ("WhisperSpec", 3));
+        assert_eq!(model.get("decoder/num_heads").unwrap().scalar_int(), Some(6));
+        assert_eq!(model.aliases["decoder/projection/weight"], "decoder/embeddings/weight");
+        let t = tensors(&model).unwrap();
+        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "encoder.blocks.0.attn.query.bias",
+                "encoder.blocks.0.attn.value.bias",
+                "encoder.blocks.0.attn.query.weight",
+                "encoder.blocks.0.attn.key.weight",
+                "encoder.blocks.0.attn.value.weight"
+            ]
+        );
+        // Biases become f32 (query rows 0..2, value rows 4..6); weights f16.
+        let f32s = |d: &[u8]| d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+        assert_eq!(f32s(&t[0].data), [0.0, 1.0]);
+        assert_eq!(f32s(&t[1].data), [4.0, 5.0]);
+        assert!(!t[0].f16 && t[2].f16);
+        assert_eq!(t[3].shape, [2, 1]);
+        let f16s = |d: &[u8]| d.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect::<Vec<_>>();
+        assert_eq!(f16s(&t[3].data), [1.0, 1.5]);
+    }
+
+    #[test]
+    fn truncated_or_foreign_files_are_refused() {
+        let bytes = tiny_model_bin();
+        assert!(matches!(parse(&bytes[..40]), Err(Ct2Error::Truncated(_))));
+        let mut v5 = bytes.clone();
+        v5[0] = 5;
+        assert!(matches!(parse(&v5), Err(Ct2Error::Version(5))));
+    }
+}

@@ -59,6 +59,38 @@ pub fn filter_bank(sample_rate: u32, n_fft: usize, n_mels: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// Values of `librosa.filters.mel(sr=16000, n_fft=400, n_mels=80)` (librosa 0.11, the bank
+    /// whisper's mel_filters.npz was made with): (mel, bin, weight).
+    const LIBROSA: [(usize, usize, f32); 11] = [
+        (0, 1, 2.486259490e-02),
+        (5, 5, 9.954108857e-03),
+        (5, 6, 1.490848418e-02),
+        (20, 19, 1.097219996e-02),
+        (20, 20, 1.389039401e-02),
+        (40, 42, 5.411104765e-03),
+        (40, 43, 1.473556645e-02),
+        (60, 90, 1.434534322e-03),
+        (60, 91, 3.441218985e-03),
+        (79, 186, 3.667416750e-04),
+        (79, 187, 8.330700221e-04),
+    ];
+
+    #[test]
+    fn filter_bank_matches_librosa() {
+        let bank = filter_bank(SAMPLE_RATE, N_FFT, 80);
+        assert_eq!(bank.len(), 80 * 201);
+        for (m, k, expected) in LIBROSA {
+            let got = bank[m * 201 + k];
+            assert!((got - expected).abs() <= expected * 1e-5, "mel {m} bin {k}: {got} != {expected}");
+        }
+        // librosa: 391 non-zero weights summing to 1.9990241527557373; each first bin is 0.
+        assert_eq!(bank.iter().filter(|&&w| w > 0.0).count(), 391);
+        let sum: f64 = bank.iter().map(|&w| f64::from(w)).sum();
+        assert!((sum - 1.999_024_152_755_737_3).abs() < 1e-5, "{sum}");
+        assert_eq!(bank[2], 0.0);
+        assert_eq!(bank[79 * 201 + 200], 0.0);
+    }
+
     #[test]
     fn slaney_scale_round_trips_and_bends_at_1khz() {
         assert!((hz_to_mel(1000.0) - 15.0).abs() < 1e-12);
