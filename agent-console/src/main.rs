@@ -59,6 +59,38 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Whisper models for captions.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Transcribe a WAV file with whisper and print the transcript.
+    Transcribe(TranscribeArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Convert a CTranslate2 (faster-whisper) whisper model directory (model.bin,
+    /// vocabulary.txt, config.json) to a ggml model file for whisper.cpp.
+    ImportCt2 { dir: std::path::PathBuf, out: std::path::PathBuf },
+}
+
+#[derive(clap::Args)]
+struct TranscribeArgs {
+    /// A ggml whisper model (see `careline model import-ct2`).
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// Spoken language: en, hi, or auto (detect).
+    #[arg(long, default_value = "en")]
+    language: transcription::Language,
+    /// CPU threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Print JSON with the segments and their times (ms).
+    #[arg(long)]
+    json: bool,
+    /// A WAV file (any rate and channel count; resampled to 16 kHz mono).
+    file: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -176,10 +208,22 @@ enum UserCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("CARELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info,whisper_rs=warn")),
+        )
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
+        Command::Model { command: ModelCommand::ImportCt2 { dir, out } } => {
+            let imported = tokio::task::spawn_blocking(move || transcription::ct2::import(&dir, &out)).await??;
+            let hp = imported.hparams;
+            eprintln!(
+                "wrote {} bytes: {} audio layers, {} text layers, {} dims, {} heads, {} tokens",
+                imported.bytes, hp.n_audio_layer, hp.n_text_layer, hp.n_audio_state, hp.n_audio_head, hp.n_vocab
+            );
+            Ok(())
+        }
+        Command::Transcribe(args) => tokio::task::spawn_blocking(move || transcribe(args)).await?,
         Command::Staffing(args) => staffing(args),
         Command::Simulate { profile, seed, operators, aht_seconds, patience_seconds, json } => {
             let text = std::fs::read_to_string(&profile).with_context(|| format!("reading {}", profile.display()))?;
@@ -313,4 +357,28 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(%addr, "listening");
     println!("careline listening on http://{addr}");
     server::run(listener, state, shutdown, tasks).await
+}
+
+/// `careline transcribe`: blocking (whisper), run off the async executor.
+fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
+    let pcm = transcription::audio::read_wav(&args.file)?;
+    let engine = transcription::Engine::load(&args.model)?;
+    let options = transcription::Options { language: args.language, threads: args.threads, ..Default::default() };
+    let started = std::time::Instant::now();
+    let transcript = engine.session()?.transcribe(&pcm, &options)?;
+    if args.json {
+        let audio_ms = pcm.len() as u64 * 1000 / 16_000;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let out = serde_json::json!({
+            "language": transcript.language,
+            "text": transcript.text,
+            "segments": transcript.segments,
+            "audio_ms": audio_ms,
+            "elapsed_ms": elapsed_ms,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}", transcript.text);
+    }
+    Ok(())
 }
