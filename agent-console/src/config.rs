@@ -81,6 +81,21 @@ pub struct ServeConfig {
     #[arg(long = "recordings-dir", env = "CARELINE_RECORDINGS_DIR")]
     pub recordings_dir: Option<std::path::PathBuf>,
 
+    /// A ggml whisper model (`careline model import-ct2`) for live captions
+    /// of calls whose patient consented to recording and transcription. No
+    /// captions when unset.
+    #[arg(long = "whisper-model", env = "CARELINE_WHISPER_MODEL")]
+    pub whisper_model: Option<std::path::PathBuf>,
+
+    /// The language spoken in calls: `en`, `hi`, or `auto` (detected per
+    /// utterance; needs a multilingual model).
+    #[arg(long = "whisper-language", env = "CARELINE_WHISPER_LANGUAGE", default_value = "en")]
+    pub whisper_language: transcription::Language,
+
+    /// CPU threads whisper uses per utterance.
+    #[arg(long = "whisper-threads", env = "CARELINE_WHISPER_THREADS", default_value_t = 2)]
+    pub whisper_threads: usize,
+
     /// Seconds a caller whose connection dropped keeps their place in the call.
     #[arg(long = "media-grace-seconds", env = "CARELINE_MEDIA_GRACE_SECONDS", default_value_t = 30)]
     pub media_grace_seconds: u64,
@@ -126,6 +141,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("media_addresses", &self.media_addresses)
             .field("ice_servers", &self.ice_servers)
             .field("media_grace_seconds", &self.media_grace_seconds)
+            .field("whisper_model", &self.whisper_model)
             .finish()
     }
 }

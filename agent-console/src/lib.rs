@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod captions;
 pub mod center;
 pub mod config;
 pub mod demo;

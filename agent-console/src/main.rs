@@ -351,6 +351,24 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         state.mailer = Some(agent_console::mail::Mailer::new(url, &config.mail_from, policy)?);
     }
+    if let Some(model) = &config.whisper_model {
+        // Live captions of consented calls: the model loads once; whisper runs on its own threads.
+        let engine = transcription::Engine::load(model)
+            .with_context(|| format!("loading the whisper model {}", model.display()))?;
+        let options = transcription::Options::live(config.whisper_language, config.whisper_threads.max(1));
+        let cfg = transcription::TranscriberConfig { options, ..Default::default() };
+        let (transcriber, captions) = transcription::Transcriber::start(&engine, cfg)?;
+        agent_console::captions::start(
+            transcriber,
+            captions,
+            state.sfu.clone(),
+            state.store.clone(),
+            state.center.clone(),
+            shutdown.clone(),
+            &tasks,
+        );
+        tracing::info!(model = %model.display(), language = %config.whisper_language, "live captions on");
+    }
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;

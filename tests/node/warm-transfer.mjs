@@ -2,7 +2,8 @@
 // with fake microphone (CARELINE_SPEECH) and camera: a patient calls with
 // video; the operator answers and escalates; the doctor accepts and all
 // three talk; the operator holds the patient to brief the doctor, resumes,
-// and leaves; the doctor records consent (with recording) and ends.
+// and leaves; the doctor records consent (with recording), the call's
+// captions appear on the doctor's page, and the doctor ends.
 // Env: CARELINE_URL, CARELINE_OPERATOR_PASSWORD, CARELINE_DOCTOR_PASSWORD,
 // CARELINE_SPEECH, CARELINE_ARTIFACTS.
 import { base, launch, signIn, watch } from './lib.mjs';
@@ -114,6 +115,11 @@ try {
   await doctor.waitForSelector('#consult .saved:not([hidden])');
   await new Promise((r) => setTimeout(r, 3000));
   console.log('consent recorded');
+  // With consent, the call is transcribed: captions appear on the doctor's page.
+  await doctor.waitForFunction(() => [...document.querySelectorAll('#transcript li[data-final=true]')]
+    .some((li) => /chest|pain|father|diabetes|sixty|years/i.test(li.textContent)), null, { timeout: 45000 });
+  const said = await doctor.$$eval('#transcript li[data-final=true]', (lis) => lis.map((li) => li.textContent));
+  console.log(`captions: ${said.join(' | ')}`);
   await shot(doctor, '4-consent');
   await doctor.keyboard.press('e');
   await doctor.waitForSelector('#wrap-up:not([hidden])');

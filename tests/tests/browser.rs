@@ -327,7 +327,12 @@ async fn an_operator_scans_the_callers_card_qr_code_with_the_camera() {
 async fn warm_transfer_by_voice_and_video_with_recording_after_consent() {
     let dir = tempfile::tempdir().unwrap();
     let recordings = dir.path().join("recordings");
-    let server = Careline::start(dir.path(), &["--demo", "--recordings-dir", recordings.to_str().unwrap()], &[]);
+    let model = whisper_model(dir.path());
+    let server = Careline::start(
+        dir.path(),
+        &["--demo", "--recordings-dir", recordings.to_str().unwrap(), "--whisper-model", model.to_str().unwrap()],
+        &[],
+    );
     server.round_the_clock("operator", "asha").await;
     server.round_the_clock("doctor", "dr.mehta").await;
     let speech = speech_wav(dir.path());
@@ -344,6 +349,7 @@ async fn warm_transfer_by_voice_and_video_with_recording_after_consent() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "warm-transfer.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("consult ended"), "{stdout}");
+    assert!(stdout.contains("captions: "), "{stdout}");
     println!("{stdout}");
     // Recorded only after consent, and only who was still in the call: the
     // patient and the doctor, one file each.
@@ -358,4 +364,27 @@ async fn warm_transfer_by_voice_and_video_with_recording_after_consent() {
     files.sort();
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(files[0].starts_with("doctor-dr.mehta-") && files[1].starts_with("patient-patient-"), "{files:?}");
+}
+
+/// tiny.en as ggml, converted from the CTranslate2 model that
+/// `transcription/scripts/fetch-models.sh` fetched, by `careline model import-ct2`.
+fn whisper_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let cache = std::env::var_os("CARELINE_MODEL_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/careline/models"));
+    let source = cache.join("tiny.en");
+    assert!(
+        source.join("model.bin").is_file(),
+        "whisper tiny.en missing in {}: run transcription/scripts/fetch-models.sh (bash .ci/run does)",
+        source.display()
+    );
+    let out = dir.join("tiny.en.bin");
+    let status = Command::new(tests::careline_bin())
+        .args(["model", "import-ct2"])
+        .arg(&source)
+        .arg(&out)
+        .status()
+        .expect("run careline model import-ct2");
+    assert!(status.success() && out.is_file());
+    out
 }
