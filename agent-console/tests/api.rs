@@ -704,8 +704,33 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
         .slot_id;
     let booking = json!({"slot_id": slot, "patient_id": pid, "contact_id": id}).to_string();
     assert_eq!(app.send("POST", "/api/appointments", Some(&doctor), Some(&booking)).await.status, StatusCode::CREATED);
+    // What was said, transcribed with consent, goes into the record with the notes.
+    let said = agent_console::store::NewCaption {
+        contact_id: &id,
+        participant: "patient",
+        role: "patient",
+        text: "My son has had a cough for three days",
+        start_ms: 0,
+        end_ms: 2_400,
+        language: "en",
+    };
+    app.store.add_caption(&said, chrono::Utc::now()).await.unwrap();
+    let transcript = app.send("GET", &format!("/api/contacts/{id}/transcript"), Some(&doctor), None).await;
+    assert_eq!(transcript.body[0]["text"], "My son has had a cough for three days");
     let bundle = app.send("GET", &format!("/api/contacts/{id}/fhir"), Some(&doctor), None).await;
     assert_eq!(bundle.status, StatusCode::OK, "{:?}", bundle.body);
+    let document = bundle.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "DocumentReference")
+        .unwrap();
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(document["resource"]["content"][0]["attachment"]["data"].as_str().unwrap())
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("Transcript\npatient (patient): My son has had a cough for three days"), "{text}");
     let types: Vec<&str> = bundle.body["entry"]
         .as_array()
         .unwrap()

@@ -943,6 +943,11 @@ async fn fhir_bundle(
             )
         })
         .unwrap_or_default();
+    // The call's transcript, kept only when the patient consented.
+    let captions = store.captions(&id).await?;
+    let transcript = (!captions.is_empty()).then(|| {
+        captions.iter().map(|c| format!("{} ({}): {}", c.role, c.participant, c.text)).collect::<Vec<_>>().join("\n")
+    });
     let reason = note.as_ref().map(|n| n.chief_complaint.clone()).filter(|c| !c.is_empty()).unwrap_or_else(|| {
         contact.specialty.clone().map(|s| format!("Escalated to {s}")).unwrap_or_else(|| "Tele-consultation".into())
     });
@@ -988,7 +993,7 @@ async fn fhir_bundle(
             ended: contact.ended_at,
             reason: &reason,
             notes: &notes,
-            transcript: None,
+            transcript: transcript.as_deref(),
         },
         &medications.iter().map(|(g, d)| FhirMedication { generic: g, dosage: d.clone() }).collect::<Vec<_>>(),
         follow
