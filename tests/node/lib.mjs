@@ -26,3 +26,14 @@ export function watch(page, name, onError) {
   page.setDefaultTimeout(15000);
   page.on('pageerror', (e) => { console.error(`${name} page error: ${e}`); onError(); });
 }
+
+/// Takes `seat` (the first free one when absent) on an agent console and goes ready.
+export async function takeSeat(page, seat = null) {
+  await page.waitForSelector('#agent[data-stream=open]');
+  await page.waitForSelector('#seat-form select option', { state: 'attached' });
+  if (seat) await page.selectOption('#seat-form select[name=seat_id]', { label: seat });
+  await page.click('#seat-form button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('agent-state').textContent.startsWith('paused'));
+  await page.click('#ready');
+  await page.waitForFunction(() => document.getElementById('agent-state').textContent === 'idle');
+}

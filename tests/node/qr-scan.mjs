@@ -2,7 +2,7 @@
 // fake camera playing CARELINE_CARD_VIDEO, a Y4M of the card's code): the
 // server reads the code and the desk finds the patient by the card number.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_CARD_VIDEO.
-import { base, launch, signIn, watch } from './lib.mjs';
+import { base, launch, signIn, takeSeat, watch } from './lib.mjs';
 
 const browser = await launch([
   '--use-fake-ui-for-media-stream',
@@ -14,10 +14,7 @@ try {
   const page = await (await browser.newContext()).newPage();
   watch(page, 'operator', () => { failed = true; });
   await signIn(page, '/operator');
-  await page.waitForSelector('#agent[data-stream=open]');
-  await page.waitForSelector('#seat-form select option', { state: 'attached' });
-  await page.click('#seat-form button[type=submit]');
-  await page.click('#ready');
+  await takeSeat(page);
   const caller = await browser.newContext();
   const started = await caller.request.post(`${base}/api/contacts`, { data: { language: 'en', phone: '9810099999', channel: 'chat' } });
   if (!started.ok()) throw new Error(`contact not started: ${await started.text()}`);

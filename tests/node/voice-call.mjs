@@ -5,7 +5,7 @@
 // server, that the audio it decodes (the tap, read as 100 ms loudness
 // levels) follows the spoken file's loudness envelope.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_SPEECH.
-import { base, launch, signIn, watch } from './lib.mjs';
+import { base, launch, signIn, takeSeat, watch } from './lib.mjs';
 import { readFileSync } from 'node:fs';
 
 const speech = process.env.CARELINE_SPEECH;
@@ -73,12 +73,7 @@ try {
   watch(operator, 'operator', () => { failed = true; });
   watch(patient, 'patient', () => { failed = true; });
   await signIn(operator, '/operator');
-  await operator.waitForSelector('#agent[data-stream=open]');
-  await operator.waitForSelector('#seat-form select option', { state: 'attached' });
-  await operator.click('#seat-form button[type=submit]');
-  await operator.waitForFunction(() => document.getElementById('agent-state').textContent.startsWith('paused'));
-  await operator.click('#ready');
-  await operator.waitForFunction(() => document.getElementById('agent-state').textContent === 'idle');
+  await takeSeat(operator);
   console.log('operator ready');
 
   await patient.goto(`${base}/call?lang=en`);

@@ -4,9 +4,9 @@
 // three talk; the operator holds the patient to brief the doctor, resumes,
 // and leaves; the doctor records consent (with recording), the call's
 // captions appear on the doctor's page, and the doctor ends.
-// Env: CARELINE_URL, CARELINE_OPERATOR_PASSWORD, CARELINE_DOCTOR_PASSWORD,
+// Env: CARELINE_URL, CARELINE_USER and CARELINE_PASSWORD (the operator), CARELINE_DOCTOR_PASSWORD,
 // CARELINE_SPEECH, CARELINE_ARTIFACTS.
-import { base, launch, signIn, watch } from './lib.mjs';
+import { base, launch, signIn, takeSeat, watch } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
 const browser = await launch([
@@ -21,15 +21,6 @@ if (shots) mkdirSync(shots, { recursive: true });
 const shot = (page, name) => (shots ? page.screenshot({ path: `${shots}/warm-transfer-${name}.png`, fullPage: true }) : null);
 let failed = false;
 
-async function takeSeat(page, seat) {
-  await page.waitForSelector('#agent[data-stream=open]');
-  await page.waitForSelector('#seat-form select option', { state: 'attached' });
-  await page.selectOption('#seat-form select[name=seat_id]', { label: seat });
-  await page.click('#seat-form button[type=submit]');
-  await page.waitForFunction(() => document.getElementById('agent-state').textContent.startsWith('paused'));
-  await page.click('#ready');
-  await page.waitForFunction(() => document.getElementById('agent-state').textContent === 'idle');
-}
 
 /// Inbound bytes per kind and per track of the agent's first call.
 const inbound = (page) => page.evaluate(async () => {
@@ -49,7 +40,7 @@ try {
   const doctor = await (await browser.newContext()).newPage();
   const patient = await (await browser.newContext()).newPage();
   for (const [p, n] of [[operator, 'operator'], [doctor, 'doctor'], [patient, 'patient']]) watch(p, n, () => { failed = true; });
-  await signIn(operator, '/operator', 'asha', process.env.CARELINE_OPERATOR_PASSWORD);
+  await signIn(operator, '/operator');
   await signIn(doctor, '/doctor', 'dr.mehta', process.env.CARELINE_DOCTOR_PASSWORD);
   await takeSeat(operator, 'S01');
   await takeSeat(doctor, 'S02');

@@ -7,6 +7,11 @@ use tests::{Careline, client, repo_root};
 
 /// Runs `tests/node/SCRIPT` against `server`, signed in as `user`.
 fn node(script: &str, server: &Careline, user: &str) -> Output {
+    node_with(script, server, user, &[])
+}
+
+/// [`node`], with more environment for the script.
+fn node_with(script: &str, server: &Careline, user: &str, env: &[(&str, &std::ffi::OsStr)]) -> Output {
     let root = repo_root();
     assert!(
         root.join("tests/node/node_modules/playwright-core").exists(),
@@ -18,6 +23,7 @@ fn node(script: &str, server: &Careline, user: &str) -> Output {
         .env("CARELINE_USER", user)
         .env("CARELINE_PASSWORD", &server.passwords[user])
         .env("CARELINE_ARTIFACTS", root.join("tests/artifacts"))
+        .envs(env.iter().copied())
         .output()
         .expect("run node (install Node.js)")
 }
@@ -256,16 +262,15 @@ async fn a_patient_calls_by_voice_and_the_operator_hears_them_through_the_server
     let server = Careline::start(dir.path(), &["--demo"], &[]);
     server.round_the_clock("operator", "asha").await;
     let speech = speech_wav(dir.path());
-    let root = repo_root();
-    let out = Command::new("node")
-        .arg(root.join("tests/node/voice-call.mjs"))
-        .env("CARELINE_URL", &server.base)
-        .env("CARELINE_USER", "asha")
-        .env("CARELINE_PASSWORD", &server.passwords["asha"])
-        .env("CARELINE_SPEECH", &speech)
-        .env("CARELINE_SUPERVISOR_PASSWORD", &server.passwords["meera"])
-        .output()
-        .expect("run node (install Node.js)");
+    let out = node_with(
+        "voice-call.mjs",
+        &server,
+        "asha",
+        &[
+            ("CARELINE_SPEECH", speech.as_os_str()),
+            ("CARELINE_SUPERVISOR_PASSWORD", server.passwords["meera"].as_ref()),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "voice-call.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("operator receives the patient"), "{stdout}");
@@ -309,15 +314,7 @@ async fn an_operator_scans_the_callers_card_qr_code_with_the_camera() {
     let server = Careline::start(dir.path(), &["--demo"], &[]);
     server.round_the_clock("operator", "asha").await;
     let video = qr_video(dir.path(), "https://ehealth.delhi.gov.in/card/DL-EHC-100234");
-    let root = repo_root();
-    let out = Command::new("node")
-        .arg(root.join("tests/node/qr-scan.mjs"))
-        .env("CARELINE_URL", &server.base)
-        .env("CARELINE_USER", "asha")
-        .env("CARELINE_PASSWORD", &server.passwords["asha"])
-        .env("CARELINE_CARD_VIDEO", &video)
-        .output()
-        .expect("run node (install Node.js)");
+    let out = node_with("qr-scan.mjs", &server, "asha", &[("CARELINE_CARD_VIDEO", video.as_os_str())]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "qr-scan.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("scanned card DL-EHC-100234: "), "{stdout}");
@@ -336,16 +333,12 @@ async fn warm_transfer_by_voice_and_video_with_recording_after_consent() {
     server.round_the_clock("operator", "asha").await;
     server.round_the_clock("doctor", "dr.mehta").await;
     let speech = speech_wav(dir.path());
-    let root = repo_root();
-    let out = Command::new("node")
-        .arg(root.join("tests/node/warm-transfer.mjs"))
-        .env("CARELINE_URL", &server.base)
-        .env("CARELINE_OPERATOR_PASSWORD", &server.passwords["asha"])
-        .env("CARELINE_DOCTOR_PASSWORD", &server.passwords["dr.mehta"])
-        .env("CARELINE_SPEECH", &speech)
-        .env("CARELINE_ARTIFACTS", root.join("tests/artifacts"))
-        .output()
-        .expect("run node (install Node.js)");
+    let out = node_with(
+        "warm-transfer.mjs",
+        &server,
+        "asha",
+        &[("CARELINE_SPEECH", speech.as_os_str()), ("CARELINE_DOCTOR_PASSWORD", server.passwords["dr.mehta"].as_ref())],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "warm-transfer.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("consult ended"), "{stdout}");
