@@ -205,7 +205,17 @@ impl Turn {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("run turnserver (apt-get install coturn; bash .ci/run does)");
-        std::thread::sleep(Duration::from_millis(500));
+        // Ready when it answers a STUN binding request.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        request.extend_from_slice(b"careline-rdy");
+        let mut answer = [0u8; 512];
+        let ready = (0..50).any(|_| {
+            let _ = socket.send_to(&request, ("127.0.0.1", port));
+            matches!(socket.recv(&mut answer), Ok(n) if n >= 20 && answer[0..2] == [0x01, 0x01])
+        });
+        assert!(ready, "turnserver did not answer STUN on 127.0.0.1:{port}");
         Turn(child, port)
     }
 }
