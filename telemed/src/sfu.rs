@@ -203,6 +203,11 @@ impl Sfu {
         self.inner.recording_allowed.lock().expect("consent lock").contains(session)
     }
 
+    /// How many calls the SFU holds state for.
+    pub async fn sessions(&self) -> usize {
+        self.inner.sessions.lock().await.len()
+    }
+
     /// Who is in `session` now.
     pub async fn participants(&self, session: &str) -> Vec<(String, Role)> {
         let Some(live) = self.inner.sessions.lock().await.get(session).cloned() else { return Vec::new() };
@@ -380,6 +385,12 @@ impl CallHandle {
     /// The signaling socket closed without a goodbye: keep the place for
     /// the grace period, in case the page comes back.
     pub async fn disconnected(&self) {
+        let joined = self.session.state.lock().await.model.contains(&self.participant);
+        if !joined {
+            // Never got as far as an offer: nothing to keep.
+            drop_if_empty(&self.inner, &self.session).await;
+            return;
+        }
         let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
         connection_lost(&self.inner, &self.session, &self.participant, epoch).await;
     }
@@ -432,10 +443,13 @@ async fn connection_lost(inner: &Arc<Inner>, live: &Arc<LiveSession>, participan
     });
 }
 
+/// Forgets a call nobody is in any more (consent included: the server
+/// sets it again from the consult's record when someone joins).
 async fn drop_if_empty(inner: &Inner, live: &Arc<LiveSession>) {
     let mut sessions = inner.sessions.lock().await;
     if live.state.lock().await.model.is_empty() {
         sessions.remove(&live.id);
+        inner.recording_allowed.lock().expect("consent lock").remove(&live.id);
     }
 }
 

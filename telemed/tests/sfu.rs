@@ -186,6 +186,11 @@ async fn a_malformed_offer_is_refused_and_changes_nothing() {
     assert!(intruder.handle(ClientMessage::Mute { muted: true }).await.is_err());
     assert_eq!(sfu.participants("c4").await, vec![("op".to_owned(), Role::Operator)]);
     operator.close().await;
+    // A socket that never offered leaves nothing behind.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let passerby = sfu.attach("c9", "pat", Role::Patient, tx).await;
+    passerby.disconnected().await;
+    assert_eq!(sfu.sessions().await, 1);
 }
 
 /// coturn on a free loopback port, with one long-term user; stopped on drop.
