@@ -114,16 +114,22 @@ struct StaffingArgs {
     shrinkage: f64,
     #[arg(long = "max-occupancy", default_value_t = 1.0)]
     max_occupancy: f64,
-    /// Seats available (for a day's forecast).
+    /// Mean patience of a waiting caller: plan by Erlang A (callers hang up) instead of Erlang C.
+    #[arg(long = "patience-seconds")]
+    patience_seconds: Option<f64>,
+    /// Seats on the floor (for a day's forecast).
     #[arg(long, default_value_t = 45)]
     seats: u32,
+    /// Of the seats, those open only during the 10:00–18:00 peak shift.
+    #[arg(long = "peak-seats", default_value_t = 5)]
+    peak_seats: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 fn staffing(args: StaffingArgs) -> anyhow::Result<()> {
-    use routing::staffing::{StaffingInput, plan, plan_day};
+    use routing::staffing::{Seats, StaffingInput, helpline_shifts, plan, plan_day};
     let input = StaffingInput {
         calls: args.calls_per_interval.unwrap_or(0.0),
         interval_minutes: args.interval_minutes,
@@ -132,6 +138,7 @@ fn staffing(args: StaffingArgs) -> anyhow::Result<()> {
         service_level: args.service_level,
         shrinkage: args.shrinkage,
         max_occupancy: args.max_occupancy,
+        patience_seconds: args.patience_seconds,
     };
     if let Some(path) = args.forecast {
         #[derive(serde::Deserialize)]
@@ -148,7 +155,8 @@ fn staffing(args: StaffingArgs) -> anyhow::Result<()> {
             let row = row.with_context(|| format!("{} line {}", path.display(), i + 2))?;
             forecast.push((row.start, row.calls));
         }
-        let day = plan_day(&forecast, &input, args.seats)?;
+        let seats = Seats { total: args.seats, peak: args.peak_seats };
+        let day = plan_day(&forecast, &input, seats, &helpline_shifts())?;
         if args.json { println!("{}", serde_json::to_string_pretty(&day)?) } else { print!("{day}") }
     } else {
         let p = plan(&input)?;

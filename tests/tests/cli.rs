@@ -67,6 +67,46 @@ fn staffing_plans_a_day_and_flags_intervals_beyond_the_seats() {
 }
 
 #[test]
+fn staffing_by_erlang_a_allows_for_callers_who_hang_up() {
+    let args = ["staffing", "--calls-per-interval", "100", "--aht-seconds", "180", "--max-occupancy", "0.85", "--json"];
+    let by = |extra: &[&str]| -> Value {
+        let out = careline(&[&args[..], extra].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let c = by(&[]);
+    let a = by(&["--patience-seconds", "60"]);
+    assert_eq!(c["model"], "erlang_c");
+    assert_eq!(a["model"], "erlang_a");
+    assert!(a["agents"].as_u64() <= c["agents"].as_u64(), "{a} vs {c}");
+    assert!(a["p_abandon"].as_f64().unwrap() > 0.0 && a["service_level"].as_f64().unwrap() >= 0.8, "{a}");
+    let bad = careline(&[&args[..], &["--patience-seconds", "0"]].concat());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("patience_seconds: must be more than zero"));
+}
+
+#[test]
+fn staffing_plans_seats_per_shift_for_the_day() {
+    let profile = repo_root().join("routing/profiles/helpline-day.csv");
+    let out = careline(&[
+        "staffing",
+        "--forecast",
+        profile.to_str().unwrap(),
+        "--aht-seconds",
+        "240",
+        "--shrinkage",
+        "0.3",
+        "--max-occupancy",
+        "0.85",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for shift in ["morning  06:00–14:00", "evening  14:00–22:00", "peak     10:00–18:00"] {
+        assert!(text.contains(shift), "{text}");
+    }
+    assert!(text.contains("night: doctors"), "{text}");
+}
+
+#[test]
 fn staffing_refuses_bad_input_with_the_reason() {
     let out = careline(&["staffing", "--calls-per-interval", "100", "--aht-seconds", "180", "--service-level", "80"]);
     assert!(!out.status.success());
