@@ -57,7 +57,9 @@ try {
   // Identification by the card number the patient reads out.
   await operator.fill('#identify-form input[name=card]', 'DL-EHC-100234');
   await operator.click('#identify-form button[type=submit]');
-  await operator.waitForSelector('#patients[data-state=done] .patient.selected');
+  await operator.waitForSelector('#patients[data-state=done] .patient');
+  await operator.click('#patients .patient:first-child');
+  await operator.waitForSelector('#patients .patient.selected');
   const who = await operator.textContent('#patients .patient.selected h3');
   if (who !== 'Ramesh Kumar') throw new Error(`card DL-EHC-100234 found ${who}`);
   console.log(`identified ${who}: ${await operator.textContent('#patients .patient.selected .family')}`);

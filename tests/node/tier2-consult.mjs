@@ -52,7 +52,9 @@ try {
   // The operator identifies the caller: the contact now names the patient.
   await operator.fill('#identify-form input[name=card]', 'DL-EHC-220871');
   await operator.click('#identify-form button[type=submit]');
-  await operator.waitForSelector('#patients[data-state=done] .patient.selected');
+  await operator.waitForSelector('#patients[data-state=done] .patient');
+  await operator.click('#patients .patient:first-child');
+  await operator.waitForSelector('#patients .patient.selected');
   const identified = await until(() => operator.evaluate(async (id) => (await (await fetch(`/api/contacts/${id}`)).json()).patient_id, contact));
   if (!identified) throw new Error('the contact does not name the patient');
   console.log(`identified ${await operator.textContent('#patients .patient.selected h3')}`);
