@@ -232,7 +232,8 @@ impl Smtpd {
     pub fn first_message(&self, within: Duration, server: &Careline) -> PathBuf {
         let deadline = Instant::now() + within;
         loop {
-            let found = std::fs::read_dir(self.maildir.join("new")).ok().and_then(|mut d| d.next()).and_then(Result::ok);
+            let found =
+                std::fs::read_dir(self.maildir.join("new")).ok().and_then(|mut d| d.next()).and_then(Result::ok);
             if let Some(entry) = found {
                 return entry.path();
             }
