@@ -54,7 +54,14 @@ try {
   await shot(operator, 'operator-in-call');
   await shot(patient, 'patient-in-call');
 
-  // Identification by the card number the patient reads out.
+  // Identification by the card number the patient reads out; misheard first.
+  await operator.fill('#identify-form input[name=card]', 'DL#EHC#100234');
+  await operator.click('#identify-form button[type=submit]');
+  await operator.waitForSelector('#identify .error:not([hidden])');
+  const misheard = await operator.textContent('#identify .error');
+  if (!misheard.includes('is not an e-health card number')) throw new Error(`bad card number: ${misheard}`);
+  console.log(`bad card refused: ${misheard}`);
+  await shot(operator, 'bad-card-number');
   await operator.fill('#identify-form input[name=card]', 'DL-EHC-100234');
   await operator.click('#identify-form button[type=submit]');
   await operator.waitForSelector('#patients[data-state=done] .patient');
