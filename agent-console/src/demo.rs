@@ -185,15 +185,19 @@ async fn seed_patients(store: &Store) -> anyhow::Result<()> {
     store.link_family(savitri.patient_id, aarav.patient_id, "son", "mother").await?;
     store.map_scheme(ramesh.patient_id, "DAK").await?;
     store.map_scheme(savitri.patient_id, "PMJAY").await?;
+    // Fatima has an email address: her follow-ups are confirmed by mail.
     let fatima = store
-        .create_patient(&patient(
-            "Fatima Begum",
-            "1958-01-09",
-            Sex::Female,
-            "+919871100220",
-            "DL-EHC-220871",
-            Some("91-3098-1123-5567"),
-        ))
+        .create_patient(&NewPatient {
+            email: Some("fatima.begum@example.in".into()),
+            ..patient(
+                "Fatima Begum",
+                "1958-01-09",
+                Sex::Female,
+                "+919871100220",
+                "DL-EHC-220871",
+                Some("91-3098-1123-5567"),
+            )
+        })
         .await?;
     store.map_scheme(fatima.patient_id, "DAN").await?;
     Ok(())

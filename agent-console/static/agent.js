@@ -49,7 +49,7 @@ $('#leave-seat').addEventListener('click', run('#agent', async () => {
 }));
 
 function ring(u) {
-  offer = { contact: u.contact, until: new Date(u.until) };
+  offer = { contact: u.contact, until: new Date(u.until), callback: u.callback };
   const title = $('#offer-title');
   title.textContent = u.callback ? title.dataset.callback : title.dataset.incoming;
   $('#offer').hidden = false;
@@ -81,10 +81,10 @@ function tone() {
 
 const accept = run('#agent', async () => {
   if (!offer) return;
-  const id = offer.contact;
+  const { contact: id, callback } = offer;
   unring();
   await api(`/api/contacts/${id}/accept`);
-  open(id);
+  open(id, callback);
 });
 const decline = run('#agent', async () => {
   if (!offer) return;
@@ -99,11 +99,12 @@ $('#decline').addEventListener('click', decline);
 const contacts = new Map(); // id -> { messages, unread }
 const toWrap = [];
 
-async function open(id) {
+async function open(id, callback = false) {
   const history = await api(`/api/contacts/${id}/messages`, 'GET');
-  contacts.set(id, { messages: history, unread: false });
-  focus(id);
   const contact = await api(`/api/contacts/${id}`, 'GET');
+  // The number to dial for a callback, and who is calling otherwise.
+  contacts.set(id, { messages: history, unread: false, phone: contact.caller_phone, callback });
+  focus(id);
   if (contact.channel !== 'chat') {
     const call = await joinCall({
       contact: id,
@@ -114,6 +115,7 @@ async function open(id) {
         const c = contacts.get(id);
         if (c) c.roster = roster;
         if (current === id) showCall();
+        document.dispatchEvent(new CustomEvent('careline:roster', { detail: { contact: id, roster } }));
       },
       onError: (message) => fail('#contact', new Error(message)),
     });
@@ -169,6 +171,10 @@ function focus(id) {
     const c = contacts.get(id);
     c.unread = false;
     $('#contact-id').textContent = id.slice(0, 8);
+    const caller = $('#contact-caller');
+    caller.hidden = !c.phone;
+    caller.querySelector('span').textContent = c.callback ? caller.dataset.callback : caller.dataset.phone;
+    caller.querySelector('strong').textContent = c.phone ?? '';
     $('#agent-messages').replaceChildren(...c.messages.map(bubble));
     $('#agent-state').textContent = 'busy';
   }

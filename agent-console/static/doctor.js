@@ -18,9 +18,16 @@ document.addEventListener('careline:contact', (e) => {
   contact = e.detail;
   $('#consult').hidden = !contact;
   $('#rx').hidden = !contact;
+  $('#follow-up').hidden = !contact;
+  $('#follow-slots').replaceChildren();
   if (contact && !$('#rx-items').children.length) addRow();
   $('#transcript').replaceChildren();
   if (contact) {
+    // A chat is a text consult; a call is audio until the patient's video is seen.
+    api(`/api/contacts/${contact}`, 'GET').then((c) => {
+      if (c.channel === 'chat') setMode('text');
+      else if (!modeSeen.has(contact)) setMode('audio');
+    }).catch(() => {});
     api(`/api/contacts/${contact}/transcript`, 'GET').then((said) => {
       for (const c of said) caption({ ...c, final: true });
     }).catch(() => {});
@@ -43,6 +50,18 @@ function caption(c) {
 }
 document.addEventListener('careline:update', (e) => {
   if (e.detail.type === 'caption' && e.detail.contact === contact) caption(e.detail);
+});
+
+// The consult mode follows the call (TPG 2020: List A only by video): video
+// while the patient's camera is on, audio when they switch it off.
+const modeSeen = new Set();
+const setMode = (mode) => { $('#rx-form select[name=mode]').value = mode; };
+document.addEventListener('careline:roster', (e) => {
+  const { contact: id, roster } = e.detail;
+  const patient = roster.find((p) => p.role === 'patient');
+  if (id !== contact || !patient?.connected) return;
+  modeSeen.add(id);
+  setMode(patient.video ? 'video' : 'audio');
 });
 
 function addRow() {
@@ -112,6 +131,43 @@ $('#rx-form').addEventListener('submit', async (e) => {
     problems.hidden = false;
   }
 });
+
+// The follow-up, booked at a free slot into the patient's record, from this consult.
+$('#follow-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const data = new FormData(e.target);
+  const error = $('#follow-up .error');
+  error.hidden = true;
+  const fail = (err) => { error.textContent = err.message; error.hidden = false; };
+  try {
+    const department = data.get('department').trim();
+    const slots = await api(`/api/facilities/${data.get('facility_id')}/slots${department ? `?department=${encodeURIComponent(department)}` : ''}`, 'GET');
+    const list = $('#follow-slots');
+    const local = (iso) => new Date(iso).toLocaleString(document.documentElement.lang === 'hi' ? 'hi-IN' : 'en-IN',
+      { timeZone: 'Asia/Kolkata', dateStyle: 'medium', timeStyle: 'short' });
+    list.replaceChildren(...slots.slice(0, 20).map((s) => {
+      const button = Object.assign(document.createElement('button'), { type: 'button', textContent: list.dataset.book });
+      button.addEventListener('click', async () => {
+        error.hidden = true;
+        try {
+          const { patient_id: patient } = await api(`/api/contacts/${contact}`, 'GET');
+          if (!patient) throw new Error(e.target.dataset.needPatient);
+          await api('/api/appointments', 'POST', { slot_id: s.slot_id, patient_id: patient, contact_id: contact });
+          button.replaceWith(Object.assign(document.createElement('strong'), { className: 'booked', textContent: list.dataset.booked }));
+        } catch (err) { fail(err); }
+      });
+      const li = document.createElement('li');
+      li.dataset.slot = s.slot_id;
+      li.append(`${local(s.starts_at)} · ${s.department} · ${s.capacity - s.booked} `, button);
+      return li;
+    }));
+  } catch (err) { fail(err); }
+});
+api('/api/facilities', 'GET').then((facilities) => {
+  const lang = document.documentElement.lang;
+  $('#follow-form select[name=facility_id]').replaceChildren(...facilities.map((f) =>
+    Object.assign(document.createElement('option'), { value: f.facility_id, textContent: lang === 'hi' ? f.name_hi : f.name })));
+}).catch(() => {});
 
 api('/api/formulary', 'GET').then((drugs) => {
   $('#formulary').replaceChildren(...drugs.filter((d) => d.list !== 'Prohibited')

@@ -124,6 +124,8 @@ function selectPatient(p, card) {
   // The contact now knows who called.
   if (desk.contact) api(`/api/contacts/${desk.contact}/patient`, { json: { patient_id: p.patient_id } }).catch(() => {});
   for (const c of document.querySelectorAll('.patient')) c.classList.toggle('selected', c === card);
+  // The first card is selected before it is on the page.
+  card.classList.add('selected');
 }
 
 // --- Facilities and answers ------------------------------------------------

@@ -2,7 +2,7 @@
 // ring and are taken, messages land in the right conversation (the other tab
 // is marked unread), and each chat is ended and wrapped up on its own.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD.
-import { base, launch, signIn, watch } from './lib.mjs';
+import { base, launch, signIn, takeSeat, watch } from './lib.mjs';
 
 const browser = await launch();
 let failed = false;
@@ -10,11 +10,7 @@ try {
   const operator = await (await browser.newContext()).newPage();
   watch(operator, 'operator', () => { failed = true; });
   await signIn(operator, '/operator');
-  await operator.waitForSelector('#agent[data-stream=open]');
-  await operator.waitForSelector('#seat-form select option', { state: 'attached' });
-  await operator.click('#seat-form button[type=submit]');
-  await operator.click('#ready');
-  await operator.waitForFunction(() => document.getElementById('agent-state').textContent === 'idle');
+  await takeSeat(operator);
 
   const patients = [];
   for (const phone of ['9810000011', '9810000022']) {

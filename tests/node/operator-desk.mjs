@@ -2,7 +2,7 @@
 // caller by phone, read family and schemes, search facilities in Hindi and by
 // vacant ICU bed, find an approved answer, register a complaint and book an
 // appointment. Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
-import { base, launch, signIn, watch } from './lib.mjs';
+import { base, launch, signIn, takeSeat, watch } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
 const browser = await launch();
@@ -14,10 +14,7 @@ try {
   await signIn(page, '/operator');
 
   // Patient records are read from a contact: take a seat and answer a chat first.
-  await page.waitForSelector('#agent[data-stream=open]');
-  await page.waitForSelector('#seat-form select option', { state: 'attached' });
-  await page.click('#seat-form button[type=submit]');
-  await page.click('#ready');
+  await takeSeat(page);
   const caller = await browser.newContext();
   const started = await caller.request.post(`${base}/api/contacts`, { data: { language: 'en', phone: '9810012345', channel: 'chat' } });
   if (!started.ok()) throw new Error(`contact not started: ${await started.text()}`);

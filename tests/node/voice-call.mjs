@@ -5,17 +5,11 @@
 // server, that the audio it decodes (the tap, read as 100 ms loudness
 // levels) follows the spoken file's loudness envelope.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_SPEECH.
-import { base, launch, signIn, takeSeat, watch } from './lib.mjs';
+import { base, launchWithMedia, signIn, takeSeat, watch } from './lib.mjs';
 import { readFileSync } from 'node:fs';
 
 const speech = process.env.CARELINE_SPEECH;
-const browser = await launch([
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-  `--use-file-for-fake-audio-capture=${speech}`,
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-]);
+const browser = await launchWithMedia(speech);
 let failed = false;
 
 /// 100 ms RMS envelope of a 16-bit PCM WAV.

@@ -200,3 +200,76 @@ impl Careline {
         (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 }
+
+/// A free TCP port on loopback (for a server started after the test picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// A real SMTP server on loopback: Python's aiosmtpd, delivering into a Maildir.
+/// Stopped on drop.
+pub struct Smtpd {
+    child: Child,
+    pub maildir: PathBuf,
+}
+
+impl Smtpd {
+    /// Starts `python3 -m aiosmtpd` on 127.0.0.1:`port`, delivering into `maildir`.
+    pub fn start(port: u16, maildir: &Path) -> Smtpd {
+        let check = Command::new("python3").args(["-c", "import aiosmtpd"]).status().expect("python3");
+        assert!(check.success(), "aiosmtpd is missing: `python3 -m pip install aiosmtpd` (bash .ci/run does)");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        Smtpd { child, maildir: maildir.to_path_buf() }
+    }
+
+    /// The first message delivered, waiting at most `within`; panics with `server`'s output if none came.
+    pub fn first_message(&self, within: Duration, server: &Careline) -> PathBuf {
+        let deadline = Instant::now() + within;
+        loop {
+            let found =
+                std::fs::read_dir(self.maildir.join("new")).ok().and_then(|mut d| d.next()).and_then(Result::ok);
+            if let Some(entry) = found {
+                return entry.path();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail arrived within {within:?}; careline said:\n{}",
+                server.drain_output().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A delivered message read by Python's email parser: its `To`, the plain
+/// text part, and the iCalendar part unfolded (RFC 5545 §3.1).
+pub struct Mail {
+    pub to: String,
+    pub text: String,
+    pub ics: String,
+}
+
+pub fn read_mail(path: &Path) -> Mail {
+    let script = "import email,json,sys\n\
+        m=email.message_from_binary_file(open(sys.argv[1],'rb'))\n\
+        part=lambda t:[p for p in m.walk() if p.get_content_type()==t][-1].get_payload(decode=True).decode()\n\
+        print(json.dumps({'to':m['To'],'text':part('text/plain'),'ics':part('text/calendar')}))";
+    let out = Command::new("python3").args(["-c", script]).arg(path).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("parsed mail");
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    Mail { to: s("to"), text: s("text"), ics: s("ics").replace("\r\n ", "").replace("\n ", "") }
+}

@@ -2,44 +2,13 @@
 //! aiosmtpd): an appointment booked while the server is down is queued,
 //! retried, and arrives with its iCalendar invitation.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tests::{Careline, client};
-
-struct Smtpd(Child);
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The calendar part of a message, decoded, by Python's email parser.
-fn calendar_part(path: &std::path::Path) -> (String, String) {
-    let script = "import email,sys\n\
-        m=email.message_from_binary_file(open(sys.argv[1],'rb'))\n\
-        print(m['To'])\n\
-        parts=[p for p in m.walk() if p.get_content_type()=='text/calendar']\n\
-        print(parts[-1].get_payload(decode=True).decode())";
-    let out = Command::new("python3").args(["-c", script]).arg(path).output().expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (to, ics) = text.split_once('\n').unwrap();
-    (to.to_owned(), ics.to_owned())
-}
+use tests::{Careline, Smtpd, client, free_port, read_mail};
 
 #[tokio::test]
 async fn appointment_confirmation_is_retried_until_the_smtp_server_takes_it() {
-    let check = Command::new("python3").args(["-c", "import aiosmtpd"]).status().expect("python3");
-    assert!(check.success(), "aiosmtpd is missing: `python3 -m pip install aiosmtpd` (bash .ci/run does)");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let smtp = format!("smtp://127.0.0.1:{port}");
@@ -92,32 +61,9 @@ async fn appointment_confirmation_is_retried_until_the_smtp_server_takes_it() {
 
     // The SMTP server comes up only now: the first tries failed.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let maildir = dir.path().join("maildir");
-    let _smtpd = Smtpd(
-        Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let message = loop {
-        let found = std::fs::read_dir(maildir.join("new")).ok().and_then(|mut d| d.next()).and_then(Result::ok);
-        if let Some(entry) = found {
-            break entry.path();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no mail arrived within 20 s; careline said:\n{}",
-            server.drain_output().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let (to, folded) = calendar_part(&message);
-    // Unfold continuation lines (RFC 5545 §3.1) before reading properties.
-    let ics = folded.replace("\r\n ", "").replace("\n ", "");
+    let smtpd = Smtpd::start(port, &dir.path().join("maildir"));
+    let mail = read_mail(&smtpd.first_message(Duration::from_secs(20), &server));
+    let (to, ics) = (mail.to, mail.ics);
     assert!(to.contains("kamla@example.in"), "{to}");
     assert!(ics.contains("BEGIN:VCALENDAR") && ics.contains("METHOD:REQUEST"), "{ics}");
     let start: chrono::DateTime<chrono::Utc> = slot["starts_at"].as_str().unwrap().parse().unwrap();
