@@ -113,7 +113,7 @@ async fn seed(fhir: &FhirServer) -> chrono::DateTime<chrono::Utc> {
     let past = chrono::Utc::now() - chrono::Duration::hours(2);
     let person = |id: &str, name: &str, gender: &str, birth: &str, ids: Vec<Value>, link: Option<&str>| {
         let mut p = json!({"resourceType": "Patient", "identifier": ids, "name": [{"text": name}], "gender": gender,
-            "birthDate": birth, "telecom": [{"system": "phone", "value": "+919810012345", "use": "mobile"}]});
+            "birthDate": birth, "telecom": [{"system": "phone", "value": "+919811122233", "use": "mobile"}]});
         if let Some(l) = link {
             p["link"] = json!([{"other": {"reference": format!("urn:uuid:{l}")}, "type": "seealso"}]);
         }
@@ -135,23 +135,26 @@ async fn seed(fhir: &FhirServer) -> chrono::DateTime<chrono::Utc> {
     };
     fhir.transaction(vec![
         person(
-            "p-ramesh",
-            "Ramesh Kumar",
+            "p-mohan",
+            "Mohan Lal",
             "male",
             "1971-03-14",
-            vec![json!({"system": CARD, "value": "DL-EHC-100234"}), json!({"system": ABHA, "value": "91-4521-7788-1203"})],
-            Some("rp-ramesh-of-sunita"),
+            vec![
+                json!({"system": CARD, "value": "DL-EHC-300101"}),
+                json!({"system": ABHA, "value": "91-7733-2211-0045"}),
+            ],
+            Some("rp-mohan-of-kusum"),
         ),
         person(
-            "p-sunita",
-            "Sunita Devi",
+            "p-kusum",
+            "Kusum Lata",
             "female",
             "1975-08-02",
-            vec![json!({"system": CARD, "value": "DL-EHC-100235"})],
-            Some("rp-sunita-of-ramesh"),
+            vec![json!({"system": CARD, "value": "DL-EHC-300102"})],
+            Some("rp-kusum-of-mohan"),
         ),
-        related("rp-sunita-of-ramesh", "p-ramesh", "wife", "Sunita Devi"),
-        related("rp-ramesh-of-sunita", "p-sunita", "husband", "Ramesh Kumar"),
+        related("rp-kusum-of-mohan", "p-mohan", "wife", "Kusum Lata"),
+        related("rp-mohan-of-kusum", "p-kusum", "husband", "Mohan Lal"),
         create(
             "l-aruna",
             json!({"resourceType": "Location", "status": "active",
@@ -225,7 +228,7 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     let doctor = server.bearer("dr.mehta").await;
 
     // A caller rings (by chat); the operator takes it.
-    let start = json!({"language": "hi", "phone": "9810012345", "channel": "chat"});
+    let start = json!({"language": "hi", "phone": "9811122233", "channel": "chat"});
     let (status, started) = server.post("", "/api/contacts", start).await;
     assert_eq!(status, 201, "{started}");
     let contact = started["contact_id"].as_str().unwrap().to_owned();
@@ -236,25 +239,26 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     assert_eq!(status, 200);
 
     // Identified by card, by ABHA number and by phone: the HIMS's patients, with family.
-    let (status, by_card) = get(&server, &asha, &format!("/api/patients?card=dl-ehc-100234&contact={contact}")).await;
+    let (status, by_card) = get(&server, &asha, &format!("/api/patients?card=dl-ehc-300101&contact={contact}")).await;
     assert_eq!(status, 200, "{by_card}");
-    let ramesh = &by_card[0];
+    let mohan = &by_card[0];
     assert_eq!(by_card.as_array().unwrap().len(), 1);
-    assert_eq!(ramesh["name"], "Ramesh Kumar");
-    assert_eq!(ramesh["abha_number"], "91-4521-7788-1203");
-    let fhir_id = ramesh["hims_patient_id"].as_str().unwrap().to_owned();
-    assert_eq!(fhir.get(&format!("Patient/{fhir_id}")).await["name"][0]["text"], "Ramesh Kumar");
-    assert_eq!(ramesh["family"][0]["name"], "Sunita Devi", "{ramesh}");
-    assert_eq!(ramesh["family"][0]["relation"], "wife");
-    let pid = ramesh["patient_id"].as_i64().unwrap();
-    let (_, by_abha) = get(&server, &asha, &format!("/api/patients?abha=91452177881203&contact={contact}")).await;
+    assert_eq!(mohan["name"], "Mohan Lal");
+    assert_eq!(mohan["abha_number"], "91-7733-2211-0045");
+    let fhir_id = mohan["hims_patient_id"].as_str().unwrap().to_owned();
+    assert_eq!(fhir.get(&format!("Patient/{fhir_id}")).await["name"][0]["text"], "Mohan Lal");
+    assert_eq!(mohan["family"][0]["name"], "Kusum Lata", "{mohan}");
+    assert_eq!(mohan["family"][0]["relation"], "wife");
+    let pid = mohan["patient_id"].as_i64().unwrap();
+    let (_, by_abha) = get(&server, &asha, &format!("/api/patients?abha=91773322110045&contact={contact}")).await;
     assert_eq!(by_abha[0]["patient_id"], pid, "{by_abha}");
-    let (_, by_phone) = get(&server, &asha, &format!("/api/patients?phone=%2B91%2098100%2012345&contact={contact}")).await;
+    let (_, by_phone) =
+        get(&server, &asha, &format!("/api/patients?phone=%2B91%2098111%2022233&contact={contact}")).await;
     let mut names: Vec<&str> = by_phone.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["Ramesh Kumar", "Sunita Devi"]);
-    let sunita = by_phone.as_array().unwrap().iter().find(|p| p["name"] == "Sunita Devi").unwrap().clone();
-    assert_eq!(sunita["family"][0]["relation"], "husband", "{sunita}");
+    assert_eq!(names, ["Kusum Lata", "Mohan Lal"]);
+    let kusum = by_phone.as_array().unwrap().iter().find(|p| p["name"] == "Kusum Lata").unwrap().clone();
+    assert_eq!(kusum["family"][0]["relation"], "husband", "{kusum}");
     let (status, none) = get(&server, &asha, &format!("/api/patients?card=DL-EHC-999999&contact={contact}")).await;
     assert_eq!((status, none), (200, json!([])));
     let (status, bad) = get(&server, &asha, &format!("/api/patients?card=x&contact={contact}")).await;
@@ -279,7 +283,8 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     let slots = slots.as_array().unwrap().clone();
     assert_eq!(slots.len(), 3, "{slots:?}");
     assert_eq!(slots[0]["starts_at"].as_str().unwrap(), instant(first_slot));
-    let (_, medicine) = get(&server, &asha, &format!("/api/facilities/{fid}/slots?department=general%20medicine")).await;
+    let (_, medicine) =
+        get(&server, &asha, &format!("/api/facilities/{fid}/slots?department=general%20medicine")).await;
     assert_eq!(medicine.as_array().unwrap().len(), 2);
     let slot_1 = slots[0]["slot_id"].as_i64().unwrap();
     let slot_2 = slots[1]["slot_id"].as_i64().unwrap();
@@ -319,13 +324,13 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     assert_eq!(booked.len(), 1, "{booked:?}");
     assert_eq!(booked[0]["status"], "booked");
     // A second booking of the same slot is refused, and nothing is stored.
-    let sunita_id = sunita["patient_id"].as_i64().unwrap();
-    let again = json!({"slot_id": slot_1, "patient_id": sunita_id});
+    let kusum_id = kusum["patient_id"].as_i64().unwrap();
+    let again = json!({"slot_id": slot_1, "patient_id": kusum_id});
     let (status, refused) = server.post(&asha, "/api/appointments", again).await;
     assert_eq!(status, 409, "{refused}");
     // Two bookings of one slot at the same moment: exactly one succeeds.
     let (a, b) = tokio::join!(
-        server.post(&asha, "/api/appointments", json!({"slot_id": slot_2, "patient_id": sunita_id})),
+        server.post(&asha, "/api/appointments", json!({"slot_id": slot_2, "patient_id": kusum_id})),
         server.post(&doctor, "/api/appointments", json!({"slot_id": slot_2, "patient_id": pid})),
     );
     let mut statuses = [a.0, b.0];
@@ -375,9 +380,16 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
         follow_up["supportingInformation"].as_array().unwrap().iter().any(|r| r["reference"] == encounter_ref.as_str()),
         "{follow_up}"
     );
-    let actors: Vec<&str> =
-        follow_up["participant"].as_array().unwrap().iter().map(|p| p["actor"]["reference"].as_str().unwrap()).collect();
-    assert!(actors.contains(&format!("Patient/{fhir_id}").as_str()) && actors.contains(&doctor_ref.as_str()), "{actors:?}");
+    let actors: Vec<&str> = follow_up["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["actor"]["reference"].as_str().unwrap())
+        .collect();
+    assert!(
+        actors.contains(&format!("Patient/{fhir_id}").as_str()) && actors.contains(&doctor_ref.as_str()),
+        "{actors:?}"
+    );
     assert!(follow_up["end"].is_string());
     // Once per consult; a second Practitioner is never made.
     let (status, twice) = server.post(&doctor, &record_url, json!(null)).await;
@@ -389,7 +401,8 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     let slot_3 = slots[2]["slot_id"].as_i64().unwrap();
     drop(fhir);
     let before = (count(dir.path(), "appointment").await, count(dir.path(), "patient").await);
-    let (status, down) = server.post(&asha, "/api/appointments", json!({"slot_id": slot_3, "patient_id": sunita_id})).await;
+    let (status, down) =
+        server.post(&asha, "/api/appointments", json!({"slot_id": slot_3, "patient_id": kusum_id})).await;
     assert_eq!(status, 502, "{down}");
     assert!(down["detail"].as_str().unwrap().contains("could not be reached"), "{down}");
     let meera = server.bearer("meera").await;
@@ -427,7 +440,7 @@ async fn a_fhir_server_answering_garbage_is_a_502_and_nothing_is_stored() {
     let meera = server.bearer("meera").await;
     let patients = count(dir.path(), "patient").await;
     let facilities = count(dir.path(), "hims_ref").await;
-    for path in ["/api/patients?card=DL-EHC-100234", "/api/patients?phone=9810012345", "/api/facilities?q=lok"] {
+    for path in ["/api/patients?card=DL-EHC-300101", "/api/patients?phone=9811122233", "/api/facilities?q=lok"] {
         let (status, problem) = get(&server, &meera, path).await;
         assert_eq!(status, 502, "{path}: {problem}");
         assert!(problem["detail"].as_str().unwrap().contains("not FHIR JSON"), "{problem}");

@@ -3,9 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Booking, Consult, Hims, HimsError, Result};
-use crate::store::{
-    Appointment, ConsultRecord, Facility, FacilityQuery, Patient, PatientKey, Slot, Store, StoreError,
-};
+use crate::store::{Appointment, ConsultRecord, Facility, FacilityQuery, Patient, PatientKey, Slot, Store, StoreError};
 
 /// The HIMS records kept in Careline's own store.
 #[derive(Clone)]

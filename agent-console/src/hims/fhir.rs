@@ -95,7 +95,10 @@ impl FhirHims {
         let what = format!("the search {rtype}?{}", serde_urlencoded::to_string(params).unwrap_or_default());
         let answer = self.send(self.http.get(format!("{}/{rtype}", self.base)).query(&query), &what).await?;
         if answer.body["resourceType"] != "Bundle" {
-            return Err(HimsError::Upstream(format!("the HIMS answered {what} with a {} instead of a Bundle", answer.body["resourceType"])));
+            return Err(HimsError::Upstream(format!(
+                "the HIMS answered {what} with a {} instead of a Bundle",
+                answer.body["resourceType"]
+            )));
         }
         Ok(answer.body["entry"]
             .as_array()
@@ -118,11 +121,8 @@ impl FhirHims {
 
     /// Posts a transaction Bundle; the answer is the `transaction-response` with one entry per entry sent.
     async fn transaction(&self, bundle: &Value, what: &str) -> Result<Vec<Value>> {
-        let request = self
-            .http
-            .post(&self.base)
-            .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
-            .body(bundle.to_string());
+        let request =
+            self.http.post(&self.base).header(reqwest::header::CONTENT_TYPE, FHIR_JSON).body(bundle.to_string());
         let answer = self.send(request, what).await?;
         let sent = bundle["entry"].as_array().map_or(0, Vec::len);
         let entries = answer.body["entry"].as_array().cloned().unwrap_or_default();
@@ -146,18 +146,16 @@ impl FhirHims {
         let mut family: Vec<(String, String, String)> = Vec::new(); // (patient id, relative id, relation)
         let mut relatives: HashMap<String, NewPatient> = HashMap::new();
         if !found.is_empty() {
-            let of = found.iter().filter_map(|r| r["id"].as_str()).map(|id| format!("Patient/{id}")).collect::<Vec<_>>();
+            let of =
+                found.iter().filter_map(|r| r["id"].as_str()).map(|id| format!("Patient/{id}")).collect::<Vec<_>>();
             let related = match self.search("RelatedPerson", &[("patient", of.join(","))]).await {
                 Ok(r) => r,
                 // A server without RelatedPerson has no family to tell.
                 Err(HimsError::NotFound(_)) => Vec::new(),
                 Err(e) => return Err(e),
             };
-            let links: Vec<String> = related
-                .iter()
-                .filter_map(|r| r["id"].as_str())
-                .map(|id| format!("RelatedPerson/{id}"))
-                .collect();
+            let links: Vec<String> =
+                related.iter().filter_map(|r| r["id"].as_str()).map(|id| format!("RelatedPerson/{id}")).collect();
             if !links.is_empty() {
                 let people = self.search("Patient", &[("link", links.join(","))]).await?;
                 for rp in &related {
@@ -322,8 +320,9 @@ impl Hims for FhirHims {
             };
             let reference = format!("Location/{id}");
             let offered = services.get(&reference).cloned().unwrap_or_default();
-            let f = super::location_from_fhir(l, offered)
-                .map_err(|e| HimsError::Upstream(format!("the HIMS sent {reference}, which Careline cannot read: {e}")))?;
+            let f = super::location_from_fhir(l, offered).map_err(|e| {
+                HimsError::Upstream(format!("the HIMS sent {reference}, which Careline cannot read: {e}"))
+            })?;
             facilities.push((reference, f));
         }
         let mut known = HashSet::new();
@@ -358,7 +357,8 @@ impl Hims for FhirHims {
         let mut departments: HashMap<String, String> = HashMap::new();
         for s in &schedules {
             let Some(id) = s["id"].as_str() else { continue };
-            let dept = text_of(&s["serviceType"]).or_else(|| text_of(&s["specialty"])).unwrap_or_else(|| "general".into());
+            let dept =
+                text_of(&s["serviceType"]).or_else(|| text_of(&s["specialty"])).unwrap_or_else(|| "general".into());
             if department.is_none_or(|d| d.eq_ignore_ascii_case(&dept)) {
                 departments.insert(format!("Schedule/{id}"), dept.to_lowercase());
             }
@@ -456,12 +456,11 @@ impl Hims for FhirHims {
         ]});
         let what = format!("the booking of {slot_ref}");
         let answers = self.transaction(&bundle, &what).await?;
-        let appointment_ref = answers[1]["response"]["location"]
-            .as_str()
-            .and_then(|l| reference_of(l, "Appointment"))
-            .ok_or_else(|| HimsError::Upstream(format!("the HIMS answered {what} without the Appointment's location")))?;
-        match self.store.book_appointment(slot.slot_id, b.patient.patient_id, b.booked_by, b.contact_id, b.now).await
-        {
+        let appointment_ref =
+            answers[1]["response"]["location"].as_str().and_then(|l| reference_of(l, "Appointment")).ok_or_else(
+                || HimsError::Upstream(format!("the HIMS answered {what} without the Appointment's location")),
+            )?;
+        match self.store.book_appointment(slot.slot_id, b.patient.patient_id, b.booked_by, b.contact_id, b.now).await {
             Ok(booked) => {
                 self.store.set_hims_ref(HimsKind::Appointment, booked.appointment_id, &appointment_ref).await?;
                 Ok(booked)
@@ -500,19 +499,20 @@ impl Hims for FhirHims {
         })?;
         let booked = match &c.follow_up {
             Some((_, a)) => {
-                let reference = self.store.hims_ref(HimsKind::Appointment, a.appointment_id).await?.ok_or_else(|| {
-                    HimsError::Refused(format!("the follow-up appointment {} is not booked in the HIMS", a.appointment_id))
-                })?;
+                let reference =
+                    self.store.hims_ref(HimsKind::Appointment, a.appointment_id).await?.ok_or_else(|| {
+                        HimsError::Refused(format!(
+                            "the follow-up appointment {} is not booked in the HIMS",
+                            a.appointment_id
+                        ))
+                    })?;
                 let (resource, version) = self.read(&reference).await?;
                 Some((reference, resource, version))
             }
             None => None,
         };
-        let follow_up = booked.as_ref().map(|(reference, resource, version)| BookedFollowUp {
-            reference,
-            version,
-            resource,
-        });
+        let follow_up =
+            booked.as_ref().map(|(reference, resource, version)| BookedFollowUp { reference, version, resource });
         let bundle = consult_bundle_for_server(
             &patient_ref,
             &super::practitioner_of(&c.doctor),
