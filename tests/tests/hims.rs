@@ -52,6 +52,7 @@ impl FhirServer {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("the FHIR server did not start within 30 s");
                 }
             }

@@ -184,8 +184,8 @@ impl FhirHims {
         let mut local: HashMap<String, PatientId> = HashMap::new();
         for p in patients.iter().chain(relatives.values()) {
             let id = p.hims_patient_id.clone().unwrap_or_default();
-            if !local.contains_key(&id) {
-                local.insert(id, self.store.sync_patient(p).await.map_err(conflict)?.patient_id);
+            if let std::collections::hash_map::Entry::Vacant(slot) = local.entry(id) {
+                slot.insert(self.store.sync_patient(p).await.map_err(conflict)?.patient_id);
             }
         }
         for (whose, relative, relation) in &family {

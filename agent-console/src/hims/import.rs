@@ -391,14 +391,14 @@ pub fn patient_from_fhir(r: &serde_json::Value) -> Result<crate::store::NewPatie
         r["identifier"].as_array().into_iter().flatten().find(|x| x["system"] == system).and_then(|x| text(&x["value"]))
     };
     let abha = match ident(telemed::fhir::ABHA_SYSTEM) {
-        Some(a) => Some(crate::store::AbhaNumber::parse(&a).map_err(|e| bad_resource(e))?),
+        Some(a) => Some(crate::store::AbhaNumber::parse(&a).map_err(bad_resource)?),
         None => None,
     };
     let telecom = |system: &str| {
         r["telecom"].as_array().into_iter().flatten().find(|t| t["system"] == system).and_then(|t| text(&t["value"]))
     };
     let phone = match telecom("phone") {
-        Some(p) => Some(crate::http::patients::normalise_phone(&p).map_err(|e| bad_resource(e))?),
+        Some(p) => Some(crate::http::patients::normalise_phone(&p).map_err(bad_resource)?),
         None => None,
     };
     Ok(crate::store::NewPatient {
