@@ -413,8 +413,8 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     server.stop();
 }
 
-/// An HTTP server that answers every request with 200 and an HTML page.
-fn garbage_server() -> String {
+/// An HTTP server that answers every request with `status`, `content_type` and `body`.
+fn canned_server(status: &'static str, content_type: &'static str, body: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -423,10 +423,9 @@ fn garbage_server() -> String {
             s.set_read_timeout(Some(Duration::from_secs(2))).ok();
             let mut buf = [0u8; 8192];
             let _ = s.read(&mut buf);
-            let body = "<html><body>Welcome to nginx!</body></html>";
             let _ = write!(
                 s,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
@@ -437,7 +436,8 @@ fn garbage_server() -> String {
 #[tokio::test]
 async fn a_fhir_server_answering_garbage_is_a_502_and_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Careline::start(dir.path(), &["--demo", "--hims-fhir-url", &garbage_server()], &[]);
+    let garbage = canned_server("200 OK", "text/html", "<html><body>Welcome to nginx!</body></html>");
+    let server = Careline::start(dir.path(), &["--demo", "--hims-fhir-url", &garbage], &[]);
     let meera = server.bearer("meera").await;
     let patients = count(dir.path(), "patient").await;
     let facilities = count(dir.path(), "hims_ref").await;
@@ -449,5 +449,20 @@ async fn a_fhir_server_answering_garbage_is_a_502_and_nothing_is_stored() {
     }
     assert_eq!(count(dir.path(), "patient").await, patients);
     assert_eq!(count(dir.path(), "hims_ref").await, facilities);
+    server.stop();
+}
+
+#[tokio::test]
+async fn what_a_failing_fhir_server_said_is_in_the_502() {
+    let outcome = r#"{"resourceType": "OperationOutcome", "issue": [{"severity": "fatal", "code": "transient",
+        "details": {"text": "the patient index is being rebuilt"}}]}"#;
+    let failing = canned_server("503 Service Unavailable", "application/fhir+json", outcome);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Careline::start(dir.path(), &["--demo", "--hims-fhir-url", &failing], &[]);
+    let meera = server.bearer("meera").await;
+    let (status, problem) = get(&server, &meera, "/api/patients?abha=91-7733-2211-0045").await;
+    assert_eq!(status, 502, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("503") && detail.contains("the patient index is being rebuilt"), "{detail}");
     server.stop();
 }
