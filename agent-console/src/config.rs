@@ -58,6 +58,13 @@ pub struct ServeConfig {
     #[arg(long = "dispatch-retry-seconds", env = "CARELINE_DISPATCH_RETRY_SECONDS", default_value_t = 30)]
     pub dispatch_retry_seconds: u64,
 
+    /// The HIMS as a FHIR R4 server: its service base URL, e.g.
+    /// `https://hims.example.org/fhir`. Patients, facilities, slots and
+    /// appointments are read and booked there, and finished consults are
+    /// written there. The built-in records are used when unset.
+    #[arg(long = "hims-fhir-url", env = "CARELINE_HIMS_FHIR_URL")]
+    pub hims_fhir_url: Option<String>,
+
     /// IP addresses the media plane (WebRTC) listens on, one UDP port each per
     /// connection; they are the host candidates browsers connect to. Give the
     /// address browsers can reach.
@@ -138,6 +145,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("dispatch_webhook", &self.dispatch_webhook.as_deref().map(redact_url))
+            .field("hims_fhir_url", &self.hims_fhir_url.as_deref().map(redact_url))
             .field("media_addresses", &self.media_addresses)
             .field("ice_servers", &self.ice_servers)
             .field("media_grace_seconds", &self.media_grace_seconds)

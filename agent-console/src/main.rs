@@ -352,6 +352,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;
+    if let Some(url) = &config.hims_fhir_url {
+        state.hims = std::sync::Arc::new(agent_console::hims::FhirHims::new(state.store.clone(), url)?);
+        tracing::info!(hims = %agent_console::config::redact_url(url), "the HIMS is a FHIR R4 server");
+    }
     if let Some(url) = &config.smtp_url {
         let policy = agent_console::mail::RetryPolicy {
             first_backoff: chrono::Duration::seconds(config.mail_retry_seconds.max(1)),

@@ -753,4 +753,21 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
         .output()
         .expect("run node");
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // The consult goes into the built-in HIMS record once the contact has ended, by a doctor, once.
+    let record = format!("/api/contacts/{id}/hims-record");
+    assert_problem(&app.send("POST", &record, Some(&doctor), None).await, StatusCode::CONFLICT);
+    let ended = app.send("POST", &format!("/api/contacts/{id}/end"), Some(&doctor), None).await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{:?}", ended.body);
+    assert_problem(&app.send("POST", &record, Some(&asha), None).await, StatusCode::FORBIDDEN);
+    assert!(app.store.consult_record(&id).await.unwrap().is_none());
+    let recorded = app.send("POST", &record, Some(&doctor), None).await;
+    assert_eq!(recorded.status, StatusCode::CREATED, "{:?}", recorded.body);
+    assert_eq!(recorded.body["hims"], "builtin");
+    let encounter = recorded.body["encounter_ref"].as_str().unwrap();
+    assert!(encounter.starts_with("urn:uuid:"), "{encounter}");
+    let kept = app.store.consult_record(&id).await.unwrap().unwrap();
+    assert_eq!(kept.encounter_ref, encounter);
+    assert_eq!(kept.bundle["entry"].as_array().unwrap().len(), bundle.body["entry"].as_array().unwrap().len());
+    assert_problem(&app.send("POST", &record, Some(&doctor), None).await, StatusCode::CONFLICT);
 }

@@ -9,7 +9,7 @@ use agent_console::store::{
     AbhaNumber, Attempt, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery, NewAudit, NewComplaint,
     NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
 };
-use agent_console::store::{Channel, ContactChange, ContactStatus, NewCaption, NewContact};
+use agent_console::store::{Channel, ConsultRecord, ContactChange, ContactStatus, HimsKind, NewCaption, NewContact};
 use chrono::{Duration, NaiveDate, Utc};
 use sqlx::Connection;
 
@@ -108,6 +108,7 @@ conformance!(
     mail_outbox_retries_and_survives_reopening,
     contacts_from_arrival_to_wrap_up,
     captions_keep_the_transcript_in_order,
+    the_hims_link_keeps_references_patients_and_consult_records,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -609,4 +610,65 @@ async fn captions_keep_the_transcript_in_order(store: &Store, _url: &str) {
         language: "en",
     };
     assert!(store.add_caption(&orphan, Utc::now()).await.is_err());
+}
+
+async fn the_hims_link_keeps_references_patients_and_consult_records(store: &Store, _url: &str) {
+    demo_desk(store).await;
+    // Which server resource a local record is, replaced when it changes.
+    let lnh = store.facility_by_code("DL-H-LNH").await.unwrap().facility_id;
+    assert_eq!(store.hims_ref(HimsKind::Facility, lnh).await.unwrap(), None);
+    store.set_hims_ref(HimsKind::Facility, lnh, "Location/7").await.unwrap();
+    store.set_hims_ref(HimsKind::Facility, lnh, "Location/8").await.unwrap();
+    assert_eq!(store.hims_ref(HimsKind::Facility, lnh).await.unwrap().as_deref(), Some("Location/8"));
+    assert_eq!(store.hims_ref(HimsKind::Slot, lnh).await.unwrap(), None, "kinds are apart");
+    // A slot found again by its start.
+    let start = Utc::now() + Duration::days(3);
+    store.add_slot(lnh, "paediatrics", start, start + Duration::minutes(15), 1).await.unwrap();
+    let slot = store.slot_at(lnh, "paediatrics", start).await.unwrap();
+    assert_eq!((slot.capacity, slot.booked), (1, 0));
+    assert!(matches!(store.slot_at(lnh, "surgery", start).await, Err(StoreError::NotFound)));
+
+    // A HIMS patient updates the local copy with the same card (and gives it the HIMS id), or is added.
+    let mut local = new_patient("Kamla Devi", "+919810000001");
+    local.ehealth_card = Some("DL-EHC-500001".into());
+    let kamla = store.create_patient(&local).await.unwrap();
+    let mut from_hims = new_patient("Kamla Devi Sharma", "+919810000002");
+    from_hims.ehealth_card = Some("DL-EHC-500001".into());
+    from_hims.abha_number = Some(AbhaNumber::parse("91-1111-2222-3333").unwrap());
+    from_hims.hims_patient_id = Some("17".into());
+    let synced = store.sync_patient(&from_hims).await.unwrap();
+    assert_eq!(synced.patient_id, kamla.patient_id);
+    assert_eq!((synced.name.as_str(), synced.phone.as_deref()), ("Kamla Devi Sharma", Some("+919810000002")));
+    assert_eq!(synced.hims_patient_id.as_deref(), Some("17"));
+    // Again, found by the HIMS id now.
+    from_hims.name = "Kamla Sharma".into();
+    assert_eq!(store.sync_patient(&from_hims).await.unwrap().patient_id, kamla.patient_id);
+    let mut other = new_patient("Ravi Verma", "+919810000003");
+    other.hims_patient_id = Some("18".into());
+    let ravi = store.sync_patient(&other).await.unwrap();
+    assert_ne!(ravi.patient_id, kamla.patient_id);
+    // Two HIMS patients with one card: a conflict, and nothing changes.
+    let mut clash = new_patient("Someone Else", "+919810000004");
+    clash.hims_patient_id = Some("18".into());
+    clash.ehealth_card = Some("DL-EHC-500001".into());
+    assert!(matches!(store.sync_patient(&clash).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.patient(ravi.patient_id).await.unwrap().name, "Ravi Verma");
+
+    // A consult record, once per contact.
+    let doctor = store.create_staff(&new_staff("dr.mehta", Role::Doctor)).await.unwrap();
+    let new = NewContact { channel: Some(Channel::Chat), language: "hi".into(), ..Default::default() };
+    store.create_contact("c-h", &new, "hash-h", Utc::now()).await.unwrap();
+    assert!(store.consult_record("c-h").await.unwrap().is_none());
+    let record = ConsultRecord {
+        contact_id: "c-h".into(),
+        hims: "http://127.0.0.1:9/fhir".into(),
+        encounter_ref: "Encounter/5".into(),
+        bundle: serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": []}),
+        recorded_by: doctor.staff_id,
+        recorded_at: Utc::now(),
+    };
+    store.save_consult_record(&record).await.unwrap();
+    let kept = store.consult_record("c-h").await.unwrap().unwrap();
+    assert_eq!((kept.encounter_ref.as_str(), &kept.bundle), ("Encounter/5", &record.bundle));
+    assert!(matches!(store.save_consult_record(&record).await, Err(StoreError::Conflict(_))));
 }

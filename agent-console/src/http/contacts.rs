@@ -52,6 +52,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(save_note, read_note))
         .routes(routes!(formulary))
         .routes(routes!(fhir_bundle))
+        .routes(routes!(record_consult))
         .routes(routes!(request_ambulance))
 }
 
@@ -925,15 +926,52 @@ async fn fhir_bundle(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>> {
-    use telemed::fhir::*;
+    let staff_id = user.staff.staff_id;
     party(&store, &id, None, Some(user)).await?;
-    let contact = store.contact(&id).await?;
+    let consult = gather_consult(&store, &id, staff_id).await?;
+    Ok(axum::Json(crate::hims::consult_bundle(&consult)))
+}
+
+/// A doctor on the contact writes the finished consult into the patient's
+/// HIMS record (the built-in record, or the FHIR server): the Encounter
+/// (class VR), the notes and transcript as a DocumentReference, the
+/// prescriptions as MedicationRequests, and the booked follow-up linked to
+/// the Encounter. Once per contact; the HIMS takes all of it or none.
+#[utoipa::path(post, path = "/api/contacts/{id}/hims-record", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 201, body = crate::store::ConsultRecord), (status = 401), (status = 403), (status = 404), (status = 409), (status = 502)))]
+async fn record_consult(
+    State(state): State<AppState>,
+    super::Doctor(doctor): super::Doctor,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<crate::store::ConsultRecord>)> {
+    let store = &state.store;
+    on_contact(store, doctor.staff_id, &id).await?;
+    let consult = gather_consult(store, &id, doctor.staff_id).await?;
+    if consult.ended.is_none() {
+        return Err(ApiError::Conflict("the consult is still going on: end the contact before recording it".into()));
+    }
+    let record = state.hims.record_consult(&consult).await?;
+    store
+        .append_audit(&crate::store::NewAudit {
+            staff_id: Some(doctor.staff_id),
+            action: "consult.record".into(),
+            patient_id: Some(consult.patient.patient_id),
+            contact_id: Some(id),
+            detail: format!("{} {}", record.hims, record.encounter_ref),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(record)))
+}
+
+/// What the consult on a contact gives the HIMS record, from the store.
+async fn gather_consult(store: &Store, id: &str, recorded_by: StaffId) -> Result<crate::hims::Consult> {
+    let contact = store.contact(id).await?;
     let patient_id =
         contact.patient_id.ok_or_else(|| ApiError::Conflict("the patient is not identified on this contact".into()))?;
     let doctor_id = contact.doctor_id.ok_or_else(|| ApiError::Conflict("no doctor has joined this contact".into()))?;
     let patient = store.patient(patient_id).await?;
     let doctor = store.staff(doctor_id).await?;
-    let note = store.consult_note(&id).await?;
+    let note = store.consult_note(id).await?;
     let notes = note
         .as_ref()
         .map(|n| {
@@ -944,7 +982,7 @@ async fn fhir_bundle(
         })
         .unwrap_or_default();
     // The call's transcript, kept only when the patient consented.
-    let captions = store.captions(&id).await?;
+    let captions = store.captions(id).await?;
     let transcript = (!captions.is_empty()).then(|| {
         captions.iter().map(|c| format!("{} ({}): {}", c.role, c.participant, c.text)).collect::<Vec<_>>().join("\n")
     });
@@ -962,52 +1000,29 @@ async fn fhir_bundle(
             ));
         }
     }
-    let follow = match store
+    let follow_up = match store
         .appointments_of(patient_id)
         .await?
         .into_iter()
-        .find(|a| a.contact_id.as_deref() == Some(id.as_str()) && a.status == "booked")
+        .find(|a| a.contact_id.as_deref() == Some(id) && a.status == "booked")
     {
         Some(a) => Some((store.facility(a.slot.facility_id).await?, a)),
         None => None,
     };
-    let bundle = consult_bundle(
-        &FhirPatient {
-            name: &patient.name,
-            sex: patient.sex.as_str(),
-            birth_date: patient.birth_date,
-            phone: patient.phone.as_deref(),
-            email: patient.email.as_deref(),
-            abha_number: patient.abha_number.as_ref().map(|a| a.as_str()),
-            ehealth_card: patient.ehealth_card.as_deref(),
-            hims_id: patient.hims_patient_id.as_deref(),
-        },
-        &FhirPractitioner {
-            name: &doctor.display_name,
-            qualification: doctor.qualification.as_deref().unwrap_or_default(),
-            registration_number: doctor.registration_number.as_deref().unwrap_or_default(),
-        },
-        &FhirConsult {
-            contact_id: &id,
-            started: contact.answered_at.unwrap_or(contact.created_at),
-            ended: contact.ended_at,
-            reason: &reason,
-            notes: &notes,
-            transcript: transcript.as_deref(),
-        },
-        &medications.iter().map(|(g, d)| FhirMedication { generic: g, dosage: d.clone() }).collect::<Vec<_>>(),
-        follow
-            .as_ref()
-            .map(|(f, a)| FhirFollowUp {
-                facility_code: &f.code,
-                facility_name: &f.name,
-                department: &a.slot.department,
-                start: a.slot.starts_at,
-                end: a.slot.ends_at,
-            })
-            .as_ref(),
-    );
-    Ok(axum::Json(bundle))
+    Ok(crate::hims::Consult {
+        contact_id: id.to_owned(),
+        patient,
+        doctor,
+        started: contact.answered_at.unwrap_or(contact.created_at),
+        ended: contact.ended_at,
+        reason,
+        notes,
+        transcript,
+        medications,
+        follow_up,
+        recorded_by,
+        now: Utc::now(),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
 use super::{AppState, StaffOnDuty};
+use crate::hims::HimsLink;
 use crate::store::{
     Appointment, BedType, Complaint, ComplaintCategory, ComplaintStatus, ComplaintTask, Facility, FacilityKind,
     FacilityQuery, Faq, NewAudit, NewComplaint, PatientId, Scheme, Slot, Stock, Store, StoreError,
@@ -77,17 +78,17 @@ struct FacilitySearch {
     medicine: Option<String>,
 }
 
-/// Searches facilities, in Hindi or English.
+/// Searches facilities in the HIMS, in Hindi or English.
 #[utoipa::path(get, path = "/api/facilities", tag = "desk", params(FacilitySearch),
-    responses((status = 200, body = [Facility]), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, body = [Facility]), (status = 400), (status = 401), (status = 403), (status = 502)))]
 async fn search_facilities(
-    State(store): State<Store>,
+    State(hims): State<HimsLink>,
     _staff: StaffOnDuty,
     ApiQuery(q): ApiQuery<FacilitySearch>,
 ) -> Result<axum::Json<Vec<Facility>>> {
     let query =
         FacilityQuery { text: q.q, kind: q.kind, district: q.district, vacant_bed: q.vacant_bed, medicine: q.medicine };
-    Ok(axum::Json(store.search_facilities(&query).await?))
+    Ok(axum::Json(hims.search_facilities(&query).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,10 +103,11 @@ struct FacilityDetail {
     responses((status = 200, body = FacilityDetail), (status = 401), (status = 403), (status = 404)))]
 async fn facility(
     State(store): State<Store>,
+    State(hims): State<HimsLink>,
     _staff: StaffOnDuty,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<FacilityDetail>> {
-    let facility = store.facility(id).await.map_err(not_found(format!("facility {id}")))?;
+    let facility = hims.facility(id).await?;
     let stock = store.stock(Some(id), None).await?;
     Ok(axum::Json(FacilityDetail { facility, stock }))
 }
@@ -335,11 +337,11 @@ struct SlotSearch {
     days: Option<i64>,
 }
 
-/// Free appointment slots at a facility from now on.
+/// Free appointment slots at a facility from now on, from the HIMS.
 #[utoipa::path(get, path = "/api/facilities/{id}/slots", tag = "desk", params(("id" = i64, Path), SlotSearch),
-    responses((status = 200, body = [Slot]), (status = 401), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 200, body = [Slot]), (status = 401), (status = 403), (status = 404), (status = 422), (status = 502)))]
 async fn free_slots(
-    State(store): State<Store>,
+    State(hims): State<HimsLink>,
     _staff: StaffOnDuty,
     Path(id): Path<i64>,
     ApiQuery(q): ApiQuery<SlotSearch>,
@@ -348,9 +350,8 @@ async fn free_slots(
     if !(1..=30).contains(&days) {
         return Err(ApiError::invalid("days", "look 1 to 30 days ahead"));
     }
-    store.facility(id).await.map_err(not_found(format!("facility {id}")))?;
     let now = Utc::now();
-    Ok(axum::Json(store.free_slots(id, q.department.as_deref(), now, now + Duration::days(days)).await?))
+    Ok(axum::Json(hims.free_slots(id, q.department.as_deref(), now, now + Duration::days(days)).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -361,9 +362,10 @@ struct BookingInput {
     contact_id: Option<String>,
 }
 
-/// Books a patient into a free slot. A full or past slot is refused (409) and nothing is stored.
+/// Books a patient into a free slot, in the HIMS. A full, taken or past slot
+/// is refused (409) and nothing is stored; a HIMS that fails is a 502.
 #[utoipa::path(post, path = "/api/appointments", tag = "desk", request_body = BookingInput,
-    responses((status = 201, body = Appointment), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 201, body = Appointment), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 502)))]
 async fn book_appointment(
     State(state): State<AppState>,
     StaffOnDuty(staff): StaffOnDuty,
@@ -373,10 +375,16 @@ async fn book_appointment(
     let patient =
         store.patient(PatientId(input.patient_id)).await.map_err(not_found(format!("patient {}", input.patient_id)))?;
     let now = Utc::now();
-    let appointment = store
-        .book_appointment(input.slot_id, patient.patient_id, staff.staff_id, input.contact_id.as_deref(), now)
-        .await
-        .map_err(not_found(format!("slot {}", input.slot_id)))?;
+    let appointment = state
+        .hims
+        .book(&crate::hims::Booking {
+            slot_id: input.slot_id,
+            patient: &patient,
+            booked_by: staff.staff_id,
+            contact_id: input.contact_id.as_deref(),
+            now,
+        })
+        .await?;
     let detail = format!("appointment {} slot {}", appointment.appointment_id, appointment.slot.slot_id);
     audit(store, &staff, "appointment.book", Some(patient.patient_id), input.contact_id, detail).await?;
     // The confirmation goes through the outbox; the booking stands even if mail is down.

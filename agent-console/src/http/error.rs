@@ -40,6 +40,10 @@ pub enum ApiError {
     /// 422: well-formed, but the values break a rule.
     #[error("the request has invalid fields")]
     Invalid(Vec<FieldError>),
+    /// 502: the HIMS (a FHIR server) could not be reached, refused, or
+    /// answered with something that is not FHIR; the detail says what it said.
+    #[error("{0}")]
+    BadGateway(String),
     /// 429: too many attempts; try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,6 +80,21 @@ impl From<StoreError> for ApiError {
             StoreError::Refused(why) => ApiError::Conflict(why),
             StoreError::InvalidReference(what) => ApiError::invalid(what, "refers to a record that does not exist"),
             other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::hims::HimsError> for ApiError {
+    fn from(err: crate::hims::HimsError) -> Self {
+        use crate::hims::HimsError;
+        match err {
+            HimsError::NotFound(what) => ApiError::NotFound(what),
+            HimsError::Refused(why) => ApiError::Conflict(why),
+            HimsError::Upstream(what) => {
+                tracing::warn!(error = %what, "the HIMS failed a request");
+                ApiError::BadGateway(what)
+            }
+            HimsError::Store(e) => e.into(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct AppState {
     pub mailer: Option<crate::mail::Mailer>,
     /// The contact centre: routing, and updates to consoles and patients.
     pub center: crate::center::Center,
+    /// The HIMS: the built-in records, or a FHIR R4 server (`--hims-fhir-url`).
+    pub hims: crate::hims::HimsLink,
     /// The media plane: the server's peer connections for every call.
     #[from_ref(skip)]
     pub sfu: telemed::sfu::Sfu,
@@ -98,6 +100,7 @@ impl AppState {
         )
         .await?;
         Ok(AppState {
+            hims: Arc::new(crate::hims::Builtin::new(store.clone())),
             store,
             metrics: Metrics::new(),
             sfu: telemed::sfu::Sfu::new(settings.media.clone()),

@@ -185,11 +185,13 @@ struct FindQuery {
     contact: Option<String>,
 }
 
-/// Finds patients by exactly one key. Each patient found is audited as read.
+/// Finds patients by exactly one key, in the HIMS (the built-in records or
+/// the FHIR server), with family. Each patient found is audited as read.
 #[utoipa::path(get, path = "/api/patients", tag = "patients", params(FindQuery),
-    responses((status = 200, body = [Patient]), (status = 401), (status = 403), (status = 422)))]
+    responses((status = 200, body = [Patient]), (status = 401), (status = 403), (status = 422), (status = 502)))]
 async fn find_patients(
     State(store): State<Store>,
+    State(hims): State<crate::hims::HimsLink>,
     StaffOnDuty(staff): StaffOnDuty,
     ApiQuery(q): ApiQuery<FindQuery>,
 ) -> Result<axum::Json<Vec<Patient>>> {
@@ -207,7 +209,7 @@ async fn find_patients(
         PatientKey::HimsId(q.hims_id.clone().unwrap_or_default())
     };
     may_read_patients(&store, &staff, q.contact.as_deref()).await?;
-    let found = store.find_patients(&key).await?;
+    let found = hims.find_patients(&key).await?;
     for patient in &found {
         audit(&store, &staff, "patient.lookup", patient.patient_id, q.contact.clone()).await?;
     }

@@ -17,6 +17,10 @@ pub const ABHA_SYSTEM: &str = "https://healthid.ndhm.gov.in";
 pub const EHEALTH_CARD_SYSTEM: &str = "urn:careline:delhi-ehealth-card";
 pub const HIMS_SYSTEM: &str = "urn:careline:hims-patient-id";
 pub const REGISTRATION_SYSTEM: &str = "urn:careline:medical-council-registration";
+/// Careline's systems for facility codes, contacts (calls and chats) and appointments.
+pub const FACILITY_SYSTEM: &str = "urn:careline:facility";
+pub const CONTACT_SYSTEM: &str = "urn:careline:contact";
+pub const APPOINTMENT_SYSTEM: &str = "urn:careline:appointment";
 
 pub struct FhirPatient<'a> {
     pub name: &'a str,
@@ -123,49 +127,67 @@ pub fn practitioner(d: &FhirPractitioner) -> Value {
     })
 }
 
-/// The consult, the prescriptions and the follow-up as one transaction Bundle.
-pub fn consult_bundle(
-    patient_res: &FhirPatient,
-    doctor: &FhirPractitioner,
+/// A follow-up already booked on the FHIR server: the Appointment as the
+/// server holds it, and its version (for `If-Match`).
+pub struct BookedFollowUp<'a> {
+    /// `Appointment/{id}` on the server.
+    pub reference: &'a str,
+    pub version: &'a str,
+    pub resource: &'a Value,
+}
+
+/// The entries of one transaction Bundle, with `urn:uuid:` ids stable for one consult.
+struct Entries {
+    ids: Ids,
+    entries: Vec<Value>,
+}
+
+impl Entries {
+    /// Adds `resource` as a create (`POST Type`), with `if_none_exist` a conditional create.
+    fn create(&mut self, kind: &str, mut resource: Value, if_none_exist: Option<String>) {
+        resource["id"] = json!(self.ids.id(kind));
+        let rtype = resource["resourceType"].as_str().expect("a resource type").to_owned();
+        let mut request = json!({"method": "POST", "url": rtype});
+        if let Some(query) = if_none_exist {
+            request["ifNoneExist"] = json!(query);
+        }
+        self.entries.push(json!({"fullUrl": self.ids.urn(kind), "resource": resource, "request": request}));
+    }
+}
+
+/// The Encounter, the notes and the prescriptions, for a patient and a doctor referenced as given.
+fn consult_entries(
+    out: &mut Entries,
+    patient_ref: &str,
+    doctor_ref: &str,
     consult: &FhirConsult,
     medications: &[FhirMedication],
-    follow_up: Option<&FhirFollowUp>,
-) -> Value {
-    let ids = Ids { seed: consult.contact_id.to_owned() };
-    let (patient_ref, doctor_ref, encounter_ref) = (ids.urn("patient"), ids.urn("practitioner"), ids.urn("encounter"));
-    let mut entries = Vec::new();
-    let mut add = |kind: &str, resource: Value| {
-        let mut resource = resource;
-        resource["id"] = json!(ids.id(kind));
-        let rtype = resource["resourceType"].as_str().expect("a resource type").to_owned();
-        entries
-            .push(json!({"fullUrl": ids.urn(kind), "resource": resource, "request": {"method": "POST", "url": rtype}}));
-    };
-    add("patient", patient(patient_res));
-    add("practitioner", practitioner(doctor));
+) {
+    let encounter_ref = out.ids.urn("encounter");
     let mut period = json!({"start": instant(consult.started)});
     if let Some(end) = consult.ended {
         period["end"] = json!(instant(end));
     }
-    add(
+    out.create(
         "encounter",
         json!({
             "resourceType": "Encounter",
             "status": if consult.ended.is_some() { "finished" } else { "in-progress" },
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR", "display": "virtual"},
-            "identifier": [{"system": "urn:careline:contact", "value": consult.contact_id}],
+            "identifier": [{"system": CONTACT_SYSTEM, "value": consult.contact_id}],
             "subject": {"reference": patient_ref},
             "participant": [{"individual": {"reference": doctor_ref}}],
             "period": period,
             "reasonCode": [{"text": consult.reason}],
         }),
+        None,
     );
     let mut text = consult.notes.to_owned();
     if let Some(t) = consult.transcript {
         text.push_str("\n\nTranscript\n");
         text.push_str(t);
     }
-    add(
+    out.create(
         "notes",
         json!({
             "resourceType": "DocumentReference",
@@ -181,9 +203,10 @@ pub fn consult_bundle(
             }}],
             "context": {"encounter": [{"reference": encounter_ref}]},
         }),
+        None,
     );
     for (i, m) in medications.iter().enumerate() {
-        add(
+        out.create(
             &format!("medication-{i}"),
             json!({
                 "resourceType": "MedicationRequest",
@@ -196,27 +219,47 @@ pub fn consult_bundle(
                 "requester": {"reference": doctor_ref},
                 "dosageInstruction": [{"text": m.dosage}],
             }),
+            None,
         );
     }
+}
+
+/// The consult, the prescriptions and the follow-up as one transaction Bundle.
+pub fn consult_bundle(
+    patient_res: &FhirPatient,
+    doctor: &FhirPractitioner,
+    consult: &FhirConsult,
+    medications: &[FhirMedication],
+    follow_up: Option<&FhirFollowUp>,
+) -> Value {
+    let mut out = Entries { ids: Ids { seed: consult.contact_id.to_owned() }, entries: Vec::new() };
+    let (patient_ref, doctor_ref, encounter_ref) =
+        (out.ids.urn("patient"), out.ids.urn("practitioner"), out.ids.urn("encounter"));
+    out.create("patient", patient(patient_res), None);
+    out.create("practitioner", practitioner(doctor), None);
+    consult_entries(&mut out, &patient_ref, &doctor_ref, consult, medications);
     if let Some(f) = follow_up {
-        let (location_ref, schedule_ref, slot_ref) = (ids.urn("location"), ids.urn("schedule"), ids.urn("slot"));
-        add(
+        let (location_ref, schedule_ref, slot_ref) =
+            (out.ids.urn("location"), out.ids.urn("schedule"), out.ids.urn("slot"));
+        out.create(
             "location",
             json!({
                 "resourceType": "Location",
-                "identifier": [{"system": "urn:careline:facility", "value": f.facility_code}],
+                "identifier": [{"system": FACILITY_SYSTEM, "value": f.facility_code}],
                 "name": f.facility_name,
             }),
+            None,
         );
-        add(
+        out.create(
             "schedule",
             json!({
                 "resourceType": "Schedule",
                 "actor": [{"reference": location_ref}],
                 "serviceType": [{"text": f.department}],
             }),
+            None,
         );
-        add(
+        out.create(
             "slot",
             json!({
                 "resourceType": "Slot",
@@ -225,8 +268,9 @@ pub fn consult_bundle(
                 "start": instant(f.start),
                 "end": instant(f.end),
             }),
+            None,
         );
-        add(
+        out.create(
             "appointment",
             json!({
                 "resourceType": "Appointment",
@@ -243,9 +287,51 @@ pub fn consult_bundle(
                     {"actor": {"reference": location_ref}, "status": "accepted"},
                 ],
             }),
+            None,
         );
     }
-    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": out.entries})
+}
+
+/// The consult for a FHIR server that already holds the patient (referenced
+/// as `patient_ref`, e.g. `Patient/17`) and, when there is one, the booked
+/// follow-up. The doctor is a conditional create (no second Practitioner
+/// with the same registration number, FHIR R4 RESTful API 3.1.0.8.1); the
+/// follow-up Appointment is updated only if the server still holds the
+/// version it was read at (`If-Match`, 3.1.0.7.3), now linked to the
+/// Encounter and with the doctor as a participant. One transaction: the
+/// server writes all of it or none.
+pub fn consult_bundle_for_server(
+    patient_ref: &str,
+    doctor: &FhirPractitioner,
+    consult: &FhirConsult,
+    medications: &[FhirMedication],
+    follow_up: Option<&BookedFollowUp>,
+) -> Value {
+    let mut out = Entries { ids: Ids { seed: consult.contact_id.to_owned() }, entries: Vec::new() };
+    let (doctor_ref, encounter_ref) = (out.ids.urn("practitioner"), out.ids.urn("encounter"));
+    let if_none = format!("identifier={REGISTRATION_SYSTEM}|{}", doctor.registration_number);
+    out.create("practitioner", practitioner(doctor), Some(if_none));
+    consult_entries(&mut out, patient_ref, &doctor_ref, consult, medications);
+    if let Some(f) = follow_up {
+        let mut appointment = f.resource.clone();
+        if let Some(o) = appointment.as_object_mut() {
+            o.remove("meta");
+        }
+        let info = appointment["supportingInformation"].as_array().cloned().unwrap_or_default();
+        let mut info: Vec<Value> =
+            info.into_iter().filter(|r| r["reference"].as_str().is_some_and(|r| !r.starts_with("urn:"))).collect();
+        info.push(json!({"reference": encounter_ref}));
+        appointment["supportingInformation"] = json!(info);
+        let mut participants = appointment["participant"].as_array().cloned().unwrap_or_default();
+        participants.push(json!({"actor": {"reference": doctor_ref, "display": doctor.name}, "status": "accepted"}));
+        appointment["participant"] = json!(participants);
+        out.entries.push(json!({
+            "resource": appointment,
+            "request": {"method": "PUT", "url": f.reference, "ifMatch": format!("W/\"{}\"", f.version)},
+        }));
+    }
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": out.entries})
 }
 
 #[cfg(test)]

@@ -17,11 +17,11 @@ use crate::store::{BedType, ComplaintCategory, FacilityKind, Faq, NewFacility, S
 
 /// The demo data shipped with Careline.
 pub const DEMO: DataSet<'static> = DataSet {
-    facilities: Some(include_str!("../data/facilities.csv")),
-    stock: Some(include_str!("../data/stock.csv")),
-    schemes: Some(include_str!("../data/schemes.csv")),
-    complaint_categories: Some(include_str!("../data/complaint_categories.csv")),
-    faq: Some(include_str!("../data/faq.csv")),
+    facilities: Some(include_str!("../../data/facilities.csv")),
+    stock: Some(include_str!("../../data/stock.csv")),
+    schemes: Some(include_str!("../../data/schemes.csv")),
+    complaint_categories: Some(include_str!("../../data/complaint_categories.csv")),
+    faq: Some(include_str!("../../data/faq.csv")),
 };
 
 /// The text of the CSV files to import; each is optional.
@@ -314,6 +314,112 @@ pub async fn add_opd_slots(store: &Store, first: NaiveDate, days: u32) -> Result
     Ok(added)
 }
 
+fn bad_resource(message: impl Into<String>) -> String {
+    message.into()
+}
+
+fn text(v: &serde_json::Value) -> Option<String> {
+    v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// A FHIR R4 Location as a facility, with the services offered there (the
+/// names of the HealthcareServices that point to it), or why it is not one.
+pub fn location_from_fhir(r: &serde_json::Value, offered: Vec<String>) -> Result<NewFacility, String> {
+    let name = text(&r["name"]).ok_or_else(|| bad_resource("a Location needs a name"))?;
+    let id = text(&r["id"]);
+    let code = r["identifier"][0]["value"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| id.clone())
+        .ok_or_else(|| bad_resource("a Location needs an identifier or an id"))?;
+    let kind_text = format!("{} {}", r["type"][0]["text"].as_str().unwrap_or_default(), name).to_lowercase();
+    let kind = if kind_text.contains("mohalla") || (kind_text.contains("clinic") && !kind_text.contains("poly")) {
+        FacilityKind::MohallaClinic
+    } else if kind_text.contains("poly") {
+        FacilityKind::Polyclinic
+    } else if kind_text.contains("dispensary") {
+        FacilityKind::Dispensary
+    } else {
+        FacilityKind::Hospital
+    };
+    let hours = r["hoursOfOperation"].as_array().and_then(|h| h.first()).map(|h| {
+        if h["allDay"] == true {
+            "24x7".to_owned()
+        } else {
+            let days: Vec<&str> = h["daysOfWeek"].as_array().into_iter().flatten().filter_map(|d| d.as_str()).collect();
+            format!(
+                "{} {}-{}",
+                days.join(","),
+                h["openingTime"].as_str().unwrap_or("").get(..5).unwrap_or(""),
+                h["closingTime"].as_str().unwrap_or("").get(..5).unwrap_or("")
+            )
+        }
+    });
+    Ok(NewFacility {
+        code,
+        name_hi: name.clone(),
+        name,
+        kind,
+        district: text(&r["address"]["district"]).unwrap_or_else(|| "Delhi".into()),
+        address: text(&r["address"]["text"]).unwrap_or_default(),
+        phone: r["telecom"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["system"] == "phone")
+            .and_then(|t| text(&t["value"])),
+        latitude: r["position"]["latitude"].as_f64(),
+        longitude: r["position"]["longitude"].as_f64(),
+        opening_hours: hours.unwrap_or_else(|| "ask the facility".into()),
+        services_hi: offered.clone(),
+        services: offered,
+    })
+}
+
+/// A FHIR R4 Patient as the helpline's patient record, or why it is not one.
+/// The HIMS id is the HIMS-id identifier, else the resource's id.
+pub fn patient_from_fhir(r: &serde_json::Value) -> Result<crate::store::NewPatient, String> {
+    let name = text(&r["name"][0]["text"])
+        .or_else(|| {
+            let given: Vec<&str> =
+                r["name"][0]["given"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
+            let full = format!("{} {}", given.join(" "), r["name"][0]["family"].as_str().unwrap_or_default());
+            Some(full.trim().to_owned()).filter(|s| !s.is_empty())
+        })
+        .ok_or_else(|| bad_resource("a Patient needs a name"))?;
+    let ident = |system: &str| {
+        r["identifier"].as_array().into_iter().flatten().find(|x| x["system"] == system).and_then(|x| text(&x["value"]))
+    };
+    let abha = match ident(telemed::fhir::ABHA_SYSTEM) {
+        Some(a) => Some(crate::store::AbhaNumber::parse(&a).map_err(bad_resource)?),
+        None => None,
+    };
+    let telecom = |system: &str| {
+        r["telecom"].as_array().into_iter().flatten().find(|t| t["system"] == system).and_then(|t| text(&t["value"]))
+    };
+    let phone = match telecom("phone") {
+        Some(p) => Some(crate::http::patients::normalise_phone(&p).map_err(bad_resource)?),
+        None => None,
+    };
+    Ok(crate::store::NewPatient {
+        name,
+        birth_date: r["birthDate"].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+        age_years: None,
+        sex: Some(match r["gender"].as_str() {
+            Some("male") => crate::store::Sex::Male,
+            Some("female") => crate::store::Sex::Female,
+            Some("other") => crate::store::Sex::Other,
+            _ => crate::store::Sex::Unknown,
+        }),
+        phone,
+        email: telecom("email"),
+        preferred_language: None,
+        ehealth_card: ident(telemed::fhir::EHEALTH_CARD_SYSTEM),
+        abha_number: abha,
+        hims_patient_id: ident(telemed::fhir::HIMS_SYSTEM).or_else(|| text(&r["id"])),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,113 +492,13 @@ pub async fn import_fhir(store: &Store, bundle: &serde_json::Value) -> Result<Fh
     for (i, r) in entries.iter().enumerate() {
         match r["resourceType"].as_str() {
             Some("Location") => {
-                let name = text(&r["name"]).ok_or_else(|| fhir_bad(i, "a Location needs a name"))?;
-                let id = text(&r["id"]);
-                let code = r["identifier"][0]["value"]
+                let offered = r["id"]
                     .as_str()
-                    .map(str::to_owned)
-                    .or_else(|| id.clone())
-                    .ok_or_else(|| fhir_bad(i, "a Location needs an identifier or an id"))?;
-                let kind_text =
-                    format!("{} {}", r["type"][0]["text"].as_str().unwrap_or_default(), name).to_lowercase();
-                let kind =
-                    if kind_text.contains("mohalla") || (kind_text.contains("clinic") && !kind_text.contains("poly")) {
-                        FacilityKind::MohallaClinic
-                    } else if kind_text.contains("poly") {
-                        FacilityKind::Polyclinic
-                    } else if kind_text.contains("dispensary") {
-                        FacilityKind::Dispensary
-                    } else {
-                        FacilityKind::Hospital
-                    };
-                let hours = r["hoursOfOperation"].as_array().and_then(|h| h.first()).map(|h| {
-                    if h["allDay"] == true {
-                        "24x7".to_owned()
-                    } else {
-                        let days: Vec<&str> =
-                            h["daysOfWeek"].as_array().into_iter().flatten().filter_map(|d| d.as_str()).collect();
-                        format!(
-                            "{} {}-{}",
-                            days.join(","),
-                            h["openingTime"].as_str().unwrap_or("").get(..5).unwrap_or(""),
-                            h["closingTime"].as_str().unwrap_or("").get(..5).unwrap_or("")
-                        )
-                    }
-                });
-                let offered =
-                    id.as_ref().and_then(|id| services.get(&format!("Location/{id}")).cloned()).unwrap_or_default();
-                facilities.push(NewFacility {
-                    code,
-                    name_hi: name.clone(),
-                    name,
-                    kind,
-                    district: text(&r["address"]["district"]).unwrap_or_else(|| "Delhi".into()),
-                    address: text(&r["address"]["text"]).unwrap_or_default(),
-                    phone: r["telecom"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|t| t["system"] == "phone")
-                        .and_then(|t| text(&t["value"])),
-                    latitude: r["position"]["latitude"].as_f64(),
-                    longitude: r["position"]["longitude"].as_f64(),
-                    opening_hours: hours.unwrap_or_else(|| "ask the facility".into()),
-                    services_hi: offered.clone(),
-                    services: offered,
-                });
+                    .and_then(|id| services.get(&format!("Location/{id}")).cloned())
+                    .unwrap_or_default();
+                facilities.push(location_from_fhir(r, offered).map_err(|e| fhir_bad(i, e))?);
             }
-            Some("Patient") => {
-                let name = text(&r["name"][0]["text"])
-                    .or_else(|| {
-                        let given: Vec<&str> =
-                            r["name"][0]["given"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
-                        let full =
-                            format!("{} {}", given.join(" "), r["name"][0]["family"].as_str().unwrap_or_default());
-                        Some(full.trim().to_owned()).filter(|s| !s.is_empty())
-                    })
-                    .ok_or_else(|| fhir_bad(i, "a Patient needs a name"))?;
-                let ident = |system: &str| {
-                    r["identifier"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|x| x["system"] == system)
-                        .and_then(|x| text(&x["value"]))
-                };
-                let abha = match ident(telemed::fhir::ABHA_SYSTEM) {
-                    Some(a) => Some(crate::store::AbhaNumber::parse(&a).map_err(|e| fhir_bad(i, e))?),
-                    None => None,
-                };
-                let telecom = |system: &str| {
-                    r["telecom"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|t| t["system"] == system)
-                        .and_then(|t| text(&t["value"]))
-                };
-                let phone = match telecom("phone") {
-                    Some(p) => Some(crate::http::patients::normalise_phone(&p).map_err(|e| fhir_bad(i, e))?),
-                    None => None,
-                };
-                patients.push(crate::store::NewPatient {
-                    name,
-                    birth_date: r["birthDate"].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
-                    age_years: None,
-                    sex: Some(match r["gender"].as_str() {
-                        Some("male") => crate::store::Sex::Male,
-                        Some("female") => crate::store::Sex::Female,
-                        Some("other") => crate::store::Sex::Other,
-                        _ => crate::store::Sex::Unknown,
-                    }),
-                    phone,
-                    email: telecom("email"),
-                    preferred_language: None,
-                    ehealth_card: ident(telemed::fhir::EHEALTH_CARD_SYSTEM),
-                    abha_number: abha,
-                    hims_patient_id: ident(telemed::fhir::HIMS_SYSTEM).or_else(|| text(&r["id"])),
-                });
-            }
+            Some("Patient") => patients.push(patient_from_fhir(r).map_err(|e| fhir_bad(i, e))?),
             _ => report.skipped += 1,
         }
     }
