@@ -594,7 +594,7 @@ impl Center {
             if shutdown.is_cancelled() {
                 return;
             }
-            let step: anyhow::Result<()> = async {
+            let step = async {
                 self.connect_replica().await?;
                 if waiter.is_none() {
                     // No response timeout: the XREAD below blocks on purpose.
@@ -614,10 +614,7 @@ impl Center {
                     .arg(&r.stream)
                     .arg(last.as_deref().unwrap_or("0-0"));
                 let read = xread.query_async::<Option<redis::Value>>(conn);
-                let got = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    got = read => got,
-                };
+                let got = read.await;
                 if got.inspect_err(|_| waiter = None)?.is_none() {
                     return Ok(());
                 }
@@ -633,9 +630,12 @@ impl Center {
                 }
                 drop(guard);
                 self.inner.wake.notify_one();
-                Ok(())
-            }
-            .await;
+                anyhow::Ok(())
+            };
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                step = step => step,
+            };
             match step {
                 Ok(()) => {
                     if failing {
