@@ -296,19 +296,25 @@ async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_o
         let node = if i % 2 == 0 { &a } else { &b };
         let token = sign_in(node, user, &passwords[*user]).await;
         let desk = take_seat(node, &token, i as i64 + 1).await;
-        desks.spawn(operator(node.base.clone(), token, desk, answered.clone(), total));
+        let on = node.base.clone();
+        let work = operator(node.base.clone(), token, desk, answered.clone(), total);
+        desks.spawn(async move { (on, work.await) });
     }
     // A burst of voice calls on both nodes at once.
     let starts: Vec<_> = (0..total)
         .map(|k| {
             let base = if k % 2 == 0 { a.base.clone() } else { b.base.clone() };
-            tokio::spawn(async move { start_contact(&base, "webrtc", &format!("98100{k:05}")).await.0 })
+            tokio::spawn(async move { (start_contact(&base, "webrtc", &format!("98100{k:05}")).await.0, base) })
         })
         .collect();
-    let mut contacts = Vec::new();
+    let mut started_on = HashMap::new();
     for s in starts {
-        contacts.push(s.await.unwrap());
+        let (id, base) = s.await.unwrap();
+        started_on.insert(id, base);
     }
+    let mut contacts: Vec<String> = started_on.keys().cloned().collect();
+    // (started on, answered on) for every call.
+    let mut crossings: HashMap<(String, String), usize> = HashMap::new();
     let mut offers: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_agent = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -316,9 +322,10 @@ async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_o
         panic!("not every call was answered within 90 s: {} of {total}", answered.load(Ordering::SeqCst))
     }) {
         // An operator's failed assertion fails the test at once.
-        let offered = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let (on, offered) = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         per_agent.push(offered.len());
         for c in offered {
+            *crossings.entry((started_on[&c].clone(), on.clone())).or_default() += 1;
             *offers.entry(c).or_default() += 1;
         }
     }
@@ -327,6 +334,9 @@ async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_o
     assert_eq!(offers.keys().cloned().collect::<Vec<_>>(), contacts, "offers {offers:?}");
     assert!(offers.values().all(|n| *n == 1), "a call offered twice: {offers:?}");
     assert!(per_agent.iter().filter(|n| **n > 0).count() >= 4, "operators on both nodes took calls: {per_agent:?}");
+    // One queue: calls started on each node were answered on the other.
+    assert!(crossings.get(&(a.base.clone(), b.base.clone())).is_some_and(|n| *n > 0), "{crossings:?}");
+    assert!(crossings.get(&(b.base.clone(), a.base.clone())).is_some_and(|n| *n > 0), "{crossings:?}");
 
     // The store's history: each call arrived once, was accepted once and ended once; both nodes logged arrivals.
     let history = shared.history().await;
