@@ -169,9 +169,9 @@ impl From<&Action> for Update {
 enum Backing {
     /// This process only: the engine behind a lock; events logged to the
     /// store under it and replayed from the store at start.
-    Local(Mutex<Engine>),
+    Local(Box<Mutex<Engine>>),
     /// Shared by several nodes through Redis.
-    Redis(RedisBacking),
+    Redis(Box<RedisBacking>),
 }
 
 struct RedisBacking {
@@ -331,7 +331,7 @@ impl Center {
     ) -> crate::store::Result<Center> {
         let (updates, _) = broadcast::channel(1024);
         let backing = match redis {
-            None => Backing::Local(Mutex::new(Self::restore(&store, cfg).await?)),
+            None => Backing::Local(Box::new(Mutex::new(Self::restore(&store, cfg).await?))),
             Some(r) => {
                 let (outbox, rx) = mpsc::unbounded_channel();
                 let backing = RedisBacking {
@@ -343,7 +343,7 @@ impl Center {
                     outbox,
                 };
                 tasks.spawn(publish_updates(backing.url.clone(), backing.channel.clone(), rx, shutdown.clone()));
-                Backing::Redis(backing)
+                Backing::Redis(Box::new(backing))
             }
         };
         let center = Center { inner: Arc::new(Inner { store, node, backing, updates, wake: Notify::new() }) };
