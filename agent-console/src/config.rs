@@ -16,9 +16,15 @@ pub struct ServeConfig {
     #[arg(long = "database-url", env = "DATABASE_URL", default_value = "careline.db")]
     pub database_url: String,
 
-    /// Redis for routing state shared by several nodes; in-process when unset.
+    /// Redis for routing state shared by several nodes (one queue; updates
+    /// reach consoles on any node); in-process when unset.
     #[arg(long = "redis-url", env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// The prefix of the Redis keys: the nodes of one deployment (one
+    /// database) share it; another deployment on the same Redis needs its own.
+    #[arg(long = "redis-prefix", env = "CARELINE_REDIS_PREFIX", default_value = "careline")]
+    pub redis_prefix: String,
 
     /// On an empty database, create a demo roster (operators, doctors, a
     /// supervisor and an admin) and print their passwords once.
@@ -139,6 +145,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .field("demo", &self.demo)
             .field("secure_cookies", &self.secure_cookies)
             .field("session_hours", &self.session_hours)

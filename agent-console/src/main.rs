@@ -346,6 +346,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         secure_cookies: config.secure_cookies,
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
+        redis_prefix: config.redis_prefix.clone(),
         dispatch_webhook: config.dispatch_webhook.clone(),
         dispatch_retry_seconds: config.dispatch_retry_seconds.max(1),
         media: config.media(),

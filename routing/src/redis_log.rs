@@ -14,6 +14,10 @@
 //! serves; [`Applied::node`] says whose an entry is). Ticks go through the
 //! stream too: a duplicate finds nothing due.
 //!
+//! The roster goes through the stream too ([`SharedEngine::set_roster`]), so
+//! every replica changes it at the same point of the order; a replica that
+//! starts from an empty roster and applies the stream ends where the others are.
+//!
 //! Instants are the appending node's clock, made monotone in stream order (an
 //! entry stamped before the one ahead of it is applied at that one's instant),
 //! so nodes whose clocks differ slightly still agree. Nothing here reads a clock.
@@ -96,6 +100,11 @@ impl SharedEngine {
         self.last_id.as_deref()
     }
 
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Entries that were not events this version understands, skipped (by every replica alike).
     pub fn skipped(&self) -> u64 {
         self.skipped
@@ -120,6 +129,25 @@ impl SharedEngine {
         let applied = self.apply_until(&id).await?;
         let result = applied.last().filter(|a| a.id == id).expect("an entry comes back from the stream").result.clone();
         Ok(Submitted { result, applied })
+    }
+
+    /// Appends a new roster, then applies the stream up to and including it:
+    /// every replica replaces its roster at that entry. Returns the entries
+    /// applied on the way (not the roster entry itself, which has no answer).
+    pub async fn set_roster(&mut self, at: Millis, roster: &Roster) -> Result<Vec<Applied>, LogError> {
+        let body = serde_json::to_string(roster).expect("rosters serialize");
+        let id: String = redis::cmd("XADD")
+            .arg(&self.key)
+            .arg("*")
+            .arg("node")
+            .arg(&self.node)
+            .arg("at")
+            .arg(at)
+            .arg("roster")
+            .arg(body)
+            .query_async(&mut self.conn)
+            .await?;
+        self.apply_until(&id).await
     }
 
     /// Applies every entry appended since the last one applied.
@@ -162,6 +190,13 @@ impl SharedEngine {
 
     fn apply(&mut self, id: &str, fields: &[String]) -> Option<Applied> {
         let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name && kv.len() == 2).map(|kv| kv[1].as_str());
+        if let Some(roster) = field("roster") {
+            match serde_json::from_str::<Roster>(roster) {
+                Ok(r) => self.engine.set_roster(r),
+                Err(_) => self.skipped += 1,
+            }
+            return None;
+        }
         let parsed = (|| {
             let node = field("node")?.to_owned();
             let at: Millis = field("at")?.parse().ok()?;

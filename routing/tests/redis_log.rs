@@ -187,3 +187,22 @@ async fn racing_nodes_agree_and_never_double_offer() {
     assert!(refused > 0, "nodes raced to accept the same offers");
     assert!(first.iter().any(|a| a.node != first[0].node && a.id > first[0].id), "entries from several nodes");
 }
+
+/// The roster goes through the stream: replicas that start with none agree once it is set.
+#[tokio::test]
+async fn the_roster_travels_in_the_stream() {
+    let mut conn = redis().await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let key = format!("careline:test:roster:{}:{nanos}", std::process::id());
+    let mut a = SharedEngine::connect(URL, &key, "a", Roster::default(), cfg()).await.unwrap();
+    let login = Event::Login { agent: AgentId(1), seat: SeatId(1) };
+    let refused = a.submit(7 * H, login.clone()).await.unwrap().result;
+    assert!(refused.is_err(), "no roster yet: {refused:?}");
+    a.set_roster(7 * H, &roster()).await.unwrap();
+    assert_eq!(a.submit(7 * H, login).await.unwrap().result, Ok(vec![]));
+    let b = SharedEngine::connect(URL, &key, "b", Roster::default(), cfg()).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert_eq!(b.engine().agent_state(AgentId(1)), a.engine().agent_state(AgentId(1)));
+    assert!(b.engine().agent_state(AgentId(1)).is_some(), "the late replica applied the roster, then the login");
+    assert_eq!(b.skipped(), 0);
+}

@@ -128,14 +128,23 @@ async fn serves_on_postgresql_with_redis_checked_by_readyz() {
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     let redis = std::env::var("CARELINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
 
+    // Its own Redis keys (deleted below): routing goes through Redis when it is configured.
+    let prefix = format!("careline-test-{name}");
+
     let dir = tempfile::tempdir().unwrap();
-    let server = Careline::start(dir.path(), &["--demo"], &[("DATABASE_URL", &url), ("REDIS_URL", &redis)]);
+    let server = Careline::start(
+        dir.path(),
+        &["--demo"],
+        &[("DATABASE_URL", &url), ("REDIS_URL", &redis), ("CARELINE_REDIS_PREFIX", &prefix)],
+    );
     assert!(!dir.path().join("careline.db").exists(), "no SQLite file when PostgreSQL is configured");
     let ready: Value = client().get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["database"], "ok", "{ready}");
     assert_eq!(ready["redis"], "ok", "{ready}");
     assert_eq!(server.passwords.len(), 11);
     assert!(server.stop().success());
+    let mut r = redis::Client::open(redis.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}:routing")).query_async(&mut r).await.unwrap();
 
     // An unreachable Redis makes the node not ready, but alive.
     let server = Careline::start(dir.path(), &[], &[("DATABASE_URL", &url), ("REDIS_URL", "redis://127.0.0.1:1")]);

@@ -23,7 +23,7 @@ use super::json::{ApiJson, ApiQuery};
 use super::patients::normalise_phone;
 use super::{AppState, AuthUser, StaffOnDuty};
 use crate::auth::{new_token, token_hash};
-use crate::center::{Center, Update};
+use crate::center::{Center, CenterError, Update};
 use crate::store::{
     AbhaNumber, Channel, ChatMessage, Contact, ContactChange, NewContact, Role, Staff, StaffId, Store, StoreError,
 };
@@ -76,6 +76,16 @@ impl From<RoutingError> for ApiError {
             RoutingError::UnknownAgent(_) => ApiError::Forbidden("only operators and doctors take contacts".into()),
             RoutingError::UnknownSeat(s) => ApiError::invalid("seat_id", format!("no seat {}", s.0)),
             other => ApiError::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::center::CenterError> for ApiError {
+    fn from(e: crate::center::CenterError) -> Self {
+        match e {
+            crate::center::CenterError::Routing(e) => e.into(),
+            crate::center::CenterError::Unavailable(why) => ApiError::Unavailable(why),
+            crate::center::CenterError::Store(e) => e.into(),
         }
     }
 }
@@ -400,7 +410,7 @@ async fn end_or_abandon(state: &AppState, id: &str) -> Result<()> {
         Ok(_) => {
             state.store.update_contact(id, &ContactChange::Abandoned, Utc::now()).await?;
         }
-        Err(RoutingError::Connected(_)) => {
+        Err(CenterError::Routing(RoutingError::Connected(_))) => {
             state.center.handle(Event::End { contact }).await?;
             state.store.update_contact(id, &ContactChange::Ended, Utc::now()).await?;
         }
@@ -447,7 +457,7 @@ async fn agent_login(
     match state.center.handle(event.clone()).await {
         Ok(_) => {}
         // The rota may have changed since the engine last read it.
-        Err(RoutingError::UnknownAgent(_) | RoutingError::NotRostered(_)) => {
+        Err(CenterError::Routing(RoutingError::UnknownAgent(_) | RoutingError::NotRostered(_))) => {
             state.center.refresh_roster().await?;
             state.center.handle(event).await?;
         }

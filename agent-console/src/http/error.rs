@@ -47,6 +47,9 @@ pub enum ApiError {
     /// 429: too many attempts; try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
+    /// 503: a service this needs is unreachable for now (shared routing state on Redis).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -42,6 +42,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let redis = match &state.settings.redis_url {
         None => None,
         Some(url) => Some(match ping_redis(url).await {
+            Ok(()) if !state.center.ready().await => "routing replica not connected yet".to_owned(),
             Ok(()) => "ok".to_owned(),
             Err(e) => {
                 tracing::warn!(error = %e, "redis not ready");

@@ -71,8 +71,11 @@ pub struct AppState {
 pub struct Settings {
     pub secure_cookies: bool,
     pub session_ttl: chrono::Duration,
-    /// Whether Redis is configured, and where (checked by `/readyz`).
+    /// Redis, when several nodes share one queue: routing state and updates
+    /// go through it (and `/readyz` checks it).
     pub redis_url: Option<String>,
+    /// The prefix of this deployment's Redis keys (one per database).
+    pub redis_prefix: String,
     /// The ambulance dispatch service's webhook, when configured.
     pub dispatch_webhook: Option<String>,
     /// Seconds between resends of undelivered ambulance requests.
@@ -90,11 +93,20 @@ impl AppState {
         shutdown: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Self> {
-        let node = format!("node-{}", std::process::id());
+        let redis = settings
+            .redis_url
+            .clone()
+            .map(|url| crate::center::RedisRouting { url, prefix: settings.redis_prefix.clone() });
+        // With Redis, node names must differ across machines too (every container's careline may be pid 1).
+        let node = match &redis {
+            None => format!("node-{}", std::process::id()),
+            Some(_) => format!("node-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        };
         let center = crate::center::Center::start(
             store.clone(),
             node,
             routing::RoutingConfig::default(),
+            redis,
             shutdown.clone(),
             tasks,
         )

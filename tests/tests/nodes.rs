@@ -1,0 +1,398 @@
+//! Two `careline` nodes sharing one queue: one PostgreSQL database and one
+//! Redis (`--redis-url`), each test with its own database and its own Redis
+//! key prefix (`CARELINE_REDIS_PREFIX`), deleted at the end.
+//!
+//! Needs PostgreSQL (`CARELINE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and Redis
+//! (`CARELINE_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`); fails, saying so, without them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tests::{Careline, client};
+use tokio::sync::mpsc;
+
+/// A fresh PostgreSQL database and Redis prefix for one test, dropped at the end.
+struct Shared {
+    admin: sqlx::PgConnection,
+    name: String,
+    url: String,
+    redis: String,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Shared {
+    async fn new() -> Shared {
+        let admin_url = std::env::var("CARELINE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let name = format!("careline_nodes_{id}");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required: cannot connect to {admin_url}: {e}"));
+        sqlx::query(&format!("create database {name}")).execute(&mut admin).await.unwrap();
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let redis = std::env::var("CARELINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("careline-test-{id}");
+        Shared { admin, name, url, redis, prefix, dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// Starts a node on the shared database and Redis.
+    fn node(&self, args: &[&str]) -> Careline {
+        Careline::start(
+            self.dir.path(),
+            args,
+            &[("DATABASE_URL", &self.url), ("REDIS_URL", &self.redis), ("CARELINE_REDIS_PREFIX", &self.prefix)],
+        )
+    }
+
+    /// The rows of the store's routing history: (node, kind, contact, agent).
+    async fn history(&self) -> Vec<(String, String, Option<String>, Option<i64>)> {
+        let mut db = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query_as("select node, kind, contact_id, agent_id from routing_event order by routing_event_id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+    }
+
+    async fn drop_all(mut self) {
+        let client = redis_client(&self.redis);
+        let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{}:routing", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("delete the stream");
+        sqlx::query(&format!("drop database {} with (force)", self.name)).execute(&mut self.admin).await.unwrap();
+    }
+}
+
+fn redis_client(url: &str) -> redis::Client {
+    redis::Client::open(url).unwrap_or_else(|e| panic!("Redis is required at {url}: {e}"))
+}
+
+/// Signs `user` in on `node` (any node: one database) and returns a bearer token.
+async fn sign_in(node: &Careline, user: &str, password: &str) -> String {
+    let login = json!({"username": user, "password": password, "kind": "bearer"});
+    let res = client().post(node.url("/api/auth/login")).json(&login).send().await.unwrap();
+    assert_eq!(res.status(), 200, "login of {user} on {}", node.base);
+    res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+async fn staff_id(node: &Careline, admin: &str, user: &str) -> i64 {
+    let staff: Value =
+        client().get(node.url("/api/staff")).bearer_auth(admin).send().await.unwrap().json().await.unwrap();
+    staff.as_array().unwrap().iter().find(|s| s["username"] == user).unwrap()["staff_id"].as_i64().unwrap()
+}
+
+/// Opens a server-sent event stream; its `update` events come out of the receiver.
+async fn sse(url: String, bearer: Option<&str>) -> mpsc::UnboundedReceiver<Value> {
+    // No overall timeout: the stream stays open.
+    let mut req = reqwest::Client::new().get(&url);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let mut res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = buf.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block);
+                let data: Vec<&str> =
+                    block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+                if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n"))
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The next update that `want` accepts, within `secs`; panics with what came instead.
+async fn next_where(rx: &mut mpsc::UnboundedReceiver<Value>, secs: u64, want: impl Fn(&Value) -> bool) -> Value {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(v)) if want(&v) => return v,
+            Ok(Some(v)) => seen.push(v),
+            _ => panic!("no matching update within {secs} s; got {seen:#?}"),
+        }
+    }
+}
+
+/// The state of `agent` on `node`'s wallboard (its routing replica), once it is `want` (within 10 s).
+async fn wait_agent_state(node: &Careline, admin: &str, agent: i64, want: &str) {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = client().get(node.url("/api/wallboard")).bearer_auth(admin).send().await.unwrap().json().await.unwrap();
+        let state = last["agents"].as_array().unwrap().iter().find(|x| x["staff_id"] == agent).map(|x| &x["state"]);
+        if state == Some(&json!(want)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("agent {agent} is not {want} on {}: {last}", node.base);
+}
+
+/// Starts a contact on the node at `base`; returns its id and the patient's token.
+async fn start_contact(base: &str, channel: &str, phone: &str) -> (String, String) {
+    let start = json!({"language": "hi", "phone": phone, "channel": channel});
+    let res = client().post(format!("{base}/api/contacts")).json(&start).send().await.unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
+    let body: Value = res.json().await.unwrap();
+    (body["contact_id"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned())
+}
+
+/// POSTs JSON as `token` to the node at `base`; the answer's status and body.
+async fn post(base: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let res = client().post(format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Takes seat `seat` on `node` and opens the agent's stream first, so no offer is missed.
+async fn take_seat(node: &Careline, token: &str, seat: i64) -> mpsc::UnboundedReceiver<Value> {
+    let stream = sse(node.url("/api/agent/stream"), Some(token)).await;
+    let (status, body) = node.post(token, "/api/agent/session", json!({"seat_id": seat})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = node.post(token, "/api/agent/ready", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chat_started_on_one_node_is_answered_on_the_other() {
+    let shared = Shared::new().await;
+    let a = shared.node(&["--demo"]);
+    let b = shared.node(&[]);
+    let passwords = a.passwords.clone();
+    a.round_the_clock("operator", "asha").await;
+    let admin = a.bearer("admin").await;
+    let asha_id = staff_id(&a, &admin, "asha").await;
+
+    // The operator is on node B; the rota was changed on node A (its roster reached B through the stream).
+    let asha = sign_in(&b, "asha", &passwords["asha"]).await;
+    let mut desk = take_seat(&b, &asha, 1).await;
+
+    // The patient is on node A.
+    let (id, token) = start_contact(&a.base, "chat", "9810000001").await;
+    let mut patient = sse(a.url(&format!("/api/contacts/{id}/stream?token={token}")), None).await;
+    let offer = next_where(&mut desk, 15, |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], id.as_str(), "{offer}");
+    assert_eq!(offer["agent"], asha_id);
+
+    let (status, body) = b.post(&asha, &format!("/api/contacts/{id}/accept"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let connected = next_where(&mut patient, 10, |u| u["type"] == "connected").await;
+    assert_eq!(connected["agent"], asha_id);
+
+    // Messages both ways, each across the nodes.
+    let res = client()
+        .post(a.url(&format!("/api/contacts/{id}/messages?token={token}")))
+        .json(&json!({"body": "mujhe bukhar hai"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let m = next_where(&mut desk, 10, |u| u["type"] == "message").await;
+    assert_eq!((m["sender"].as_str(), m["body"].as_str()), (Some("patient"), Some("mujhe bukhar hai")), "{m}");
+    let (status, body) = b.post(&asha, &format!("/api/contacts/{id}/messages"), json!({"body": "paani piyen"})).await;
+    assert_eq!(status, 201, "{body}");
+    let m = next_where(&mut patient, 10, |u| u["type"] == "message" && u["sender"] == "staff").await;
+    assert_eq!(m["body"], "paani piyen");
+
+    let (status, body) = b.post(&asha, &format!("/api/contacts/{id}/end"), json!({})).await;
+    assert_eq!(status, 204, "{body}");
+    next_where(&mut patient, 10, |u| u["type"] == "ended").await;
+    let (status, body) =
+        b.post(&asha, &format!("/api/contacts/{id}/wrap-up"), json!({"disposition": "information"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ended", "{body}");
+
+    // Node A's replica followed node B's entries: the operator is idle again there too.
+    wait_agent_state(&a, &admin, asha_id, "idle").await;
+
+    // The store's history has each event once, written by the node that took it.
+    let history = shared.history().await;
+    let of: Vec<_> = history.iter().filter(|(_, _, c, _)| c.as_deref() == Some(id.as_str())).collect();
+    let kinds: Vec<&str> = of.iter().map(|(_, k, _, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["contact_arrived", "accept", "end"], "{history:#?}");
+    assert_ne!(of[0].0, of[1].0, "the arrival was logged by node A, the accept by node B");
+    let logins = history.iter().filter(|(_, k, _, a)| k == "login" && *a == Some(asha_id)).count();
+    assert_eq!(logins, 1, "{history:#?}");
+
+    drop((a, b));
+    shared.drop_all().await;
+}
+
+const OPERATORS: [&str; 6] = ["asha", "imran", "gurpreet", "neha", "ravi", "sunita"];
+const PER_NODE: usize = 8;
+
+/// One operator at a seat: accepts every offer at once, ends the call, wraps
+/// up; fails if an offer comes while it holds one. Returns the contacts offered to it.
+async fn operator(
+    base: String,
+    token: String,
+    mut desk: mpsc::UnboundedReceiver<Value>,
+    answered: Arc<AtomicUsize>,
+    total: usize,
+) -> Vec<String> {
+    let mut offered = Vec::new();
+    let mut holding: Option<String> = None;
+    while answered.load(Ordering::SeqCst) < total {
+        let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(300), desk.recv()).await else { continue };
+        match u["type"].as_str() {
+            Some("offer") => {
+                let contact = u["contact"].as_str().unwrap().to_owned();
+                assert!(holding.is_none(), "{contact} offered while this agent holds {holding:?}");
+                offered.push(contact.clone());
+                holding = Some(contact.clone());
+                let (status, body) = post(&base, &token, &format!("/api/contacts/{contact}/accept"), json!({})).await;
+                assert_eq!(status, 200, "accept of {contact}: {body}");
+                answered.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let (status, body) = post(&base, &token, &format!("/api/contacts/{contact}/end"), json!({})).await;
+                assert_eq!(status, 204, "end of {contact}: {body}");
+                let wrap = json!({"disposition": "information"});
+                let (status, body) = post(&base, &token, &format!("/api/contacts/{contact}/wrap-up"), wrap).await;
+                assert_eq!(status, 200, "wrap-up of {contact}: {body}");
+            }
+            Some("withdraw") => panic!("an offer was withdrawn: {u}"),
+            // Our own call's end, seen in the stream after its offer: from now on a new offer is fine.
+            Some("ended") if holding.as_deref() == u["contact"].as_str() => holding = None,
+            _ => {}
+        }
+    }
+    offered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_once() {
+    let shared = Shared::new().await;
+    let a = shared.node(&["--demo"]);
+    let b = shared.node(&[]);
+    let passwords = a.passwords.clone();
+    for user in OPERATORS {
+        a.round_the_clock("operator", user).await;
+    }
+    let total = 2 * PER_NODE;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut desks = tokio::task::JoinSet::new();
+    for (i, user) in OPERATORS.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let token = sign_in(node, user, &passwords[*user]).await;
+        let desk = take_seat(node, &token, i as i64 + 1).await;
+        let on = node.base.clone();
+        let work = operator(node.base.clone(), token, desk, answered.clone(), total);
+        desks.spawn(async move { (on, work.await) });
+    }
+    // A burst of voice calls on both nodes at once.
+    let starts: Vec<_> = (0..total)
+        .map(|k| {
+            let base = if k % 2 == 0 { a.base.clone() } else { b.base.clone() };
+            tokio::spawn(async move { (start_contact(&base, "webrtc", &format!("98100{k:05}")).await.0, base) })
+        })
+        .collect();
+    let mut started_on = HashMap::new();
+    for s in starts {
+        let (id, base) = s.await.unwrap();
+        started_on.insert(id, base);
+    }
+    let mut contacts: Vec<String> = started_on.keys().cloned().collect();
+    // (started on, answered on) for every call.
+    let mut crossings: HashMap<(String, String), usize> = HashMap::new();
+    let mut offers: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_agent = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while let Some(done) = tokio::time::timeout_at(deadline, desks.join_next()).await.unwrap_or_else(|_| {
+        panic!("not every call was answered within 90 s: {} of {total}", answered.load(Ordering::SeqCst))
+    }) {
+        // An operator's failed assertion fails the test at once.
+        let (on, offered) = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        per_agent.push(offered.len());
+        for c in offered {
+            *crossings.entry((started_on[&c].clone(), on.clone())).or_default() += 1;
+            *offers.entry(c).or_default() += 1;
+        }
+    }
+    // Every call was offered to exactly one agent, once, and answered by it.
+    contacts.sort();
+    assert_eq!(offers.keys().cloned().collect::<Vec<_>>(), contacts, "offers {offers:?}");
+    assert!(offers.values().all(|n| *n == 1), "a call offered twice: {offers:?}");
+    assert!(per_agent.iter().filter(|n| **n > 0).count() >= 4, "operators on both nodes took calls: {per_agent:?}");
+    // One queue: calls started on each node were answered on the other.
+    assert!(crossings.get(&(a.base.clone(), b.base.clone())).is_some_and(|n| *n > 0), "{crossings:?}");
+    assert!(crossings.get(&(b.base.clone(), a.base.clone())).is_some_and(|n| *n > 0), "{crossings:?}");
+
+    // The store's history: each call arrived once, was accepted once and ended once; both nodes logged arrivals.
+    let history = shared.history().await;
+    let mut counts: HashMap<(&str, &str), usize> = HashMap::new();
+    for (_, kind, contact, _) in &history {
+        if let Some(c) = contact {
+            *counts.entry((c.as_str(), kind.as_str())).or_default() += 1;
+        }
+    }
+    for c in &contacts {
+        for kind in ["contact_arrived", "accept", "end"] {
+            assert_eq!(counts.get(&(c.as_str(), kind)), Some(&1), "{kind} of {c}: {history:#?}");
+        }
+    }
+    let arrivals_by: std::collections::HashSet<&str> =
+        history.iter().filter(|(_, k, _, _)| k == "contact_arrived").map(|(n, _, _, _)| n.as_str()).collect();
+    assert_eq!(arrivals_by.len(), 2, "arrivals were logged by both nodes");
+    assert_eq!(history.iter().filter(|(_, k, _, _)| k == "accept").count(), total);
+
+    drop((a, b));
+    shared.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_rebuilds_the_queue_from_the_stream() {
+    let shared = Shared::new().await;
+    let a = shared.node(&["--demo"]);
+    let b = shared.node(&[]);
+    let passwords = a.passwords.clone();
+    a.round_the_clock("operator", "asha").await;
+    // A chat waits on node A (nobody is ready).
+    let (id, _token) = start_contact(&a.base, "chat", "9810000003").await;
+    // Both nodes go away; the queue is only in the Redis stream now (a node on Redis does not replay the store's log).
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+
+    let a = shared.node(&[]);
+    let asha = sign_in(&a, "asha", &passwords["asha"]).await;
+    let stream = sse(a.url("/api/agent/stream"), Some(&asha)).await;
+    let (status, body) = a.post(&asha, "/api/agent/session", json!({"seat_id": 2})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = a.post(&asha, "/api/agent/ready", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "offered", "{body}");
+    let mut stream = stream;
+    let offer = next_where(&mut stream, 10, |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], id.as_str());
+    let (status, body) = a.post(&asha, &format!("/api/contacts/{id}/accept"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Node B, started again, rebuilds the same state: the operator is busy there too.
+    let b = shared.node(&[]);
+    let admin = sign_in(&b, "admin", &passwords["admin"]).await;
+    let asha_id = staff_id(&b, &admin, "asha").await;
+    wait_agent_state(&b, &admin, asha_id, "busy").await;
+
+    drop((a, b));
+    shared.drop_all().await;
+}
