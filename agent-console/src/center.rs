@@ -481,6 +481,14 @@ impl Center {
         self.read(|e| e.agents().map(|(a, s, st)| (a.0, s.0, st.clone())).collect()).await.unwrap_or_default()
     }
 
+    /// Where a waiting contact was last told it stands, as the update it was
+    /// told in (for a page that subscribes after the announcement).
+    pub async fn position(&self, contact: &str) -> Option<Update> {
+        let id = routing::ContactId(contact.to_owned());
+        let (position, wait) = self.read(|e| e.announced(&id)).await.flatten()?;
+        Some(Update::Position { contact: contact.to_owned(), position, estimated_wait_seconds: wait / 1000 })
+    }
+
     /// The state of an agent, if logged in.
     pub async fn agent_state(&self, agent: i64) -> Option<routing::AgentState> {
         self.read(|e| e.agent_state(AgentId(agent)).cloned()).await.flatten()

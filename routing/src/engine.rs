@@ -546,6 +546,17 @@ impl Engine {
         self.agents.values().map(|a| (a.profile.id, a.seat, &a.state))
     }
 
+    /// The place and estimated wait a waiting contact was last told, for a
+    /// page that starts listening after the announcement.
+    pub fn announced(&self, contact: &ContactId) -> Option<(usize, Millis)> {
+        [Need::Doctor, Need::Operator]
+            .into_iter()
+            .find_map(|need| self.tasks.get(&(contact.clone(), need)))
+            .filter(|task| self.queue.contains_key(&task.key))
+            .and_then(|task| task.announced)
+            .map(|(position, estimate, _)| (position, estimate))
+    }
+
     /// Tasks waiting for an agent (not ringing).
     pub fn waiting(&self) -> usize {
         self.queue.len()

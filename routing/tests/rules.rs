@@ -313,6 +313,12 @@ fn waiting_contacts_hear_position_and_wait_and_long_waits_alert() {
     let out = e.handle(t + 130 * S, contact("e", "hi", true)).unwrap();
     assert_eq!(pos(&out, "e").map(|p| p.0), Some(1));
     assert_eq!(pos(&out, "b").map(|p| p.0), Some(2));
+    // What each was last told stays readable, for a page that listens late;
+    // a contact being served has no place.
+    assert_eq!(e.announced(&c("b")).map(|p| p.0), Some(2));
+    assert_eq!(e.announced(&c("c")), Some((3, e.announced(&c("c")).unwrap().1)));
+    assert_eq!(e.announced(&c("a")), None);
+    assert_eq!(e.announced(&c("nobody")), None);
 }
 
 #[test]

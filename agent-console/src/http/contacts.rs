@@ -263,8 +263,9 @@ async fn patient_stream(
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
     let contact = state.store.contact(&id).await?;
-    // What a reconnecting page missed: where the contact stands, and the messages.
-    let mut first = vec![status_update(&contact)];
+    // What a reconnecting page missed: where the contact stands (its place in
+    // the queue while it waits), and the messages.
+    let mut first = vec![status_update(&contact), state.center.position(&id).await];
     for m in state.store.chat_messages(&id, q.after.unwrap_or(0)).await? {
         first.push(message_update(&m));
     }
