@@ -70,7 +70,7 @@ fn main() {
         ("full context, beam 5", beam(&full, 5)),
         ("full context, beam 5, prompt", beam(&prompted(&full), 5)),
         ("file (full context, segments, fallback)", Options { threads, ..Options::default() }),
-        ("server captions (Options::captions)", Options::captions(Language::En, threads)),
+        ("Options::captions (full context, beam 5)", Options::captions(Language::En, threads, 5)),
     ];
     let mut session = engine.session().unwrap();
     for (set, list) in &sets {
@@ -107,7 +107,9 @@ fn main() {
     //    hangover (500 ms of silence before an utterance ends). With and without partial
     //    captions (the server asks for one a second: they compete for the worker).
     let clips: Vec<Vec<f32>> = sets[0].1.iter().map(|p| speak(p)).collect();
-    for (name, options) in [("live (fitted, greedy)", live.clone()), ("server captions", Options::captions(Language::En, threads))] {
+    for (name, options) in
+        [("live (fitted, greedy)", live.clone()), ("full context, beam 5", Options::captions(Language::En, threads, 5))]
+    {
         for partial_every_ms in [None, Some(1000)] {
             let (mean, max, n, w) = caption_delay(&engine, &clips, &sets[0].1, options.clone(), partial_every_ms);
             println!(
