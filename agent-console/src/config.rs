@@ -109,12 +109,37 @@ pub struct ServeConfig {
     #[arg(long = "whisper-threads", env = "CARELINE_WHISPER_THREADS", default_value_t = 2)]
     pub whisper_threads: usize,
 
+    /// An initial prompt for captions: text whisper reads as if it came
+    /// before each utterance (for instance `transcription::engine::CLINICAL_PROMPT`).
+    /// Unset: none (Hindi keeps its Devanagari prompt).
+    #[arg(long = "whisper-prompt", env = "CARELINE_WHISPER_PROMPT")]
+    pub whisper_prompt: Option<String>,
+
+    /// Beam width of captions. 1: greedy over a window fitted to the
+    /// utterance (the fastest; within the 1.5 s caption target). More: beam
+    /// search over whisper's whole window (`Options::captions`; 5 is the most
+    /// accurate measured, see docs/benchmarks.md), at a higher cost.
+    #[arg(long = "whisper-beam", env = "CARELINE_WHISPER_BEAM", default_value_t = 1)]
+    pub whisper_beam: usize,
+
     /// Seconds a caller whose connection dropped keeps their place in the call.
     #[arg(long = "media-grace-seconds", env = "CARELINE_MEDIA_GRACE_SECONDS", default_value_t = 30)]
     pub media_grace_seconds: u64,
 }
 
 impl ServeConfig {
+    /// How live captions decode: [`transcription::Options::live`] (greedy)
+    /// or, with a beam, [`transcription::Options::captions`]; the prompt given.
+    pub fn whisper_options(&self) -> transcription::Options {
+        let (language, threads) = (self.whisper_language, self.whisper_threads.max(1));
+        let mut options = match self.whisper_beam {
+            0 | 1 => transcription::Options::live(language, threads),
+            beam => transcription::Options::captions(language, threads, beam),
+        };
+        options.prompt = self.whisper_prompt.clone().filter(|p| !p.trim().is_empty());
+        options
+    }
+
     /// The media plane's settings.
     pub fn media(&self) -> telemed::sfu::SfuConfig {
         let ice_servers = self
@@ -157,6 +182,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("ice_servers", &self.ice_servers)
             .field("media_grace_seconds", &self.media_grace_seconds)
             .field("whisper_model", &self.whisper_model)
+            .field("whisper_language", &self.whisper_language)
+            .field("whisper_prompt", &self.whisper_prompt)
+            .field("whisper_beam", &self.whisper_beam)
             .finish()
     }
 }

@@ -368,8 +368,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         // Live captions of consented calls: the model loads once; whisper runs on its own threads.
         let engine = transcription::Engine::load(model)
             .with_context(|| format!("loading the whisper model {}", model.display()))?;
-        let options = transcription::Options::live(config.whisper_language, config.whisper_threads.max(1));
-        let cfg = transcription::TranscriberConfig { options, ..Default::default() };
+        let cfg = transcription::TranscriberConfig { options: config.whisper_options(), ..Default::default() };
         let (transcriber, captions) = transcription::Transcriber::start(&engine, cfg)?;
         agent_console::captions::start(
             transcriber,

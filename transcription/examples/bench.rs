@@ -1,25 +1,26 @@
-//! Benchmark: real-time factor of whisper on short clinical utterances, and the caption delay
-//! of the live service (end of speech to final caption, audio fed in real time).
+//! Benchmark: word error rate and real-time factor of whisper on short clinical utterances
+//! under several decodings, on the bench phrases and on a held-out set of other clinical
+//! phrases (`tests/phrases/`), and the caption delay of the live service (end of speech to
+//! final caption, audio fed in real time).
 //!
 //! ```text
 //! cargo run --release -p transcription --example bench -- MODEL.bin [THREADS]
 //! ```
 //! Needs espeak-ng and sox (the speech) and a ggml model (`careline model import-ct2`).
+//! `BENCH_PROMPT="..."` decodes with that prompt instead of [`CLINICAL_PROMPT`] in the rows
+//! marked "prompt".
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use transcription::engine::CLINICAL_PROMPT;
 use transcription::{Engine, Language, Options, Role, Transcriber, TranscriberConfig, wer};
 
-const PHRASES: [&str; 5] = [
-    "the patient has a fever and a headache since two days",
-    "she has been coughing at night and feels short of breath",
-    "please take one tablet of paracetamol after every meal",
-    "his blood pressure is high and he feels dizzy in the morning",
-    "the child has stomach pain and vomiting since yesterday",
-];
+fn phrases(text: &'static str) -> Vec<&'static str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+}
 
 fn speak(text: &str) -> Vec<f32> {
     let dir = std::env::temp_dir();
@@ -45,45 +46,92 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let model = PathBuf::from(args.next().expect("usage: bench MODEL.bin [THREADS]"));
     let threads: usize = args.next().map_or(2, |t| t.parse().expect("THREADS is a number"));
+    let prompt = std::env::var("BENCH_PROMPT").unwrap_or_else(|_| CLINICAL_PROMPT.to_owned());
     let engine = Engine::load(&model).expect("loading the model");
-    let clips: Vec<Vec<f32>> = PHRASES.iter().map(|p| speak(p)).collect();
-    let audio_s: f64 = clips.iter().map(|c| c.len() as f64 / 16_000.0).sum();
-    println!("model {}, {threads} threads, {} phrases, {audio_s:.1} s of speech", model.display(), PHRASES.len());
+    let sets = [
+        ("bench", phrases(include_str!("../tests/phrases/bench.txt"))),
+        ("held-out", phrases(include_str!("../tests/phrases/held-out.txt"))),
+    ];
+    println!("model {}, {threads} threads, prompt {prompt:?}", model.display());
 
-    // 1. Real-time factor, per utterance, with the live options and with whisper's defaults
-    //    (full 30 s context, temperature fallback).
+    // 1. WER and real-time factor per decoding, utterance by utterance (as the service does).
+    let live = Options::live(Language::En, threads);
+    let full = Options { fit_audio_context: false, ..live.clone() };
+    let prompted = |o: &Options| Options { prompt: Some(prompt.clone()), ..o.clone() };
+    let beam = |o: &Options, n| Options { beam_size: Some(n), ..o.clone() };
+    let decodings = [
+        ("fitted context, greedy", live.clone()),
+        ("fitted context, greedy, prompt", prompted(&live)),
+        ("fitted context, beam 5", beam(&live, 5)),
+        ("fitted context, beam 5, prompt", beam(&prompted(&live), 5)),
+        ("full context, greedy", full.clone()),
+        ("full context, greedy, prompt", prompted(&full)),
+        ("full context, beam 3, prompt", beam(&prompted(&full), 3)),
+        ("full context, beam 5", beam(&full, 5)),
+        ("full context, beam 5, prompt", beam(&prompted(&full), 5)),
+        ("file (full context, segments, fallback)", Options { threads, ..Options::default() }),
+        ("Options::captions (full context, beam 5)", Options::captions(Language::En, threads, 5)),
+    ];
     let mut session = engine.session().unwrap();
-    session.transcribe(&clips[0], &Options::live(Language::En, threads)).unwrap(); // warm-up
-    for (name, options) in [
-        ("live (fitted context, greedy, one segment)", Options::live(Language::En, threads)),
-        ("file (full 30 s context, fallback)", Options { threads, ..Options::default() }),
-    ] {
-        let mut compute = Duration::ZERO;
-        let mut pairs = Vec::new();
-        for (clip, phrase) in clips.iter().zip(PHRASES) {
-            let started = Instant::now();
-            let t = session.transcribe(clip, &options).unwrap();
-            compute += started.elapsed();
-            pairs.push((phrase, t.text));
+    for (set, list) in &sets {
+        let clips: Vec<Vec<f32>> = list.iter().map(|p| speak(p)).collect();
+        let audio_s: f64 = clips.iter().map(|c| c.len() as f64 / 16_000.0).sum();
+        println!("\n== {set}: {} phrases, {audio_s:.1} s of speech", list.len());
+        session.transcribe(&clips[0], &live).unwrap(); // warm-up
+        for (name, options) in &decodings {
+            let mut compute = Duration::ZERO;
+            let mut pairs = Vec::new();
+            for (clip, phrase) in clips.iter().zip(list) {
+                let started = Instant::now();
+                let t = session.transcribe(clip, options).unwrap();
+                compute += started.elapsed();
+                pairs.push((*phrase, t.text));
+            }
+            let w = wer::corpus_wer(pairs.iter().map(|(r, h)| (*r, h.as_str())));
+            println!(
+                "{name}: {:.2} s, real-time factor {:.3}, WER {w:.3}",
+                compute.as_secs_f64(),
+                compute.as_secs_f64() / audio_s
+            );
+            for (r, h) in &pairs {
+                let e = wer::wer(r, h);
+                if e > 0.0 {
+                    println!("    {e:.2} {h:?}");
+                }
+            }
         }
-        let w = wer::corpus_wer(pairs.iter().map(|(r, h)| (*r, h.as_str())));
-        println!(
-            "{name}: {:.2} s for {audio_s:.1} s, real-time factor {:.3}, WER {w:.3}",
-            compute.as_secs_f64(),
-            compute.as_secs_f64() / audio_s
-        );
     }
 
     // 2. Caption delay through the service, audio pushed in real time in 20 ms frames: from
     //    the push of a phrase's last voiced sample to its final caption. Includes the VAD's
-    //    hangover (500 ms of silence before an utterance ends).
-    let config = TranscriberConfig {
-        workers: 1,
-        options: Options::live(Language::En, threads),
-        partial_every_ms: None,
-        ..TranscriberConfig::default()
-    };
-    let (transcriber, mut captions) = Transcriber::start(&engine, config).unwrap();
+    //    hangover (500 ms of silence before an utterance ends). With and without partial
+    //    captions (the server asks for one a second: they compete for the worker).
+    let clips: Vec<Vec<f32>> = sets[0].1.iter().map(|p| speak(p)).collect();
+    for (name, options) in
+        [("live (fitted, greedy)", live.clone()), ("full context, beam 5", Options::captions(Language::En, threads, 5))]
+    {
+        for partial_every_ms in [None, Some(1000)] {
+            let (mean, max, n, w) = caption_delay(&engine, &clips, &sets[0].1, options.clone(), partial_every_ms);
+            println!(
+                "caption delay, {name}, partials {}: mean {mean:.0} ms, max {max:.0} ms over {n} utterances; WER of the finals {w:.3}",
+                partial_every_ms.map_or("off".to_owned(), |ms| format!("every {ms} ms"))
+            );
+        }
+    }
+}
+
+/// Feeds `clips` (1.5 s of silence after each) through a [`Transcriber`] in real time and
+/// returns the mean and max delay from the end of each phrase's speech to its final caption
+/// (ms), the number of finals, and their corpus WER against `phrases`.
+fn caption_delay(
+    engine: &Engine,
+    clips: &[Vec<f32>],
+    phrases: &[&str],
+    options: Options,
+    partial_every_ms: Option<u64>,
+) -> (f64, f64, usize, f64) {
+    let config = TranscriberConfig { workers: 1, options, partial_every_ms, ..TranscriberConfig::default() };
+    let (transcriber, mut captions) = Transcriber::start(engine, config).unwrap();
     let (arrived_tx, arrived_rx) = mpsc::channel();
     let collector = std::thread::spawn(move || {
         while let Some(c) = captions.blocking_recv() {
@@ -92,15 +140,15 @@ fn main() {
     });
     let tap = transcriber.tap("bench", Role::Patient);
     let mut speech_ends = Vec::new();
-    let t0 = Instant::now();
-    let mut pushed = 0usize;
     let mut stream = vec![0.0f32; 16 * 500];
-    for clip in &clips {
+    for clip in clips {
         let last_voiced = clip.iter().rposition(|x| x.abs() > 0.01).unwrap_or(0);
         speech_ends.push(stream.len() + last_voiced);
         stream.extend(clip);
         stream.extend(vec![0.0f32; 16 * 1500]);
     }
+    let t0 = Instant::now();
+    let mut pushed = 0usize;
     let mut end_times = Vec::new();
     for frame in stream.chunks(320) {
         // Real time: frame n goes out at n * 20 ms.
@@ -127,8 +175,6 @@ fn main() {
     }
     let mean = delays.iter().sum::<f64>() / delays.len().max(1) as f64;
     let max = delays.iter().copied().fold(0.0, f64::max);
-    println!(
-        "caption delay (end of speech to final caption): mean {mean:.0} ms, max {max:.0} ms over {} utterances",
-        delays.len()
-    );
+    let w = wer::corpus_wer(phrases.iter().zip(&finals).map(|(r, (_, c))| (*r, c.text.as_str())));
+    (mean, max, delays.len(), w)
 }

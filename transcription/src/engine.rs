@@ -112,6 +112,16 @@ impl Options {
     }
 }
 
+impl Options {
+    /// The most accurate decoding measured for captions on tiny.en (docs/benchmarks.md,
+    /// "transcription"): [`Options::live`] but over whisper's whole 30 s window (what the model
+    /// was trained on: a fitted window makes tiny.en repeat itself on some utterances) and beam
+    /// search of width `beam` (5 measured). No prompt: the [`CLINICAL_PROMPT`] did not pay with it.
+    pub fn captions(language: Language, threads: usize, beam: usize) -> Self {
+        Self { fit_audio_context: false, beam_size: Some(beam.max(1)), ..Self::live(language, threads) }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -125,6 +135,15 @@ impl Default for Options {
         }
     }
 }
+
+/// A clinical-vocabulary initial prompt for English (`careline serve --whisper-prompt`):
+/// whisper reads it as the text before the utterance, which makes common complaints and drug
+/// names likelier than look-alike words. Written from a general list of complaints, not from
+/// the test phrases. On tiny.en it helps greedy decoding on the held-out phrases but not on
+/// the bench ones, and not beam search (docs/benchmarks.md), so nothing uses it by default.
+pub const CLINICAL_PROMPT: &str = "Telemedicine consultation. The doctor asks about symptoms: fever, cough, cold, \
+     headache, body ache, breathing, vomiting, dizziness, pain. Medicines: paracetamol, tablets, syrup, injection; \
+     blood pressure and diabetes.";
 
 /// The default prompt for Hindi ("Hello, this conversation is in Hindi."). Without it the smaller
 /// multilingual models often write spoken Hindi in Urdu script; a Devanagari prompt keeps them

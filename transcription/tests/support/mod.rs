@@ -86,7 +86,8 @@ pub fn silence(ms: usize) -> Vec<f32> {
     vec![0.0; 16 * ms]
 }
 
-/// English clinical phrases for the accuracy test.
+/// English clinical phrases: the lines of `tests/phrases/bench.txt` (which the bench and the
+/// whisper.cpp baseline script read).
 pub const PHRASES: [&str; 5] = [
     "the patient has a fever and a headache since two days",
     "she has been coughing at night and feels short of breath",
