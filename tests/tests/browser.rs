@@ -218,7 +218,9 @@ async fn a_doctor_takes_an_escalated_chat_records_consent_and_prescribes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "doctor-consult.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Cough and fever, 3 days"), "{stdout}");
-    assert!(stdout.contains("refused: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("refused as text: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("only by video"), "{stdout}");
+    assert!(stdout.contains("claimed video refused: mode: this is a text consult"), "{stdout}");
     assert!(stdout.contains("issued:") && stdout.contains("AMOXICILLIN"), "{stdout}");
 }
 
