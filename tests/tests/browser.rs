@@ -444,6 +444,7 @@ async fn tier_two_consult_prescribes_by_the_rules_books_a_follow_up_mails_it_and
     println!("{stdout}");
     assert!(stdout.contains("captions: ") && stdout.contains("consult ended"), "{stdout}");
     assert!(stdout.contains("refused: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("claimed video with the camera off, refused: mode: this is an audio consult"), "{stdout}");
     assert!(
         stdout.contains("issued: ") && stdout.contains("prohibited, refused: items[0].generic: ALPRAZOLAM"),
         "{stdout}"
