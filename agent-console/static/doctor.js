@@ -53,7 +53,9 @@ document.addEventListener('careline:update', (e) => {
 });
 
 // The consult mode follows the call (TPG 2020: List A only by video): video
-// while the patient's camera is on, audio when they switch it off.
+// while the patient's camera is on, audio when they switch it off. It is sent
+// as the doctor's statement only: the server decides the mode from the call
+// and refuses a statement that claims more than it sees.
 const modeSeen = new Set();
 const setMode = (mode) => { $('#rx-form select[name=mode]').value = mode; };
 document.addEventListener('careline:roster', (e) => {

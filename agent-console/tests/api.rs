@@ -630,28 +630,44 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
     let joined = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&doctor), None).await;
     assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
 
-    let rx = |mode: &str, drug: &str| {
-        json!({"mode": mode, "kind": "first", "diagnosis": "Acute bronchitis", "advice": "Steam inhalation",
+    // A chat: the server takes it as a text consult whatever the request says.
+    let rx = |mode: Option<&str>, kind: &str, drug: &str, continuing: bool| {
+        let mut rx = json!({"kind": kind, "diagnosis": "Acute bronchitis", "advice": "Steam inhalation",
                "items": [{"generic": drug, "strength": "500 mg", "dose": "1 capsule", "frequency": "three times a day",
-                          "duration": "5 days"}]})
-        .to_string()
+                          "duration": "5 days", "continuing": continuing}]});
+        if let Some(mode) = mode {
+            rx["mode"] = json!(mode);
+        }
+        rx.to_string()
     };
     let url = format!("/api/contacts/{id}/prescriptions");
-    let audio = app.send("POST", &url, Some(&doctor), Some(&rx("audio", "amoxicillin"))).await;
-    assert_problem(&audio, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(field_errors(&audio), vec!["items[0].generic"]);
-    assert!(audio.body["detail"].as_str().unwrap().contains("List A"), "{:?}", audio.body);
-    let banned = app.send("POST", &url, Some(&doctor), Some(&rx("video", "alprazolam"))).await;
+    let text = app.send("POST", &url, Some(&doctor), Some(&rx(None, "first", "amoxicillin", false))).await;
+    assert_problem(&text, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&text), vec!["items[0].generic"]);
+    assert!(text.body["detail"].as_str().unwrap().contains("only by video"), "{:?}", text.body);
+    // Claiming video (or audio) on a chat is refused, naming the field, before any drug rule.
+    for claim in ["video", "audio"] {
+        let claimed =
+            app.send("POST", &url, Some(&doctor), Some(&rx(Some(claim), "first", "amoxicillin", false))).await;
+        assert_problem(&claimed, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field_errors(&claimed), vec!["mode"], "{:?}", claimed.body);
+        assert!(claimed.body["detail"].as_str().unwrap().contains("text consult"), "{:?}", claimed.body);
+    }
+    let banned = app.send("POST", &url, Some(&doctor), Some(&rx(Some("text"), "follow_up", "alprazolam", true))).await;
     assert_problem(&banned, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(banned.body["detail"].as_str().unwrap().contains("NDPS"));
-    let video = app.send("POST", &url, Some(&doctor), Some(&rx("video", "amoxicillin"))).await;
-    assert_eq!(video.status, StatusCode::CREATED, "{:?}", video.body);
-    let body = &video.body["body"];
+    assert!(app.store.prescriptions_of(agent_console::store::PatientId(pid)).await.unwrap().is_empty());
+    // List A as a refill of continuing medication on a follow-up needs no video.
+    let issued = app.send("POST", &url, Some(&doctor), Some(&rx(Some("text"), "follow_up", "amoxicillin", true))).await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{:?}", issued.body);
+    assert_eq!(issued.body["mode"], "text", "the stored mode is the server's");
+    assert_eq!(issued.body["body"]["mode"], "text");
+    let body = &issued.body["body"];
     assert_eq!(body["items"][0][0]["generic"], "AMOXICILLIN");
     assert_eq!(body["prescriber"]["registration_number"], "DMC/R/1234");
     assert_eq!(body["patient"]["age_years"], 46);
     // The print-ready prescription carries a QR code of its verification address.
-    let rx_id = video.body["prescription_id"].as_str().unwrap().to_owned();
+    let rx_id = issued.body["prescription_id"].as_str().unwrap().to_owned();
     let req = Request::get(format!("/rx/{rx_id}"))
         .header(header::AUTHORIZATION, format!("Bearer {doctor}"))
         .header(header::HOST, "careline.test")
@@ -672,7 +688,7 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
 
     // Operators do not prescribe; refused drafts stored nothing.
     assert_problem(
-        &app.send("POST", &url, Some(&asha), Some(&rx("video", "amoxicillin"))).await,
+        &app.send("POST", &url, Some(&asha), Some(&rx(None, "follow_up", "amoxicillin", true))).await,
         StatusCode::FORBIDDEN,
     );
     assert_eq!(app.store.prescriptions_of(agent_console::store::PatientId(pid)).await.unwrap().len(), 1);

@@ -345,6 +345,12 @@ impl Session {
         routes
     }
 
+    /// Whether `speaker`'s video is routed to `viewer` now: both have video
+    /// on, and `viewer` hears `speaker` (video follows audio).
+    pub fn receives_video(&self, viewer: &str, speaker: &str) -> bool {
+        self.routes().iter().any(|r| r.kind == Kind::Video && r.speaker == speaker && r.listener == viewer)
+    }
+
     /// The others in the call as `listener` sees them.
     pub fn roster(&self, listener: &str) -> Vec<RosterEntry> {
         let slots = self.participants.get(listener).map(|p| &p.slots);
@@ -656,6 +662,26 @@ mod tests {
         assert_eq!(video(&s), 0);
         s.set_video("pat", true).unwrap();
         assert_eq!(video(&s), 2);
+    }
+
+    #[test]
+    fn a_viewer_receives_video_only_while_it_is_routed_to_them() {
+        let mut s = Session::new();
+        s.join("pat", Role::Patient, 3, 3).unwrap();
+        s.join("doc", Role::Doctor, 3, 3).unwrap();
+        s.join("op", Role::Operator, 3, 0).unwrap();
+        assert!(s.receives_video("doc", "pat"));
+        // An operator whose page offered no video slots sees nobody.
+        assert!(!s.receives_video("op", "pat"));
+        s.set_video("pat", false).unwrap();
+        assert!(!s.receives_video("doc", "pat"));
+        s.set_video("pat", true).unwrap();
+        s.set_held("doc", "pat", true).unwrap();
+        assert!(!s.receives_video("doc", "pat"));
+        s.set_held("doc", "pat", false).unwrap();
+        s.disconnect("pat", 10);
+        assert!(!s.receives_video("doc", "pat"));
+        assert!(!s.receives_video("doc", "nobody"));
     }
 
     #[test]

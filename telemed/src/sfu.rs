@@ -113,6 +113,9 @@ struct LiveSession {
     routes: RwLock<Arc<RouteTable>>,
     /// Whether incoming audio is recorded now.
     recording: std::sync::atomic::AtomicBool,
+    /// Per participant: when (SFU milliseconds) their last video packet
+    /// arrived, so the server itself knows whose camera is sending.
+    video_seen: std::sync::Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>,
 }
 
 #[derive(Default)]
@@ -153,6 +156,10 @@ pub struct CallHandle {
     signal: mpsc::UnboundedSender<ServerMessage>,
     epoch: std::sync::atomic::AtomicU64,
 }
+
+/// How recent a participant's last video packet must be for their video to
+/// count as flowing now (a camera sends many packets a second).
+pub const VIDEO_FRESH: Duration = Duration::from_secs(3);
 
 static EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -215,6 +222,23 @@ impl Sfu {
         state.model.ids().map(|id| (id.to_owned(), state.model.role(id).expect("listed"))).collect()
     }
 
+    /// Whether `viewer` receives `speaker`'s video in `session` now: the
+    /// session routes it to them (both have video on, neither is held or
+    /// gone) and a video packet from `speaker` reached the SFU within the
+    /// last [`VIDEO_FRESH`]. A camera flag alone is not enough: a page that
+    /// offered video but has no camera sends none.
+    pub async fn receives_video(&self, session: &str, viewer: &str, speaker: &str) -> bool {
+        let Some(live) = self.inner.sessions.lock().await.get(session).cloned() else { return false };
+        if !live.state.lock().await.model.receives_video(viewer, speaker) {
+            return false;
+        }
+        let last = live.video_seen.lock().expect("video lock").get(speaker).cloned();
+        last.is_some_and(|at| {
+            let at = at.load(std::sync::atomic::Ordering::Relaxed);
+            at > 0 && self.inner.now_ms().saturating_sub(at) <= VIDEO_FRESH.as_millis() as u64
+        })
+    }
+
     /// Enters `participant` into the call of `session`; media flows once
     /// [`CallHandle::handle`] has taken their offer. Messages for the
     /// participant arrive on `signal`.
@@ -236,6 +260,7 @@ impl Sfu {
                         state: Mutex::new(SessionState::default()),
                         routes: RwLock::new(Arc::new(RouteTable::default())),
                         recording: recording.into(),
+                        video_seen: Default::default(),
                     })
                 })
                 .clone()
@@ -582,6 +607,11 @@ impl PeerConnectionEventHandler for Handler {
             role: self.role,
             kind,
             epoch: self.epoch,
+            video_seen: (kind == Kind::Video).then(|| {
+                let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                self.session.video_seen.lock().expect("video lock").insert(self.participant.clone(), seen.clone());
+                seen
+            }),
         };
         if kind == Kind::Video {
             // Ask the sender for a key frame now and then, so that a listener
@@ -609,6 +639,8 @@ struct Forwarder {
     role: Role,
     kind: Kind,
     epoch: u64,
+    /// For a video track: where its packets' arrival is noted.
+    video_seen: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 type Recorder = OggWriter<std::io::BufWriter<std::fs::File>>;
@@ -645,6 +677,10 @@ impl Forwarder {
                 continue;
             }
             let now = self.inner.now_ms();
+            if let Some(seen) = &self.video_seen {
+                // `max(1)`: zero means "nothing yet".
+                seen.store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+            }
             if self.kind == Kind::Audio
                 && let Some(dir) = &self.inner.config.recordings
             {

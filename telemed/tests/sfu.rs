@@ -280,10 +280,15 @@ async fn video_flows_between_video_parties_and_stops_when_switched_off() {
     // The operator joined without video: voice only, everyone still heard.
     until_hears("operator", &operator, &[PATIENT, DOCTOR]).await;
     assert_eq!(count(&operator), 0);
+    // What a prescription's consult mode rests on: the doctor sees the patient, the operator does not.
+    assert!(sfu.receives_video("c7", "doc", "pat").await);
+    assert!(!sfu.receives_video("c7", "op", "pat").await);
+    assert!(!sfu.receives_video("other", "doc", "pat").await);
     // A poor network: the patient switches video off; their voice goes on.
     patient.call.handle(ClientMessage::Video { on: false }).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!grows(&doctor).await, "the doctor still gets the patient's video");
+    assert!(!sfu.receives_video("c7", "doc", "pat").await, "video off is not a video consult");
     until_hears("doctor, patient's video off", &doctor, &[PATIENT, OPERATOR]).await;
     for c in [patient, doctor, operator] {
         c.close().await;

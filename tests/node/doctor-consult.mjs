@@ -1,6 +1,8 @@
 // A doctor takes an escalated chat in headless Chromium, records consent and
-// notes, and prescribes: a List A drug on an audio first consult is refused
-// with the reason; by video it is issued.
+// notes, and prescribes. A chat is a text consult, as the server decides: a
+// List A drug on a first consult is refused (only by video), claiming video
+// is refused naming `mode`, and the same drug as a refill of continuing
+// medication on a follow-up is issued.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
 import { mkdirSync } from 'node:fs';
 import { launch, signIn, watch } from './lib.mjs';
@@ -36,11 +38,19 @@ try {
   await page.fill(`${row} input[name=dose]`, '1 capsule');
   await page.fill(`${row} input[name=frequency]`, 'three times a day');
   await page.fill(`${row} input[name=duration]`, '5 days');
-  await page.selectOption('#rx-form select[name=mode]', 'audio');
+  // The page takes the mode from the contact: a chat is text.
+  await page.waitForFunction(() => document.querySelector('#rx-form select[name=mode]').value === 'text');
   await page.click('#rx-form button[type=submit]');
   await page.waitForSelector('#rx .problems:not([hidden])');
-  console.log(`refused: ${await page.textContent('#rx .problems')}`);
+  console.log(`refused as text: ${await page.textContent('#rx .problems')}`);
+  // Claiming video on a chat: the server refuses the claim itself.
   await page.selectOption('#rx-form select[name=mode]', 'video');
+  await page.click('#rx-form button[type=submit]');
+  await page.waitForFunction(() => /^mode: /.test(document.querySelector('#rx .problems').textContent));
+  console.log(`claimed video refused: ${await page.textContent('#rx .problems')}`);
+  await page.selectOption('#rx-form select[name=mode]', 'text');
+  await page.selectOption('#rx-form select[name=kind]', 'follow_up');
+  await page.check(`${row} input[name=continuing]`);
   await page.click('#rx-form button[type=submit]');
   await page.waitForSelector('#rx-issued:not([hidden])');
   console.log(`issued: ${await page.textContent('#rx-issued')}`);

@@ -5,7 +5,8 @@
 // all three talk; the operator briefs the doctor with the patient on hold,
 // hands over and leaves; the doctor records consent (with recording; the
 // call's captions appear); with the patient's camera off the consult is audio
-// and a List A drug is refused, with it on again the same prescription is
+// and a List A drug is refused (and so is the doctor claiming video: the
+// server decides the mode), with it on again the same prescription is
 // issued; a prohibited drug is refused with its reason; a follow-up is booked
 // at a free slot; the doctor ends and wraps up. Prints `contact ID` for the
 // Rust side, which checks the mail and the FHIR bundle.
@@ -126,6 +127,12 @@ try {
   if (!/AMOXICILLIN is on List A/.test(audio)) throw new Error(`List A by audio not refused: "${audio}"`);
   console.log(`audio consult, refused: ${audio}`);
   await shot(doctor, 'list-a-refused-on-audio');
+  // Claiming video while the camera is off: the server sees an audio consult and refuses the claim.
+  await doctor.selectOption('#rx-form select[name=mode]', 'video');
+  const claimed = await prescribe(doctor, 'amoxicillin', amoxicillin);
+  if (!/^mode: this is an audio consult/.test(claimed)) throw new Error(`a claimed video was not refused: "${claimed}"`);
+  console.log(`claimed video with the camera off, refused: ${claimed}`);
+  await doctor.selectOption('#rx-form select[name=mode]', 'audio');
 
   // The camera on again: a video consult, and the same prescription is issued.
   await patient.uncheck('#video-off');

@@ -218,7 +218,9 @@ async fn a_doctor_takes_an_escalated_chat_records_consent_and_prescribes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "doctor-consult.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Cough and fever, 3 days"), "{stdout}");
-    assert!(stdout.contains("refused: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("refused as text: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("only by video"), "{stdout}");
+    assert!(stdout.contains("claimed video refused: mode: this is a text consult"), "{stdout}");
     assert!(stdout.contains("issued:") && stdout.contains("AMOXICILLIN"), "{stdout}");
 }
 
@@ -442,6 +444,7 @@ async fn tier_two_consult_prescribes_by_the_rules_books_a_follow_up_mails_it_and
     println!("{stdout}");
     assert!(stdout.contains("captions: ") && stdout.contains("consult ended"), "{stdout}");
     assert!(stdout.contains("refused: items[0].generic: AMOXICILLIN is on List A"), "{stdout}");
+    assert!(stdout.contains("claimed video with the camera off, refused: mode: this is an audio consult"), "{stdout}");
     assert!(
         stdout.contains("issued: ") && stdout.contains("prohibited, refused: items[0].generic: ALPRAZOLAM"),
         "{stdout}"

@@ -754,8 +754,12 @@ async fn patient_contacts(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PrescriptionInput {
-    #[schema(value_type = String, example = "video")]
-    mode: telemed::consult::ConsultMode,
+    /// The doctor's statement of how they consult (`video`, `audio`,
+    /// `text`). Optional: the server decides the mode from the contact and
+    /// the call, and refuses a statement that claims more than it sees.
+    #[schema(value_type = Option<String>, example = "video")]
+    #[serde(default)]
+    mode: Option<telemed::consult::ConsultMode>,
     /// `first` or `follow_up`.
     #[schema(value_type = String, example = "first")]
     kind: telemed::consult::ConsultKind,
@@ -766,20 +770,61 @@ struct PrescriptionInput {
     advice: String,
 }
 
+/// How the doctor consults on this contact, as the server sees it: a chat is
+/// text; a call is video only while the patient's video reaches this doctor
+/// through the SFU now (routed to them and its packets arriving), else audio.
+/// The TPG 2020 List A rule rests on this, so it is never the client's word.
+async fn consult_mode(state: &AppState, contact: &Contact, doctor: &Staff) -> telemed::consult::ConsultMode {
+    use telemed::consult::ConsultMode;
+    if contact.channel == Channel::Chat {
+        return ConsultMode::Text;
+    }
+    // Participant ids on the media plane: see `media::media_socket`.
+    if state.sfu.receives_video(&contact.contact_id, &doctor.username, "patient").await {
+        ConsultMode::Video
+    } else {
+        ConsultMode::Audio
+    }
+}
+
 /// A doctor on the contact writes a prescription for its identified patient.
 /// It is checked against the Telemedicine Practice Guidelines 2020 and the
-/// shipped formulary; a refused draft gets every problem at once and stores nothing.
+/// shipped formulary with the consult mode the server determines (a stated
+/// `mode` that claims more, such as video on a chat or with the patient's
+/// camera off, is refused); a refused draft gets every problem at once and
+/// stores nothing.
 #[utoipa::path(post, path = "/api/contacts/{id}/prescriptions", tag = "contacts", params(("id" = String, Path)),
     request_body = PrescriptionInput,
     responses((status = 201, body = crate::store::StoredPrescription), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
 async fn prescribe(
-    State(store): State<Store>,
+    State(state): State<AppState>,
     super::Doctor(doctor): super::Doctor,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<PrescriptionInput>,
 ) -> Result<(StatusCode, axum::Json<crate::store::StoredPrescription>)> {
-    on_contact(&store, doctor.staff_id, &id).await?;
+    let store = &state.store;
+    on_contact(store, doctor.staff_id, &id).await?;
     let contact = store.contact(&id).await?;
+    let mode = consult_mode(&state, &contact, &doctor).await;
+    if let Some(claimed) = input.mode
+        && rank(claimed) > rank(mode)
+    {
+        let name = |m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "mode".into(),
+            message: format!(
+                "this is {} consult: {} (TPG 2020: List A on a first consult only by video)",
+                match mode {
+                    telemed::consult::ConsultMode::Audio => "an audio",
+                    _ => "a text",
+                },
+                match mode {
+                    telemed::consult::ConsultMode::Text => format!("a chat cannot be `{}`", name(claimed)),
+                    _ => format!("the patient's video is not reaching you now, so it cannot be `{}`", name(claimed)),
+                }
+            ),
+        }]));
+    }
     let patient_id = contact
         .patient_id
         .ok_or_else(|| ApiError::Conflict("identify the patient on this contact before prescribing".into()))?;
@@ -795,7 +840,7 @@ async fn prescribe(
             age_years: patient.age_years.and_then(|a| u32::try_from(a).ok()),
             sex: patient.sex.as_str().to_owned(),
         },
-        mode: input.mode,
+        mode,
         kind: input.kind,
         diagnosis: input.diagnosis,
         items: input.items,
@@ -825,6 +870,16 @@ async fn prescribe(
         })
         .await?;
     Ok((StatusCode::CREATED, axum::Json(stored)))
+}
+
+/// How much a consult mode shows the doctor: text < audio < video.
+fn rank(mode: telemed::consult::ConsultMode) -> u8 {
+    use telemed::consult::ConsultMode;
+    match mode {
+        ConsultMode::Text => 0,
+        ConsultMode::Audio => 1,
+        ConsultMode::Video => 2,
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
