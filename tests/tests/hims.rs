@@ -299,8 +299,9 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     server.post(&doctor, "/api/agent/ready", json!(null)).await;
     let (status, joined) = server.post(&doctor, &format!("/api/contacts/{contact}/accept"), json!(null)).await;
     assert_eq!(status, 200, "{joined}");
-    let rx = json!({"mode": "video", "kind": "first", "diagnosis": "Acute bronchitis", "advice": "Steam inhalation",
-        "items": [{"generic": "amoxicillin", "strength": "500 mg", "dose": "1 capsule", "frequency": "three times a day",
+    // A chat is a text consult (the server says so): a List O drug.
+    let rx = json!({"kind": "first", "diagnosis": "Acute bronchitis", "advice": "Steam inhalation",
+        "items": [{"generic": "paracetamol", "strength": "500 mg", "dose": "1 tablet", "frequency": "three times a day",
                    "duration": "5 days"}]});
     let (status, issued) = server.post(&doctor, &format!("/api/contacts/{contact}/prescriptions"), rx).await;
     assert_eq!(status, 201, "{issued}");
@@ -371,7 +372,7 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     assert!(String::from_utf8(notes).unwrap().contains("Findings: Scattered wheeze"));
     let medications = fhir.search(&format!("MedicationRequest?encounter={encounter_ref}")).await;
     assert_eq!(medications.len(), 1);
-    assert_eq!(medications[0]["medicationCodeableConcept"]["text"], "AMOXICILLIN");
+    assert_eq!(medications[0]["medicationCodeableConcept"]["text"], "PARACETAMOL");
     assert_eq!(medications[0]["subject"]["reference"], format!("Patient/{fhir_id}"));
     let follow_up = fhir.search(&format!("Appointment?actor=Patient/{fhir_id}")).await;
     let follow_up = follow_up.iter().find(|a| a["start"] == instant(first_slot).as_str()).unwrap();
