@@ -110,22 +110,28 @@ impl SharedEngine {
         self.skipped
     }
 
-    /// Appends `event` at `at`, then applies the stream up to and including
-    /// it. Returns the engine's answer to it and every entry applied on the
-    /// way (other nodes' entries that came before it, and this one, last).
-    pub async fn submit(&mut self, at: Millis, event: Event) -> Result<Submitted, LogError> {
-        let body = serde_json::to_string(&event).expect("events serialize");
-        let id: String = redis::cmd("XADD")
+    /// Appends one entry (`kind` is `event` or `roster`) stamped with this
+    /// node and `at`; returns its stream ID.
+    async fn append(&mut self, at: Millis, kind: &str, body: String) -> Result<String, LogError> {
+        Ok(redis::cmd("XADD")
             .arg(&self.key)
             .arg("*")
             .arg("node")
             .arg(&self.node)
             .arg("at")
             .arg(at)
-            .arg("event")
+            .arg(kind)
             .arg(body)
             .query_async(&mut self.conn)
-            .await?;
+            .await?)
+    }
+
+    /// Appends `event` at `at`, then applies the stream up to and including
+    /// it. Returns the engine's answer to it and every entry applied on the
+    /// way (other nodes' entries that came before it, and this one, last).
+    pub async fn submit(&mut self, at: Millis, event: Event) -> Result<Submitted, LogError> {
+        let body = serde_json::to_string(&event).expect("events serialize");
+        let id = self.append(at, "event", body).await?;
         let applied = self.apply_until(&id).await?;
         let result = applied.last().filter(|a| a.id == id).expect("an entry comes back from the stream").result.clone();
         Ok(Submitted { result, applied })
@@ -136,17 +142,7 @@ impl SharedEngine {
     /// applied on the way (not the roster entry itself, which has no answer).
     pub async fn set_roster(&mut self, at: Millis, roster: &Roster) -> Result<Vec<Applied>, LogError> {
         let body = serde_json::to_string(roster).expect("rosters serialize");
-        let id: String = redis::cmd("XADD")
-            .arg(&self.key)
-            .arg("*")
-            .arg("node")
-            .arg(&self.node)
-            .arg("at")
-            .arg(at)
-            .arg("roster")
-            .arg(body)
-            .query_async(&mut self.conn)
-            .await?;
+        let id = self.append(at, "roster", body).await?;
         self.apply_until(&id).await
     }
 
