@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Booking, Consult, Hims, HimsError, Result};
+use super::{Booking, Consult, Hims, HimsError, Result, not_found};
 use crate::store::{Appointment, ConsultRecord, Facility, FacilityQuery, Patient, PatientKey, Slot, Store, StoreError};
 
 /// The HIMS records kept in Careline's own store.
@@ -14,14 +14,6 @@ pub struct Builtin {
 impl Builtin {
     pub fn new(store: Store) -> Self {
         Builtin { store }
-    }
-}
-
-fn not_found(what: String) -> impl FnOnce(StoreError) -> HimsError {
-    move |e| match e {
-        StoreError::NotFound => HimsError::NotFound(what),
-        StoreError::Refused(why) => HimsError::Refused(why),
-        other => other.into(),
     }
 }
 

@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use telemed::fhir::{ABHA_SYSTEM, BookedFollowUp, EHEALTH_CARD_SYSTEM, consult_bundle_for_server};
 
-use super::{Booking, Consult, Hims, HimsError, Result};
+use super::{Booking, Consult, Hims, HimsError, Result, not_found};
 use crate::store::{
     Appointment, ConsultRecord, Facility, FacilityQuery, HimsKind, NewPatient, Patient, PatientId, PatientKey, Slot,
     Store, StoreError,
@@ -338,10 +338,7 @@ impl Hims for FhirHims {
 
     async fn facility(&self, id: i64) -> Result<Facility> {
         self.location_of(id).await?;
-        self.store.facility(id).await.map_err(|e| match e {
-            StoreError::NotFound => HimsError::NotFound(format!("facility {id}")),
-            other => other.into(),
-        })
+        self.store.facility(id).await.map_err(not_found(format!("facility {id}")))
     }
 
     async fn free_slots(
@@ -405,10 +402,7 @@ impl Hims for FhirHims {
     }
 
     async fn book(&self, b: &Booking<'_>) -> Result<Appointment> {
-        let slot = self.store.slot(b.slot_id).await.map_err(|e| match e {
-            StoreError::NotFound => HimsError::NotFound(format!("slot {}", b.slot_id)),
-            other => other.into(),
-        })?;
+        let slot = self.store.slot(b.slot_id).await.map_err(not_found(format!("slot {}", b.slot_id)))?;
         let slot_ref = self
             .store
             .hims_ref(HimsKind::Slot, slot.slot_id)

@@ -183,3 +183,12 @@ fn encounter_url(bundle: &serde_json::Value) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// Maps a store miss to a HIMS "not found" naming `what` (and a store refusal to a refusal).
+fn not_found(what: String) -> impl FnOnce(StoreError) -> HimsError {
+    move |e| match e {
+        StoreError::NotFound => HimsError::NotFound(what),
+        StoreError::Refused(why) => HimsError::Refused(why),
+        other => other.into(),
+    }
+}
