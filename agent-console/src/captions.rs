@@ -25,6 +25,11 @@ use crate::store::{NewCaption, Store};
 /// utterance is transcribed and a later one opens a new stream.
 const IDLE: Duration = Duration::from_secs(3);
 
+/// How long a stopping server waits for the utterances still queued: a
+/// transcriber that fell behind busy calls must not hold the stop up for
+/// minutes. Those not started by then are dropped, with a warning.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Separates the contact from the participant in a stream's name.
 const SEP: char = '\u{1f}';
 
@@ -85,8 +90,8 @@ async fn feed(transcriber: Transcriber, sfu: Sfu, shutdown: CancellationToken) {
         }
     }
     drop(open);
-    // Transcribe what is queued, off the executor.
-    let _ = tokio::task::spawn_blocking(move || transcriber.shutdown()).await;
+    // Transcribe what is queued (for a while), off the executor.
+    let _ = tokio::task::spawn_blocking(move || transcriber.shutdown_within(SHUTDOWN_GRACE)).await;
 }
 
 async fn publish(mut captions: UnboundedReceiver<Caption>, store: Store, center: Center) {

@@ -115,11 +115,12 @@ pub struct ServeConfig {
     #[arg(long = "whisper-prompt", env = "CARELINE_WHISPER_PROMPT")]
     pub whisper_prompt: Option<String>,
 
-    /// Beam width of captions. 1: greedy over a window fitted to the
-    /// utterance (the fastest; within the 1.5 s caption target). More: beam
-    /// search over whisper's whole window (`Options::captions`; 5 is the most
-    /// accurate measured, see docs/benchmarks.md), at a higher cost.
-    #[arg(long = "whisper-beam", env = "CARELINE_WHISPER_BEAM", default_value_t = 1)]
+    /// Beam width of final captions, decoded over a window fitted to the
+    /// utterance. 5 (the default): the most accurate measured on tiny.en
+    /// that keeps captions within 1.5 s of the end of speech on 2 cores
+    /// (docs/benchmarks.md); 1: greedy, faster and less accurate, for
+    /// slower machines or larger models. Partial captions are always greedy.
+    #[arg(long = "whisper-beam", env = "CARELINE_WHISPER_BEAM", default_value_t = transcription::engine::LIVE_BEAM)]
     pub whisper_beam: usize,
 
     /// Seconds a caller whose connection dropped keeps their place in the call.
@@ -128,16 +129,14 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// How live captions decode: [`transcription::Options::live`] (greedy)
-    /// or, with a beam, [`transcription::Options::captions`]; the prompt given.
+    /// How live captions decode: [`transcription::Options::live`] with the
+    /// beam and the prompt given.
     pub fn whisper_options(&self) -> transcription::Options {
-        let (language, threads) = (self.whisper_language, self.whisper_threads.max(1));
-        let mut options = match self.whisper_beam {
-            0 | 1 => transcription::Options::live(language, threads),
-            beam => transcription::Options::captions(language, threads, beam),
-        };
-        options.prompt = self.whisper_prompt.clone().filter(|p| !p.trim().is_empty());
-        options
+        transcription::Options {
+            beam_size: (self.whisper_beam > 1).then_some(self.whisper_beam),
+            prompt: self.whisper_prompt.clone().filter(|p| !p.trim().is_empty()),
+            ..transcription::Options::live(self.whisper_language, self.whisper_threads.max(1))
+        }
     }
 
     /// The media plane's settings.

@@ -1,12 +1,14 @@
 //! Benchmark: word error rate and real-time factor of whisper on short clinical utterances
-//! under several decodings, on the bench phrases and on a held-out set of other clinical
-//! phrases (`tests/phrases/`), and the caption delay of the live service (end of speech to
+//! under several decodings, on the bench phrases, on a held-out set of other clinical phrases
+//! and on a validation set written after the live decoding was chosen (`tests/phrases/`), and
+//! the caption delay of the live service (end of speech to
 //! final caption, audio fed in real time).
 //!
 //! ```text
 //! cargo run --release -p transcription --example bench -- MODEL.bin [THREADS]
 //! ```
-//! Needs espeak-ng and sox (the speech) and a ggml model (`careline model import-ct2`).
+//! Needs espeak-ng and sox (the speech) and a ggml model (`careline model import-ct2`), or a
+//! CTranslate2 model directory (as `scripts/fetch-models.sh` leaves), converted first.
 //! `BENCH_PROMPT="..."` decodes with that prompt instead of [`CLINICAL_PROMPT`] in the rows
 //! marked "prompt".
 
@@ -44,33 +46,40 @@ fn speak(text: &str) -> Vec<f32> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let model = PathBuf::from(args.next().expect("usage: bench MODEL.bin [THREADS]"));
+    let mut model = PathBuf::from(args.next().expect("usage: bench MODEL.bin|CT2-DIR [THREADS]"));
+    if model.is_dir() {
+        let out = std::env::temp_dir().join(format!("careline-bench-{}.bin", std::process::id()));
+        transcription::ct2::import(&model, &out).expect("converting the CTranslate2 model");
+        model = out;
+    }
     let threads: usize = args.next().map_or(2, |t| t.parse().expect("THREADS is a number"));
     let prompt = std::env::var("BENCH_PROMPT").unwrap_or_else(|_| CLINICAL_PROMPT.to_owned());
     let engine = Engine::load(&model).expect("loading the model");
     let sets = [
         ("bench", phrases(include_str!("../tests/phrases/bench.txt"))),
         ("held-out", phrases(include_str!("../tests/phrases/held-out.txt"))),
+        ("validation", phrases(include_str!("../tests/phrases/validation.txt"))),
     ];
     println!("model {}, {threads} threads, prompt {prompt:?}", model.display());
 
     // 1. WER and real-time factor per decoding, utterance by utterance (as the service does).
     let live = Options::live(Language::En, threads);
-    let full = Options { fit_audio_context: false, ..live.clone() };
+    let full = Options { fit_margin_ms: None, ..live.clone() };
+    let margin_1s = Options { fit_margin_ms: Some(1000), ..live.clone() };
     let prompted = |o: &Options| Options { prompt: Some(prompt.clone()), ..o.clone() };
-    let beam = |o: &Options, n| Options { beam_size: Some(n), ..o.clone() };
     let decodings = [
-        ("fitted context, greedy", live.clone()),
-        ("fitted context, greedy, prompt", prompted(&live)),
-        ("fitted context, beam 5", beam(&live, 5)),
-        ("fitted context, beam 5, prompt", beam(&prompted(&live), 5)),
-        ("full context, greedy", full.clone()),
-        ("full context, greedy, prompt", prompted(&full)),
-        ("full context, beam 3, prompt", beam(&prompted(&full), 3)),
-        ("full context, beam 5", beam(&full, 5)),
-        ("full context, beam 5, prompt", beam(&prompted(&full), 5)),
-        ("file (full context, segments, fallback)", Options { threads, ..Options::default() }),
-        ("Options::captions (full context, beam 5)", Options::captions(Language::En, threads, 5)),
+        ("Options::live (fitted, 2 s margin, beam 5)", live.clone()),
+        ("fitted, beam 5, prompt", prompted(&live)),
+        ("fitted, beam 5, temperature fallback", Options { temperature_fallback: true, ..live.clone() }),
+        ("fitted, greedy (partial captions)", live.greedy()),
+        ("fitted, greedy, prompt", prompted(&live.greedy())),
+        ("fitted with 1 s margin, beam 5", margin_1s.clone()),
+        ("fitted with 1 s margin, greedy", margin_1s.greedy()),
+        ("full context, beam 5", full.clone()),
+        ("full context, beam 5, prompt", prompted(&full)),
+        ("full context, greedy", full.greedy()),
+        ("full context, greedy, prompt", prompted(&full.greedy())),
+        ("file (segments, fallback)", Options { threads, ..Options::default() }),
     ];
     let mut session = engine.session().unwrap();
     for (set, list) in &sets {
@@ -107,9 +116,7 @@ fn main() {
     //    hangover (500 ms of silence before an utterance ends). With and without partial
     //    captions (the server asks for one a second: they compete for the worker).
     let clips: Vec<Vec<f32>> = sets[0].1.iter().map(|p| speak(p)).collect();
-    for (name, options) in
-        [("live (fitted, greedy)", live.clone()), ("full context, beam 5", Options::captions(Language::En, threads, 5))]
-    {
+    for (name, options) in [("Options::live", live.clone()), ("full context, beam 5", full.clone())] {
         for partial_every_ms in [None, Some(1000)] {
             let (mean, max, n, w) = caption_delay(&engine, &clips, &sets[0].1, options.clone(), partial_every_ms);
             println!(

@@ -73,7 +73,7 @@ pub struct Options {
     pub language: Language,
     /// CPU threads whisper uses for one utterance.
     pub threads: usize,
-    /// Beam width; `None` decodes greedily (fastest, what live captions use).
+    /// Beam width; `None` decodes greedily (fastest: what partial captions use).
     pub beam_size: Option<usize>,
     /// Text whisper reads as if it came before the audio: it sets spelling, script and style.
     /// `None` uses [`HINDI_PROMPT`] for Hindi and nothing otherwise.
@@ -81,15 +81,27 @@ pub struct Options {
     /// Re-decode at rising temperatures when the output looks degenerate (whisper's default).
     /// Off bounds the time per utterance (one decode), at some cost on hard audio.
     pub temperature_fallback: bool,
-    /// Encode only as much of whisper's 30 s window as the audio fills (plus 1 s) instead of
-    /// the whole window: several times faster for short utterances (8x for 3 s on tiny.en).
-    pub fit_audio_context: bool,
+    /// Encode only as much of whisper's 30 s window as the audio fills, plus this many ms of
+    /// the silence after it ([`FIT_MARGIN_MS`] is right for tiny.en), instead of the whole
+    /// window (`None`): several times faster for short utterances (4x for 3 s on tiny.en).
+    pub fit_margin_ms: Option<u64>,
     /// One utterance, one caption: a single segment of at most [`max_tokens`] tokens, so a
     /// decoder stuck repeating itself stops early instead of filling 224 tokens per 30 s
     /// window. (Decoding without timestamps would be simpler but is less accurate: tiny.en
     /// then punctuates and mishears more.)
     pub single_utterance: bool,
 }
+
+/// The silence a fitted window keeps after the audio. whisper was trained on whole 30 s
+/// windows, where speech is followed by silence; cut 1 s after the speech, tiny.en said 3 of
+/// the 10 held-out utterances twice over ("… swollen and red. But … swollen and red."). With
+/// 2 s it stops where the speech does, and beam search is then as accurate as over the whole
+/// window at a quarter of the cost (docs/benchmarks.md, "transcription").
+pub const FIT_MARGIN_MS: u64 = 2000;
+
+/// The beam width of [`Options::live`]: the most accurate measured on tiny.en that keeps
+/// captions within 1.5 s of the end of speech on 2 cores.
+pub const LIVE_BEAM: usize = 5;
 
 /// The decoding budget of a single utterance: generous for English (about 3 tokens a second)
 /// and for Hindi in byte-level BPE (up to about 20).
@@ -98,27 +110,24 @@ pub fn max_tokens(audio_ms: u64) -> u32 {
 }
 
 impl Options {
-    /// For live captions: one greedy decode of one utterance, context fitted to its length.
+    /// For live captions: one decode of one utterance, beam search of width [`LIVE_BEAM`] over a
+    /// window fitted to its length. No prompt: the [`CLINICAL_PROMPT`] did not pay with beam
+    /// search (docs/benchmarks.md).
     pub fn live(language: Language, threads: usize) -> Self {
         Self {
             language,
             threads,
-            beam_size: None,
+            beam_size: Some(LIVE_BEAM),
             prompt: None,
             temperature_fallback: false,
-            fit_audio_context: true,
+            fit_margin_ms: Some(FIT_MARGIN_MS),
             single_utterance: true,
         }
     }
-}
 
-impl Options {
-    /// The most accurate decoding measured for captions on tiny.en (docs/benchmarks.md,
-    /// "transcription"): [`Options::live`] but over whisper's whole 30 s window (what the model
-    /// was trained on: a fitted window makes tiny.en repeat itself on some utterances) and beam
-    /// search of width `beam` (5 measured). No prompt: the [`CLINICAL_PROMPT`] did not pay with it.
-    pub fn captions(language: Language, threads: usize, beam: usize) -> Self {
-        Self { fit_audio_context: false, beam_size: Some(beam.max(1)), ..Self::live(language, threads) }
+    /// The same decoding, greedy: what a partial caption (a preview, soon replaced) needs.
+    pub fn greedy(&self) -> Self {
+        Self { beam_size: None, ..self.clone() }
     }
 }
 
@@ -130,7 +139,7 @@ impl Default for Options {
             beam_size: None,
             prompt: None,
             temperature_fallback: true,
-            fit_audio_context: true,
+            fit_margin_ms: Some(FIT_MARGIN_MS),
             single_utterance: false,
         }
     }
@@ -261,10 +270,10 @@ impl Session {
             pcm
         };
         let audio_ms = (pcm.len() as u64 * 1000) / u64::from(SAMPLE_RATE);
-        if options.fit_audio_context {
-            // The encoder sees 50 frames per second (1500 for 30 s); keep 1 s of margin and
-            // a multiple of 64 frames.
-            let frames = ((audio_ms / 20 + 50).div_ceil(64) * 64).min(1500);
+        if let Some(margin_ms) = options.fit_margin_ms {
+            // The encoder sees 50 frames per second (1500 for 30 s): the audio's, the
+            // margin's, rounded up to a multiple of 64 frames.
+            let frames = (((audio_ms + margin_ms) / 20).div_ceil(64) * 64).min(1500);
             params.set_audio_ctx(frames as i32);
         }
         if options.single_utterance {
@@ -275,7 +284,8 @@ impl Session {
 
         let mut segments = Vec::new();
         for segment in self.state.as_iter() {
-            let text = segment.to_str_lossy()?.trim().to_owned();
+            // A decoder that ran past the speech may say it over again: kept once.
+            let text = crate::repeats::collapse(segment.to_str_lossy()?.trim());
             if text.is_empty() {
                 continue;
             }

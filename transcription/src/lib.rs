@@ -13,6 +13,7 @@
 //! - [`ct2`]: import of CTranslate2 (faster-whisper) models as ggml files for whisper.cpp, with
 //!   [`mel`] (the filter bank) and [`vocab`] (byte-level BPE tokens); pure but for
 //!   [`ct2::import`].
+//! - [`repeats`]: undoes whisper's looping (an utterance said over again), pure.
 //! - [`audio`]: WAV reading and resampling to 16 kHz mono; [`wer`]: word error rate.
 //!
 //! Models: `careline model import-ct2 DIR OUT.bin` converts a CTranslate2 model directory;
@@ -22,6 +23,7 @@ pub mod audio;
 pub mod ct2;
 pub mod engine;
 pub mod mel;
+pub mod repeats;
 pub mod service;
 pub mod vad;
 pub mod vocab;

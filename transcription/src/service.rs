@@ -17,9 +17,11 @@
 //! withdrawn.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -58,7 +60,8 @@ pub struct Caption {
 pub struct TranscriberConfig {
     /// Worker threads, each with its own whisper state (about 20 MB for tiny, more for larger).
     pub workers: usize,
-    /// Decoding options, `threads` per worker included.
+    /// Decoding options of final captions, `threads` per worker included; partial captions
+    /// decode the same way but greedily ([`Options::greedy`]).
     pub options: Options,
     pub vad: VadConfig,
     /// Transcribe an utterance in progress every this many ms of new audio, when a worker is
@@ -99,7 +102,8 @@ struct Job {
 
 struct Done {
     job: Job,
-    result: Result<crate::engine::Transcript, EngineError>,
+    /// `None`: not transcribed, because the service was told to stop waiting.
+    result: Option<Result<crate::engine::Transcript, EngineError>>,
 }
 
 /// The running service. Dropping it stops it once the queued work is done; [`shutdown`]
@@ -110,6 +114,10 @@ pub struct Transcriber {
     tx: Sender<Msg>,
     next_stream: std::sync::atomic::AtomicU64,
     threads: Vec<JoinHandle<()>>,
+    /// Set when [`Transcriber::shutdown_within`] stops waiting: workers skip the jobs left.
+    abandon: Arc<AtomicBool>,
+    /// Disconnects when the dispatcher has finished (its sender is dropped then).
+    finished: Receiver<()>,
 }
 
 /// One participant's audio into the service: one stream with its own voice-activity state.
@@ -151,15 +159,18 @@ impl Transcriber {
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (caption_tx, caption_rx) = unbounded_channel();
+        let abandon = Arc::new(AtomicBool::new(false));
+        let (finished_tx, finished) = mpsc::channel::<()>();
         let workers = config.workers.max(1);
         let mut threads = Vec::with_capacity(workers + 1);
         for i in 0..workers {
             // Make the states here, so a failure is the caller's error and not a thread's.
             let session = engine.session()?;
             let (job_rx, tx, options) = (Arc::clone(&job_rx), tx.clone(), config.options.clone());
+            let abandon = Arc::clone(&abandon);
             let handle = std::thread::Builder::new()
                 .name(format!("whisper-{i}"))
-                .spawn(move || worker(session, options, job_rx, tx))
+                .spawn(move || worker(session, options, job_rx, tx, &abandon))
                 .expect("spawning a whisper worker thread");
             threads.push(handle);
         }
@@ -171,13 +182,17 @@ impl Transcriber {
             captions: caption_tx,
             streams: HashMap::new(),
             queued: 0,
+            skipped: 0,
         };
         let handle = std::thread::Builder::new()
             .name("transcription-dispatch".into())
-            .spawn(move || dispatcher.run(rx))
+            .spawn(move || {
+                let _finished = finished_tx;
+                dispatcher.run(rx);
+            })
             .expect("spawning the transcription dispatcher");
         threads.push(handle);
-        Ok((Self { tx, next_stream: 0.into(), threads }, caption_rx))
+        Ok((Self { tx, next_stream: 0.into(), threads, abandon, finished }, caption_rx))
     }
 
     /// Opens a tap for one participant's audio. The caller is responsible for consent (see
@@ -191,8 +206,19 @@ impl Transcriber {
 
     /// Ends every stream, transcribes what is queued, and joins the threads. Blocks: from async
     /// code call it in `spawn_blocking`.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        self.shutdown_within(Duration::MAX);
+    }
+
+    /// [`Transcriber::shutdown`], but waits at most about `limit` for the queued utterances:
+    /// after it, the utterances not yet started are dropped (counted in a warning) and only
+    /// those being transcribed finish. A service that fell behind (more speech than its
+    /// workers decode) stops in bounded time this way.
+    pub fn shutdown_within(mut self, limit: Duration) {
         let _ = self.tx.send(Msg::Shutdown);
+        if let Err(RecvTimeoutError::Timeout) = self.finished.recv_timeout(limit) {
+            self.abandon.store(true, Ordering::Relaxed);
+        }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -205,14 +231,27 @@ impl Drop for Transcriber {
     }
 }
 
-fn worker(mut session: crate::engine::Session, options: Options, jobs: Arc<Mutex<Receiver<Job>>>, tx: Sender<Msg>) {
+fn worker(
+    mut session: crate::engine::Session,
+    options: Options,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    tx: Sender<Msg>,
+    abandon: &AtomicBool,
+) {
+    // A partial is a preview that the final replaces within seconds: decoded greedily, so it
+    // holds the worker up as little as it can when the utterance ends.
+    let preview = options.greedy();
     loop {
         let job = {
             let Ok(jobs) = jobs.lock() else { return };
             jobs.recv()
         };
         let Ok(job) = job else { return };
-        let result = session.transcribe(&job.samples, &options);
+        let result = if abandon.load(Ordering::Relaxed) {
+            None
+        } else {
+            Some(session.transcribe(&job.samples, if job.is_final { &options } else { &preview }))
+        };
         if tx.send(Msg::Done(Done { job, result })).is_err() {
             return;
         }
@@ -243,6 +282,8 @@ struct Dispatcher {
     captions: UnboundedSender<Caption>,
     streams: HashMap<StreamId, Stream>,
     queued: usize,
+    /// Final captions dropped by [`Transcriber::shutdown_within`].
+    skipped: usize,
 }
 
 impl Dispatcher {
@@ -279,6 +320,9 @@ impl Dispatcher {
             if shutting_down && self.queued == 0 {
                 break;
             }
+        }
+        if self.skipped > 0 {
+            tracing::warn!(utterances = self.skipped, "stopped before transcribing every utterance");
         }
         // Dropping `self.jobs` here ends the workers.
     }
@@ -374,8 +418,11 @@ impl Dispatcher {
         self.queued -= 1;
         let Some(s) = self.streams.get_mut(&job.stream) else { return };
         s.outstanding -= 1;
-        let caption = match result {
-            Ok(t) if !t.text.trim().is_empty() => Some(Caption {
+        if result.is_none() && job.is_final {
+            self.skipped += 1;
+        }
+        let caption = match result.transpose() {
+            Ok(Some(t)) if !t.text.trim().is_empty() => Some(Caption {
                 participant: s.participant.to_string(),
                 role: s.role,
                 text: t.text,

@@ -12,19 +12,28 @@ use transcription::{Engine, Language, Options, Role, Transcriber, TranscriberCon
 
 /// whisper.cpp's own CLI (whisper-cli) on the same converted tiny.en and the same espeak-ng
 /// clips (en-us voice), greedy (`-bs 1`), 2 threads, its other defaults (whole 30 s window,
-/// timestamps, temperature fallback): corpus WER on `tests/phrases/bench.txt` (52 words) and
-/// `held-out.txt` (96 words), with flash attention (the CLI's default: 6 and 20 errors) and
-/// without (`-nfa`, as whisper-rs decodes: 7 and 17 errors, the very transcripts whisper-rs
-/// gives with the same decoding). whisper.cpp 1.8.3, the copy whisper-rs-sys vendors; made by
+/// timestamps, temperature fallback): corpus WER on `tests/phrases/bench.txt` (52 words),
+/// `held-out.txt` (96 words) and `validation.txt` (96 words), with flash attention (the CLI's
+/// default: 6, 20 and 23 errors) and without (`-nfa`, as whisper-rs decodes: 7, 17 and 23
+/// errors, the very transcripts whisper-rs gives with the same decoding). whisper.cpp 1.8.3,
+/// the copy whisper-rs-sys vendors; made by
 ///
 /// ```text
 /// careline model import-ct2 ~/.cache/careline/models/tiny.en /tmp/tiny.en.bin
-/// transcription/scripts/whisper-cpp-baseline.sh /tmp/tiny.en.bin 2
+/// transcription/scripts/whisper-cpp-baseline.sh /tmp/tiny.en.bin 2 \
+///     transcription/tests/phrases/{bench,held-out,validation}.txt
 /// ```
-const WHISPER_CPP_GREEDY: (f64, f64) = (6.0 / 52.0, 20.0 / 96.0);
-const WHISPER_CPP_GREEDY_NO_FLASH_ATTENTION: (f64, f64) = (7.0 / 52.0, 17.0 / 96.0);
-/// The same CLI with beam search (`-bs 5`): 6 and 15 errors.
-const WHISPER_CPP_BEAM_5: (f64, f64) = (6.0 / 52.0, 15.0 / 96.0);
+const WHISPER_CPP_GREEDY: [f64; 3] = [6.0 / 52.0, 20.0 / 96.0, 23.0 / 96.0];
+const WHISPER_CPP_GREEDY_NO_FLASH_ATTENTION: [f64; 3] = [7.0 / 52.0, 17.0 / 96.0, 23.0 / 96.0];
+/// The same CLI with beam search (`-bs 5`): 6, 15 and 19 errors.
+const WHISPER_CPP_BEAM_5: [f64; 3] = [6.0 / 52.0, 15.0 / 96.0, 19.0 / 96.0];
+
+/// The phrase sets, in the order of the constants above.
+const SETS: [(&str, &str); 3] = [
+    ("bench", include_str!("phrases/bench.txt")),
+    ("held-out", include_str!("phrases/held-out.txt")),
+    ("validation", include_str!("phrases/validation.txt")),
+];
 
 fn phrases(text: &'static str) -> Vec<&'static str> {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
@@ -85,28 +94,28 @@ fn converted_tiny_en_has_whisper_tiny_dimensions() {
 fn tiny_en_greedy_is_no_worse_than_whisper_cpp() {
     let engine = Engine::load(&ggml_model("tiny.en")).expect("loading tiny.en");
     let mut session = engine.session().unwrap();
-    let options = Options { beam_size: None, ..Options::captions(Language::En, 2, 1) };
-    let list = phrases(include_str!("phrases/bench.txt"));
-    assert_eq!(list, PHRASES, "support::PHRASES are the bench phrases");
-    let reference = WHISPER_CPP_GREEDY_NO_FLASH_ATTENTION;
-    let bench = corpus_wer(&mut session, &list, &options);
-    assert!(bench <= reference.0 + 1e-9, "WER {bench:.3}, whisper.cpp's {:.3}", reference.0);
-    let held_out = corpus_wer(&mut session, &phrases(include_str!("phrases/held-out.txt")), &options);
-    assert!(held_out <= reference.1 + 1e-9, "held-out WER {held_out:.3}, whisper.cpp's {:.3}", reference.1);
+    let options = Options { fit_margin_ms: None, ..Options::live(Language::En, 2).greedy() };
+    assert_eq!(phrases(SETS[0].1), PHRASES, "support::PHRASES are the bench phrases");
+    for (i, (set, text)) in SETS.into_iter().enumerate() {
+        let ours = corpus_wer(&mut session, &phrases(text), &options);
+        let reference = WHISPER_CPP_GREEDY_NO_FLASH_ATTENTION[i];
+        assert!(ours <= reference + 1e-9, "{set}: WER {ours:.3}, whisper.cpp's {reference:.3}");
+    }
 }
 
-/// The more accurate decoding (`Options::captions`: whole window, beam 5) is better than
-/// whisper.cpp's CLI, greedy or beam, on the bench phrases and on the held-out ones.
+/// Live captions' decoding (`Options::live`: beam 5 over a window fitted to the utterance,
+/// loops collapsed) is better than whisper.cpp's CLI, greedy or beam, on the bench phrases,
+/// the held-out ones and the validation ones (written after that decoding was chosen).
 #[test]
-fn beam_decoding_beats_whisper_cpp() {
+fn live_decoding_beats_whisper_cpp() {
     let engine = Engine::load(&ggml_model("tiny.en")).expect("loading tiny.en");
     let mut session = engine.session().unwrap();
-    let options = Options::captions(Language::En, 2, 5);
-    let bench = corpus_wer(&mut session, &phrases(include_str!("phrases/bench.txt")), &options);
-    let held_out = corpus_wer(&mut session, &phrases(include_str!("phrases/held-out.txt")), &options);
-    for (name, reference) in [("greedy", WHISPER_CPP_GREEDY), ("beam 5", WHISPER_CPP_BEAM_5)] {
-        assert!(bench < reference.0, "WER {bench:.3}, whisper.cpp {name}'s {:.3}", reference.0);
-        assert!(held_out < reference.1, "held-out WER {held_out:.3}, whisper.cpp {name}'s {:.3}", reference.1);
+    let options = Options::live(Language::En, 2);
+    for (i, (set, text)) in SETS.into_iter().enumerate() {
+        let ours = corpus_wer(&mut session, &phrases(text), &options);
+        for (name, reference) in [("greedy", WHISPER_CPP_GREEDY[i]), ("beam 5", WHISPER_CPP_BEAM_5[i])] {
+            assert!(ours < reference, "{set}: WER {ours:.3}, whisper.cpp {name}'s {reference:.3}");
+        }
     }
 }
 
@@ -208,14 +217,48 @@ fn transcriber_captions_each_speaker_with_their_role() {
     assert_eq!(df.len(), 1, "one doctor utterance");
     assert!(pf.iter().all(|c| c.role == Role::Patient) && df[0].role == Role::Doctor);
     assert!(pf[0].end_ms < pf[1].start_ms, "in order");
-    // Per utterance the error varies more than over the corpus (0.36 measured on the first).
-    assert!(wer::wer(PHRASES[0], &pf[0].text) <= 0.45, "{}", pf[0].text);
-    assert!(wer::wer(PHRASES[1], &pf[1].text) <= 0.45, "{}", pf[1].text);
-    assert!(wer::wer(PHRASES[2], &df[0].text) <= 0.45, "{}", df[0].text);
+    // Each caption is what its speaker said: nearer its own phrase than the others. (Per
+    // utterance tiny.en's error varies a lot: "paracetamol" came back as "Paris at a mile".)
+    let heard = [(&pf[0], PHRASES[0]), (&pf[1], PHRASES[1]), (&df[0], PHRASES[2])];
+    for (caption, said) in heard {
+        let own = wer::wer(said, &caption.text);
+        for other in PHRASES[..3].iter().filter(|p| **p != said) {
+            assert!(own < wer::wer(other, &caption.text), "{:?} is nearer {other:?} than {said:?}", caption.text);
+        }
+    }
+    let corpus = wer::corpus_wer(heard.iter().map(|(c, said)| (*said, c.text.as_str())));
+    assert!(corpus <= 0.35, "WER {corpus:.3} of the captions");
     // The JSON shape a console gets.
     let json = serde_json::to_value(&pf[0]).unwrap();
     assert_eq!(json["role"], "patient");
     assert_eq!(json["final"], true);
+}
+
+/// A service that fell behind stops without transcribing its whole backlog: after the limit,
+/// the utterances not started are dropped and only the one in progress finishes.
+#[test]
+fn shutdown_within_drops_the_backlog() {
+    let engine = Engine::load(&ggml_model("tiny.en")).unwrap();
+    let config = TranscriberConfig { workers: 1, partial_every_ms: None, ..TranscriberConfig::default() };
+    let (transcriber, mut captions) = Transcriber::start(&engine, config).unwrap();
+    let tap = transcriber.tap("patient-1", Role::Patient);
+    let utterances = 8;
+    // Faster than real time: eight utterances queue up behind the one worker.
+    let mut audio = silence(300);
+    for phrase in PHRASES.iter().cycle().take(utterances) {
+        audio.extend(speak(phrase, "en-us"));
+        audio.extend(silence(1000));
+    }
+    for frame in audio.chunks(320) {
+        tap.push(frame);
+    }
+    drop(tap);
+    transcriber.shutdown_within(Duration::from_millis(100));
+    let mut finals = 0;
+    while let Some(c) = captions.blocking_recv() {
+        finals += usize::from(c.is_final);
+    }
+    assert!(finals < utterances, "{finals} of {utterances} utterances transcribed");
 }
 
 /// Devanagari letters over all letters of `text`.
