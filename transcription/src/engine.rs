@@ -95,8 +95,9 @@ pub struct Options {
 /// The silence a fitted window keeps after the audio. whisper was trained on whole 30 s
 /// windows, where speech is followed by silence; cut 1 s after the speech, tiny.en said 3 of
 /// the 10 held-out utterances twice over ("… swollen and red. But … swollen and red."). With
-/// 2 s it stops where the speech does, and beam search is then as accurate as over the whole
-/// window at a quarter of the cost (docs/benchmarks.md, "transcription").
+/// 2 s it does so less often (what is left, [`crate::repeats::collapse`] undoes), and beam
+/// search is then as accurate as over the whole window at a quarter of the cost
+/// (docs/benchmarks.md, "transcription").
 pub const FIT_MARGIN_MS: u64 = 2000;
 
 /// The beam width of [`Options::live`]: the most accurate measured on tiny.en that keeps
@@ -111,8 +112,8 @@ pub fn max_tokens(audio_ms: u64) -> u32 {
 
 impl Options {
     /// For live captions: one decode of one utterance, beam search of width [`LIVE_BEAM`] over a
-    /// window fitted to its length. No prompt: the [`CLINICAL_PROMPT`] did not pay with beam
-    /// search (docs/benchmarks.md).
+    /// window fitted to its length. No prompt: the [`CLINICAL_PROMPT`] was not a clear gain
+    /// (better on two phrase sets, worse on the third, and slower; docs/benchmarks.md).
     pub fn live(language: Language, threads: usize) -> Self {
         Self {
             language,
@@ -148,8 +149,9 @@ impl Default for Options {
 /// A clinical-vocabulary initial prompt for English (`careline serve --whisper-prompt`):
 /// whisper reads it as the text before the utterance, which makes common complaints and drug
 /// names likelier than look-alike words. Written from a general list of complaints, not from
-/// the test phrases. On tiny.en it helps greedy decoding on the held-out phrases but not on
-/// the bench ones, and not beam search (docs/benchmarks.md), so nothing uses it by default.
+/// the test phrases. On tiny.en with live captions' decoding it helps on the bench and
+/// validation phrases but costs on the held-out ones, and takes 1.2-1.8x the time
+/// (docs/benchmarks.md), so nothing uses it by default.
 pub const CLINICAL_PROMPT: &str = "Telemedicine consultation. The doctor asks about symptoms: fever, cough, cold, \
      headache, body ache, breathing, vomiting, dizziness, pain. Medicines: paracetamol, tablets, syrup, injection; \
      blood pressure and diabetes.";
