@@ -253,6 +253,8 @@ function toWrapUp(id) {
 function showWrapUp() {
   $('#wrap-up').hidden = !toWrap.length;
   if (toWrap.length) $('#wrap-up-id').textContent = toWrap[0].slice(0, 8);
+  // The contact being wrapped up (or none), for the role's own panels.
+  document.dispatchEvent(new CustomEvent('careline:wrap-up', { detail: toWrap[0] ?? null }));
 }
 
 const wrapUp = run('#agent', async (e) => {

@@ -175,3 +175,31 @@ api('/api/formulary', 'GET').then((drugs) => {
   $('#formulary').replaceChildren(...drugs.filter((d) => d.list !== 'Prohibited')
     .map((d) => Object.assign(document.createElement('option'), { value: d.generic, label: `List ${d.list}` })));
 }).catch(() => {});
+
+// After the consult ends, while it is wrapped up: the doctor writes it into
+// the patient's HIMS record (the server refuses a second time, and a consult
+// still going on).
+let ended = null;
+document.addEventListener('careline:wrap-up', (e) => {
+  if (e.detail === ended) return;
+  ended = e.detail;
+  $('#hims-record').hidden = !ended;
+  $('#hims-record-id').textContent = ended ? ended.slice(0, 8) : '';
+  $('#hims-record .error').hidden = true;
+  $('#hims-recorded').hidden = true;
+  $('#hims-record-button').disabled = false;
+});
+$('#hims-record-button').addEventListener('click', async () => {
+  const error = $('#hims-record .error');
+  const done = $('#hims-recorded');
+  error.hidden = true;
+  try {
+    const record = await api(`/api/contacts/${ended}/hims-record`, 'POST');
+    done.textContent = `${done.dataset.recorded}: ${record.hims} ${record.encounter_ref}`;
+    done.hidden = false;
+    $('#hims-record-button').disabled = true;
+  } catch (err) {
+    error.textContent = err.message;
+    error.hidden = false;
+  }
+});

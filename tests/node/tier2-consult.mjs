@@ -8,8 +8,9 @@
 // and a List A drug is refused (and so is the doctor claiming video: the
 // server decides the mode), with it on again the same prescription is
 // issued; a prohibited drug is refused with its reason; a follow-up is booked
-// at a free slot; the doctor ends and wraps up. Prints `contact ID` for the
-// Rust side, which checks the mail and the FHIR bundle.
+// at a free slot; the doctor ends, records the consult in the patient's HIMS
+// record from the wrap-up, and wraps up. Prints `contact ID` for the Rust
+// side, which checks the mail, the HIMS record and the FHIR bundle.
 // Env: CARELINE_URL, CARELINE_USER and CARELINE_PASSWORD (the operator), CARELINE_DOCTOR_PASSWORD,
 // CARELINE_SPEECH, CARELINE_ARTIFACTS.
 import { acceptOffer, inbound, launchWithMedia, screenshots, signIn, startContact, takeSeat, until, watch, wrapUp } from './lib.mjs';
@@ -162,7 +163,16 @@ try {
   await shot(doctor, 'follow-up-booked');
 
   await doctor.keyboard.press('e');
+  // The ended consult into Fatima's HIMS record, from the wrap-up.
+  await doctor.waitForSelector('#hims-record:not([hidden])');
+  await doctor.click('#hims-record-button');
+  await doctor.waitForSelector('#hims-recorded:not([hidden]), #hims-record .error:not([hidden])');
+  const refused = await doctor.$eval('#hims-record .error', (p) => (p.hidden ? '' : p.textContent));
+  if (refused) throw new Error(`HIMS record refused: ${refused}`);
+  console.log(`hims record: ${await doctor.textContent('#hims-recorded')}`);
+  await shot(doctor, 'consult-recorded-in-hims');
   await wrapUp(doctor, 'information', 'follow-up at Lok Nayak');
+  if (!(await doctor.$eval('#hims-record', (c) => c.hidden))) throw new Error('the HIMS card stayed after wrap-up');
   await patient.waitForSelector('#chat[data-state=ended]');
   await shot(doctor, 'consult-wrapped-up');
   await shot(patient, 'patient-consult-ended');

@@ -450,6 +450,12 @@ async fn tier_two_consult_prescribes_by_the_rules_books_a_follow_up_mails_it_and
         "{stdout}"
     );
     let contact = printed(&stdout, "contact ");
+    // Recorded in the built-in HIMS record from the doctor's wrap-up, once.
+    assert!(stdout.contains("hims record: Recorded: builtin urn:uuid:"), "{stdout}");
+    let doctor = server.bearer("dr.mehta").await;
+    let (status, again) = server.post(&doctor, &format!("/api/contacts/{contact}/hims-record"), json!({})).await;
+    assert_eq!(status, 409, "{again}");
+    assert!(again["detail"].as_str().unwrap_or_default().contains("already recorded"), "{again}");
     let slot: i64 = printed(&stdout, "follow-up booked: slot ").split(',').next().unwrap().parse().unwrap();
 
     // Recorded only after consent, and only who was still in the call: the
@@ -490,7 +496,6 @@ async fn tier_two_consult_prescribes_by_the_rules_books_a_follow_up_mails_it_and
 
     // The consult as FHIR R4 passes the official R4 JSON schema, and says
     // what happened: a virtual encounter, the issued drug only, the booked follow-up.
-    let doctor = server.bearer("dr.mehta").await;
     let bundle = get_json(&server, &doctor, &format!("/api/contacts/{contact}/fhir")).await;
     let file = dir.path().join("bundle.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&bundle).unwrap()).unwrap();
