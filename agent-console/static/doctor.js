@@ -46,7 +46,9 @@ function caption(c) {
   }
   li.dataset.final = c.final ? 'true' : 'false';
   li.textContent = `${c.role}: ${c.text}`;
-  $('#transcript-hint').hidden = true;
+  // Absent when the server runs without captions (a stored transcript may still show).
+  const hint = $('#transcript-hint');
+  if (hint) hint.hidden = true;
 }
 document.addEventListener('careline:update', (e) => {
   if (e.detail.type === 'caption' && e.detail.contact === contact) caption(e.detail);

@@ -49,6 +49,7 @@ impl App {
             .unwrap();
         }
         let settings = Settings {
+            captions: false,
             secure_cookies: false,
             session_ttl: chrono::Duration::hours(1),
             redis_url: None,
@@ -566,6 +567,7 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         .to_owned();
     // A second node on the same store (as after a restart) rebuilds the queue from the log.
     let settings = Settings {
+        captions: false,
         secure_cookies: false,
         session_ttl: chrono::Duration::hours(1),
         redis_url: None,

@@ -36,6 +36,10 @@ const BATCH: usize = 512;
 pub enum LogError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The entry just appended was not read back: the stream was trimmed or
+    /// deleted under this replica, which must then be rebuilt.
+    #[error("the entry {0} did not come back from the stream (was it trimmed or deleted?)")]
+    Lost(String),
 }
 
 /// One stream entry as applied to this replica.
@@ -133,7 +137,10 @@ impl SharedEngine {
         let body = serde_json::to_string(&event).expect("events serialize");
         let id = self.append(at, "event", body).await?;
         let applied = self.apply_until(&id).await?;
-        let result = applied.last().filter(|a| a.id == id).expect("an entry comes back from the stream").result.clone();
+        let result = match applied.last() {
+            Some(a) if a.id == id => a.result.clone(),
+            _ => return Err(LogError::Lost(id)),
+        };
         Ok(Submitted { result, applied })
     }
 

@@ -206,3 +206,35 @@ async fn the_roster_travels_in_the_stream() {
     assert!(b.engine().agent_state(AgentId(1)).is_some(), "the late replica applied the roster, then the login");
     assert_eq!(b.skipped(), 0);
 }
+
+/// A replica that applied an entry the stream no longer holds (deleted, or
+/// lost in a failover) and whose own next entry sorts before it gets an
+/// error to rebuild on, not a panic.
+#[tokio::test]
+async fn an_entry_that_does_not_come_back_is_an_error_not_a_panic() {
+    let mut conn = redis().await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let key = format!("careline:test:lost:{}:{nanos}", std::process::id());
+    // An entry stamped far in the future, as a diverged primary could have held.
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("99999999999999-0")
+        .arg("node")
+        .arg("other")
+        .arg("at")
+        .arg(0)
+        .arg("event")
+        .arg(serde_json::to_string(&Event::Tick).unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut a = SharedEngine::connect(URL, &key, "a", roster(), cfg()).await.unwrap();
+    assert_eq!(a.last_id(), Some("99999999999999-0"));
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+    let login = Event::Login { agent: AgentId(1), seat: SeatId(1) };
+    match a.submit(7 * H, login).await {
+        Err(e @ routing::redis_log::LogError::Lost(_)) => assert!(e.to_string().contains("trimmed or deleted"), "{e}"),
+        other => panic!("expected LogError::Lost, got {other:?}"),
+    }
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+}

@@ -168,3 +168,53 @@ fn hims_imports_locations_services_and_patients_from_a_fhir_bundle() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bundle line 0"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Runs `agent-console/scripts/prereqs.sh ARGS` in a private mount namespace
+/// in which every copy of each tool in `hide` on PATH is covered by an empty,
+/// non-executable file (a PATH change could not hide a tool in /usr/bin).
+fn prereqs_without(hide: &[&str], args: &str) -> std::process::Output {
+    let empty = std::env::temp_dir().join(format!("careline-hidden-tool-{}", std::process::id()));
+    std::fs::write(&empty, b"").unwrap();
+    let script = format!(
+        "set -e; for t in {tools}; do for p in $(which -a $t); do mount --bind {empty} \"$(readlink -f \"$p\")\"; done; done; \
+         exec bash agent-console/scripts/prereqs.sh {args}",
+        tools = hide.join(" "),
+        empty = empty.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "bash", "-c", &script])
+        .current_dir(repo_root())
+        .output()
+        .expect("unshare (util-linux) runs; the tests run as root");
+    std::fs::remove_file(&empty).ok();
+    out
+}
+
+#[test]
+fn the_prerequisite_check_names_each_missing_tool_and_how_to_install_it() {
+    let out = prereqs_without(&["cmake", "c++", "make"], "--check");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for name in ["missing: cmake", "missing: C++ compiler", "missing: make"] {
+        assert!(said.contains(name), "{name} not reported:\n{said}");
+    }
+    assert!(!said.contains("missing: C compiler"), "cc is there:\n{said}");
+    assert!(said.contains("apt-get install -y g++ make cmake"), "{said}");
+    assert!(said.contains("dnf install -y gcc-c++ make cmake"), "{said}");
+    assert!(said.contains("brew install cmake"), "{said}");
+}
+
+#[test]
+fn the_prerequisite_check_passes_without_python_but_says_captions_need_it() {
+    let out = prereqs_without(&["python3"], "--check");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("optional tools are missing") && said.contains("captions"), "{said}");
+    assert!(said.contains("apt-get install -y python3-pip"), "{said}");
+}
+
+#[test]
+fn the_prerequisite_check_is_quiet_when_everything_is_there() {
+    let out = prereqs_without(&[], "--check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

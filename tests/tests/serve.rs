@@ -45,7 +45,7 @@ async fn demo_serves_login_and_role_pages_on_sqlite_and_stops_on_sigterm() {
         assert_eq!(res.headers()["location"], home);
     }
     // The supervisor sees the 45 seats.
-    assert_eq!(server.passwords.len(), 11);
+    assert_eq!(server.passwords.len(), 12);
 
     let status = server.stop();
     assert!(status.success(), "graceful shutdown exits 0, got {status:?}");
@@ -141,7 +141,7 @@ async fn serves_on_postgresql_with_redis_checked_by_readyz() {
     let ready: Value = client().get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["database"], "ok", "{ready}");
     assert_eq!(ready["redis"], "ok", "{ready}");
-    assert_eq!(server.passwords.len(), 11);
+    assert_eq!(server.passwords.len(), 12);
     assert!(server.stop().success());
     let mut r = redis::Client::open(redis.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("DEL").arg(format!("{prefix}:routing")).query_async(&mut r).await.unwrap();

