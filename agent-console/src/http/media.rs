@@ -20,9 +20,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::contacts::{MaybeUser, Party, TokenQuery, party};
+use super::contacts::{MaybeUser, Party, party};
 use super::error::{ApiError, Result};
 use super::json::ApiQuery;
+use super::patient_side::TokenQuery;
 use super::{AppState, AuthUser};
 use crate::store::Role;
 

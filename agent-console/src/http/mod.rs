@@ -3,15 +3,19 @@
 //! Each module has its own `router()`; [`router`] merges them with the
 //! OpenAPI document that utoipa builds from the handlers' annotations.
 
+mod agent;
+mod ambulance;
+pub use ambulance::deliver_ambulance;
 mod auth;
+mod consult;
 mod contacts;
-pub use contacts::deliver_ambulance;
 mod desk;
 pub mod error;
 mod health;
 pub mod json;
 mod media;
 mod pages;
+mod patient_side;
 pub(crate) mod patients;
 mod qr;
 mod reports;
@@ -157,7 +161,11 @@ pub fn router(state: AppState) -> Router {
         .merge(patients::router())
         .merge(roster::router())
         .merge(desk::router())
+        .merge(patient_side::router())
+        .merge(agent::router())
         .merge(contacts::router())
+        .merge(consult::router())
+        .merge(ambulance::router())
         .merge(media::router())
         .merge(qr::router())
         .merge(reports::router())

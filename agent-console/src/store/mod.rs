@@ -10,19 +10,36 @@
 //! the conformance suite (`agent-console/tests/store_conformance.rs`).
 //!
 //! ## Layout
-//! - [`model`]: the records and their typed IDs.
-//! - `staff`, `patient`, `audit`, `roster`: the queries, grouped by record.
+//! - [`model`]: the records and their typed IDs; `text_enum`: the macro of
+//!   the string-backed enums.
+//! - One file per record group, each with its records and queries:
+//!   `staff`, `patient`, `audit`, `roster`, `contact` (contacts, chat
+//!   messages, who worked on them), `routing_log`, `prescription`,
+//!   `consult_note`, `ambulance`, `caption`, `outbox`, `hims` (which FHIR
+//!   resource each working copy is, recorded consults), `secret`; the information desk's
+//!   `facility` (beds, stock), `faq`, `scheme`, `complaint` (tasks,
+//!   tickets) and `booking` (slots, appointments).
 
+mod ambulance;
 mod audit;
+mod booking;
 mod caption;
+mod complaint;
+mod consult_note;
 mod contact;
-pub mod desk;
+mod facility;
+mod faq;
 mod hims;
 pub mod model;
 mod outbox;
 mod patient;
+mod prescription;
 mod roster;
+mod routing_log;
+mod scheme;
+mod secret;
 mod staff;
+mod text_enum;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,12 +48,20 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use ambulance::*;
+pub use booking::*;
 pub use caption::{Caption, NewCaption};
+pub use complaint::*;
+pub use consult_note::*;
 pub use contact::*;
-pub use desk::*;
+pub use facility::*;
+pub use faq::*;
 pub use hims::{ConsultRecord, HimsKind};
 pub use model::*;
 pub use outbox::{Attempt, Mail, NewMail};
+pub use prescription::*;
+pub use routing_log::*;
+pub use scheme::*;
 pub use staff::TokenKind;
 
 /// Runs `$body` with `$pool` bound to the open pool, whichever backend it is.
@@ -50,6 +75,16 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// `%word%` patterns for a `like` search, lower-cased; `None` for blank text.
+fn like_pattern(text: &str) -> Option<String> {
+    let t = text.trim().to_lowercase();
+    if t.is_empty() {
+        return None;
+    }
+    let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    Some(format!("%{escaped}%"))
+}
 
 /// Errors of the store. Constraint violations are told apart because the
 /// HTTP edge answers them with 409/422 rather than 500.

@@ -1,0 +1,352 @@
+//! The contact centre: the routing engine driven by real time, its events
+//! logged to the store, and its decisions pushed to consoles and patients.
+//!
+//! One [`Center`] per node. Its engine has one of two backings ([`Backing`]):
+//!
+//! - **Local** (the default): the [`routing::Engine`] behind a lock. Every
+//!   event is applied and appended to the `routing_event` log under that
+//!   lock, so the log is in engine order and a restarted node rebuilds the
+//!   same state by replaying it.
+//! - **Redis** (`--redis-url`): several nodes share one queue. The node's
+//!   engine is a replica kept in step with one Redis stream
+//!   ([`routing::redis_log::SharedEngine`]): a handler's event is appended
+//!   to the stream and its answer is the engine's answer to that entry;
+//!   every node applies every entry (a follower task reads the stream as it
+//!   grows); the node that appended an entry carries out its actions and
+//!   writes its `routing_event` row, so the store's history has each event
+//!   once. The roster goes through the stream too. A (re)starting node
+//!   rebuilds its replica from the stream, not from the store. While Redis
+//!   cannot be reached the node stays up and routing answers 503.
+//!
+//! A timer task sends `Tick` when the engine asks (with Redis every node
+//! does; a duplicate finds nothing due). Decisions go out as [`Update`]s on
+//! a broadcast channel that the server-sent event streams of agents and
+//! patients filter. With Redis every update is also published on a Redis
+//! channel, and each node feeds the updates of the other nodes into its own
+//! broadcast channel, so a console hears of its offers and a patient of
+//! their messages whichever node they are connected to (and a node's own
+//! updates reach its streams once, directly).
+//!
+//! ## Layout
+//! - this module: [`Center`], [`CenterError`], and the handling, logging and
+//!   publishing of events whichever the backing;
+//! - `update`: [`Update`], what consoles and patients are told;
+//! - `roster`: the routing roster read from the store;
+//! - `local`: the Local backing's restore from the `routing_event` log;
+//! - `redis`: the Redis backing (the replica, its follower, the relay of updates).
+
+mod local;
+mod redis;
+mod roster;
+mod update;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use routing::redis_log::Applied;
+use routing::{Action, AgentId, Engine, Event, RoutingConfig, RoutingError};
+use tokio::sync::{Mutex, Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use self::redis::RedisRouting;
+use self::redis::{RedisBacking, Relayed, publish_updates};
+use crate::store::{RoutingEventRow, Store};
+pub use roster::{roster_and_shift_names_around, roster_around};
+pub use update::Update;
+use update::at;
+
+/// Where the routing state lives.
+enum Backing {
+    /// This process only: the engine behind a lock; events logged to the
+    /// store under it and replayed from the store at start.
+    Local(Box<Mutex<Engine>>),
+    /// Shared by several nodes through Redis.
+    Redis(Box<RedisBacking>),
+}
+
+/// Why the contact centre did not take an event.
+#[derive(Debug, thiserror::Error)]
+pub enum CenterError {
+    /// The engine refused it (the state is unchanged).
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    /// The shared routing state cannot be reached (Redis is down or not yet connected).
+    #[error("routing is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+struct Inner {
+    store: Store,
+    node: String,
+    backing: Backing,
+    updates: broadcast::Sender<Update>,
+    wake: Notify,
+}
+
+/// The contact centre of this node. Cheap to clone.
+#[derive(Clone)]
+pub struct Center {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Center").field("node", &self.inner.node).finish()
+    }
+}
+
+fn describe(event: &Event) -> (String, Option<String>, Option<i64>) {
+    let kind = serde_json::to_value(event)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let (contact, agent) = match event {
+        Event::ContactArrived(c) => (Some(c.id.0.clone()), None),
+        Event::Login { agent, .. }
+        | Event::Logout { agent }
+        | Event::Ready { agent }
+        | Event::Pause { agent, .. }
+        | Event::WrapUpDone { agent } => (None, Some(agent.0)),
+        Event::Accept { agent, contact }
+        | Event::Decline { agent, contact }
+        | Event::Leave { agent, contact }
+        | Event::CallbackFailed { agent, contact } => (Some(contact.0.clone()), Some(agent.0)),
+        Event::Abandon { contact }
+        | Event::Escalate { contact, .. }
+        | Event::RequestCallback { contact }
+        | Event::End { contact } => (Some(contact.0.clone()), None),
+        Event::Tick => (None, None),
+    };
+    (kind, contact, agent)
+}
+
+impl Center {
+    /// Builds the engine from the roster and replays the last day's logged
+    /// events, then drives its timers until `shutdown`. With `redis`, the
+    /// engine is a replica of the shared stream instead (see the module docs):
+    /// it connects now if it can, else keeps trying in the background.
+    pub async fn start(
+        store: Store,
+        node: String,
+        cfg: RoutingConfig,
+        redis: Option<RedisRouting>,
+        shutdown: CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> crate::store::Result<Center> {
+        let (updates, _) = broadcast::channel(1024);
+        let backing = match redis {
+            None => Backing::Local(Box::new(Mutex::new(Self::restore(&store, cfg).await?))),
+            Some(r) => {
+                let (outbox, rx) = mpsc::unbounded_channel();
+                let backing = RedisBacking {
+                    stream: format!("{}:routing", r.prefix),
+                    channel: format!("{}:updates", r.prefix),
+                    url: r.url,
+                    cfg,
+                    shared: Mutex::new(None),
+                    outbox,
+                };
+                tasks.spawn(publish_updates(backing.url.clone(), backing.channel.clone(), rx, shutdown.clone()));
+                Backing::Redis(Box::new(backing))
+            }
+        };
+        let center = Center { inner: Arc::new(Inner { store, node, backing, updates, wake: Notify::new() }) };
+        if let Backing::Redis(r) = &center.inner.backing {
+            if let Err(e) = center.connect_replica().await {
+                tracing::warn!(error = %e, "routing: Redis not reachable; retrying in the background");
+            }
+            tasks.spawn(center.clone().relay_updates(r.url.clone(), r.channel.clone(), shutdown.clone()));
+            tasks.spawn(center.clone().follow(shutdown.clone()));
+        }
+        tasks.spawn(center.clone().drive(shutdown));
+        Ok(center)
+    }
+
+    /// Whether this node's routing can take events (with Redis: its replica is connected).
+    pub async fn ready(&self) -> bool {
+        match &self.inner.backing {
+            Backing::Local(_) => true,
+            Backing::Redis(r) => r.shared.lock().await.is_some(),
+        }
+    }
+
+    /// Applies `event` now: logs it, and publishes what the engine decided.
+    pub async fn handle(&self, event: Event) -> Result<Vec<Action>, CenterError> {
+        let now = Utc::now();
+        let actions = match &self.inner.backing {
+            Backing::Local(engine) => {
+                let mut engine = engine.lock().await;
+                let actions = engine.handle(now.timestamp_millis(), event.clone())?;
+                if !matches!(event, Event::Tick) || !actions.is_empty() {
+                    self.log(now, &event).await;
+                }
+                drop(engine);
+                for a in &actions {
+                    self.publish(Update::from(a));
+                }
+                actions
+            }
+            Backing::Redis(r) => {
+                let mut guard = r.shared.lock().await;
+                let Some(shared) = guard.as_mut() else {
+                    return Err(CenterError::Unavailable("not connected to Redis".into()));
+                };
+                let submitted = match shared.submit(now.timestamp_millis(), event).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "routing: Redis failed; the replica will be rebuilt");
+                        *guard = None;
+                        return Err(CenterError::Unavailable(e.to_string()));
+                    }
+                };
+                self.carry_out(&submitted.applied).await;
+                drop(guard);
+                submitted.result?
+            }
+        };
+        self.inner.wake.notify_one();
+        Ok(actions)
+    }
+
+    /// Appends `event`, applied at `at`, to the store's history.
+    async fn log(&self, at: DateTime<Utc>, event: &Event) {
+        let (kind, contact_id, agent_id) = describe(event);
+        let row = RoutingEventRow {
+            at,
+            kind,
+            contact_id,
+            agent_id,
+            body: serde_json::to_string(event).expect("events serialize"),
+        };
+        if let Err(e) = self.inner.store.append_routing_event(&self.inner.node, &row).await {
+            tracing::error!(error = %e, "routing event not logged");
+        }
+    }
+
+    /// Carries out this node's entries among `applied` (other nodes carry
+    /// out theirs): logs each accepted event, and publishes its actions.
+    /// Called under the replica's lock, so this node's rows are in stream order.
+    async fn carry_out(&self, applied: &[Applied]) {
+        for a in applied.iter().filter(|a| a.node == self.inner.node) {
+            let Ok(actions) = &a.result else { continue };
+            if matches!(a.event, Event::Tick) && actions.is_empty() {
+                continue;
+            }
+            self.log(at(a.at), &a.event).await;
+            for action in actions {
+                self.publish(Update::from(action));
+            }
+        }
+    }
+
+    /// Sends an update to whoever listens, on this node and (with Redis) on the others.
+    pub fn publish(&self, update: Update) {
+        if let Backing::Redis(r) = &self.inner.backing {
+            let relayed = Relayed { node: self.inner.node.clone(), update: update.clone() };
+            let _ = r.outbox.send(serde_json::to_string(&relayed).expect("updates serialize"));
+        }
+        let _ = self.inner.updates.send(update);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.inner.updates.subscribe()
+    }
+
+    /// Runs `f` on this node's engine (with Redis: its replica, as of the
+    /// last entry applied); `None` while the replica is not connected.
+    async fn read<T>(&self, f: impl FnOnce(&Engine) -> T) -> Option<T> {
+        match &self.inner.backing {
+            Backing::Local(engine) => Some(f(&*engine.lock().await)),
+            Backing::Redis(r) => r.shared.lock().await.as_ref().map(|s| f(s.engine())),
+        }
+    }
+
+    /// Every logged-in agent with their seat and state.
+    pub async fn agents(&self) -> Vec<(i64, i64, routing::AgentState)> {
+        self.read(|e| e.agents().map(|(a, s, st)| (a.0, s.0, st.clone())).collect()).await.unwrap_or_default()
+    }
+
+    /// Where a waiting contact was last told it stands, as the update it was
+    /// told in (for a page that subscribes after the announcement).
+    pub async fn position(&self, contact: &str) -> Option<Update> {
+        let id = routing::ContactId(contact.to_owned());
+        let (position, wait) = self.read(|e| e.announced(&id)).await.flatten()?;
+        Some(Update::Position { contact: contact.to_owned(), position, estimated_wait_seconds: wait / 1000 })
+    }
+
+    /// The state of an agent, if logged in.
+    pub async fn agent_state(&self, agent: i64) -> Option<routing::AgentState> {
+        self.read(|e| e.agent_state(AgentId(agent)).cloned()).await.flatten()
+    }
+
+    /// Sends `Tick` whenever the engine has a timer due; rebuilds the roster every hour.
+    async fn drive(self, shutdown: CancellationToken) {
+        let mut roster_at = Utc::now();
+        loop {
+            let next = self.read(Engine::next_timer).await.flatten();
+            let wait = next
+                .map(|t| StdDuration::from_millis((t - Utc::now().timestamp_millis()).clamp(0, 60_000) as u64))
+                .unwrap_or(StdDuration::from_secs(60));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.inner.wake.notified() => continue,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if Utc::now() - roster_at > Duration::hours(1) {
+                match self.refresh_roster().await {
+                    Ok(()) => roster_at = Utc::now(),
+                    Err(e) => tracing::warn!(error = %e, "roster refresh"),
+                }
+            }
+            match &self.inner.backing {
+                Backing::Local(_) => {
+                    if let Err(e) = self.handle(Event::Tick).await {
+                        tracing::warn!(error = %e, "routing tick");
+                    }
+                }
+                // Only when the replica has a timer due: every node ticks, a duplicate finds nothing due.
+                Backing::Redis(r) => {
+                    let mut guard = r.shared.lock().await;
+                    let Some(shared) = guard.as_mut() else { continue };
+                    match shared.tick(Utc::now().timestamp_millis()).await {
+                        Ok(Some(submitted)) => self.carry_out(&submitted.applied).await,
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "routing tick: Redis failed; the replica will be rebuilt");
+                            *guard = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-reads the roster now (after staff or rota changes). With Redis it
+    /// goes through the stream, so every replica changes it at the same entry.
+    pub async fn refresh_roster(&self) -> Result<(), CenterError> {
+        let now = Utc::now();
+        let roster = roster_around(&self.inner.store, now).await?;
+        match &self.inner.backing {
+            Backing::Local(engine) => engine.lock().await.set_roster(roster),
+            Backing::Redis(r) => {
+                let mut guard = r.shared.lock().await;
+                let Some(shared) = guard.as_mut() else {
+                    return Err(CenterError::Unavailable("not connected to Redis".into()));
+                };
+                match shared.set_roster(now.timestamp_millis(), &roster).await {
+                    Ok(applied) => self.carry_out(&applied).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "routing: Redis failed; the replica will be rebuilt");
+                        *guard = None;
+                        return Err(CenterError::Unavailable(e.to_string()));
+                    }
+                }
+            }
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! The Redis backing: this node's replica of the shared routing stream,
+//! the follower that applies the other nodes' entries, and the relay of
+//! updates between nodes over pub/sub.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Utc;
+use routing::redis_log::SharedEngine;
+use routing::{Roster, RoutingConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backing, Center, Update, roster_around};
+
+pub(super) struct RedisBacking {
+    pub(super) url: String,
+    /// The stream of routing entries.
+    pub(super) stream: String,
+    /// The pub/sub channel of updates.
+    pub(super) channel: String,
+    pub(super) cfg: RoutingConfig,
+    /// This node's replica; `None` until connected, and again after Redis
+    /// failed it (the follower reconnects and rebuilds it from the stream).
+    pub(super) shared: Mutex<Option<SharedEngine>>,
+    /// Updates for the other nodes, in order, to the publisher task.
+    pub(super) outbox: mpsc::UnboundedSender<String>,
+}
+
+/// Where several nodes share one queue.
+#[derive(Clone, Debug)]
+pub struct RedisRouting {
+    pub url: String,
+    /// Keys are `{prefix}:routing` (the stream) and `{prefix}:updates` (the
+    /// channel): one prefix per deployment (per database).
+    pub prefix: String,
+}
+
+/// An update as it travels between nodes.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Relayed {
+    pub(super) node: String,
+    pub(super) update: Update,
+}
+
+impl Center {
+    /// Connects this node's replica: applies the whole stream to an engine
+    /// with no roster (so it ends where every replica is), then appends the
+    /// roster this node reads from the store.
+    pub(super) async fn connect_replica(&self) -> anyhow::Result<()> {
+        let Backing::Redis(r) = &self.inner.backing else { return Ok(()) };
+        let mut guard = r.shared.lock().await;
+        if guard.is_some() {
+            return Ok(());
+        }
+        let connect = SharedEngine::connect(&r.url, &r.stream, &self.inner.node, Roster::default(), r.cfg.clone());
+        let mut shared = tokio::time::timeout(StdDuration::from_secs(5), connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("Redis did not answer within 5 s"))??;
+        let now = Utc::now();
+        let roster = roster_around(&self.inner.store, now).await?;
+        shared.set_roster(now.timestamp_millis(), &roster).await?;
+        let e = shared.engine();
+        tracing::info!(
+            stream = %r.stream,
+            last = shared.last_id().unwrap_or("-"),
+            agents = e.agents().count(),
+            waiting = e.waiting(),
+            "routing replica rebuilt from the Redis stream"
+        );
+        *guard = Some(shared);
+        drop(guard);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// With Redis: keeps the replica connected and applies the other nodes'
+    /// entries as they come (a blocking `XREAD` on its own connection wakes it).
+    pub(super) async fn follow(self, shutdown: CancellationToken) {
+        let Backing::Redis(r) = &self.inner.backing else { return };
+        let mut waiter: Option<redis::aio::MultiplexedConnection> = None;
+        let mut failing = false;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let step = async {
+                self.connect_replica().await?;
+                if waiter.is_none() {
+                    // No response timeout: the XREAD below blocks on purpose.
+                    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+                    let client = redis::Client::open(r.url.as_str())?;
+                    waiter = Some(client.get_multiplexed_async_connection_with_config(&cfg).await?);
+                }
+                let last = r.shared.lock().await.as_ref().and_then(|s| s.last_id().map(str::to_owned));
+                let conn = waiter.as_mut().expect("connected above");
+                let mut xread = redis::cmd("XREAD");
+                xread
+                    .arg("BLOCK")
+                    .arg(5000)
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("STREAMS")
+                    .arg(&r.stream)
+                    .arg(last.as_deref().unwrap_or("0-0"));
+                let read = xread.query_async::<Option<redis::Value>>(conn);
+                let got = read.await;
+                if got.inspect_err(|_| waiter = None)?.is_none() {
+                    return Ok(());
+                }
+                let mut guard = r.shared.lock().await;
+                if let Some(shared) = guard.as_mut() {
+                    match shared.sync().await {
+                        Ok(applied) => self.carry_out(&applied).await,
+                        Err(e) => {
+                            *guard = None;
+                            return Err(e.into());
+                        }
+                    }
+                }
+                drop(guard);
+                self.inner.wake.notify_one();
+                anyhow::Ok(())
+            };
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                step = step => step,
+            };
+            match step {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("routing: Redis reachable again");
+                        failing = false;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "routing: Redis unreachable; retrying every second");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// With Redis: feeds the updates other nodes publish into this node's
+    /// broadcast channel (this node's own went there directly).
+    pub(super) async fn relay_updates(self, url: String, channel: String, shutdown: CancellationToken) {
+        loop {
+            let run = async {
+                let mut pubsub = redis::Client::open(url.as_str())?.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
+                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    match serde_json::from_str::<Relayed>(&payload) {
+                        Ok(r) if r.node != self.inner.node => {
+                            let _ = self.inner.updates.send(r.update);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "routing: an update from another node was not understood"),
+                    }
+                }
+                anyhow::Ok(())
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                res = run => {
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, "routing: the updates of other nodes are not reaching this node");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// With Redis: publishes this node's updates, in order, for the other nodes.
+/// While Redis is away they are dropped (the consoles on other nodes miss
+/// them; this node's own streams had them already).
+pub(super) async fn publish_updates(
+    url: String,
+    channel: String,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            msg = rx.recv() => match msg { Some(m) => m, None => return },
+        };
+        if conn.is_none() {
+            conn = match redis::Client::open(url.as_str()) {
+                Ok(c) => c.get_multiplexed_async_connection().await.ok(),
+                Err(_) => None,
+            };
+        }
+        let Some(c) = conn.as_mut() else {
+            tracing::warn!("routing: an update was not published to the other nodes (Redis unreachable)");
+            continue;
+        };
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(msg).query_async(c).await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "routing: an update was not published to the other nodes");
+            conn = None;
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Ambulances: an agent requests one for the patient on a contact; it is
+//! stored, logged, and sent to the dispatch webhook (and resent until the
+//! webhook takes it).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::contacts::on_contact;
+use super::error::{ApiError, FieldError, Result};
+use super::json::ApiJson;
+use super::{AppState, StaffOnDuty};
+use crate::store::Store;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(request_ambulance))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AmbulanceInput {
+    /// Where the patient is: an address, a landmark, or `lat, lon`.
+    location: String,
+    /// `critical`, `urgent` or `routine`.
+    urgency: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// Requests an ambulance for the patient on this contact: stored, logged, and
+/// sent at once to the dispatch webhook. The answer says whether dispatch took it.
+#[utoipa::path(post, path = "/api/contacts/{id}/ambulance", tag = "contacts", params(("id" = String, Path)),
+    request_body = AmbulanceInput,
+    responses((status = 201, body = crate::store::AmbulanceRequest), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn request_ambulance(
+    State(state): State<AppState>,
+    StaffOnDuty(staff): StaffOnDuty,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<AmbulanceInput>,
+) -> Result<(StatusCode, axum::Json<crate::store::AmbulanceRequest>)> {
+    let mut errors = Vec::new();
+    if input.location.trim().len() < 3 {
+        errors.push(FieldError { field: "location".into(), message: "say where the patient is".into() });
+    }
+    if !["critical", "urgent", "routine"].contains(&input.urgency.as_str()) {
+        errors.push(FieldError { field: "urgency".into(), message: "one of critical, urgent, routine".into() });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    on_contact(&state.store, staff.staff_id, &id).await?;
+    let contact = state.store.contact(&id).await?;
+    let request = crate::store::AmbulanceRequest {
+        ambulance_request_id: uuid::Uuid::new_v4().to_string(),
+        contact_id: id.clone(),
+        patient_id: contact.patient_id,
+        requested_by: staff.staff_id,
+        location: input.location.trim().to_owned(),
+        urgency: input.urgency,
+        note: input.note.trim().to_owned(),
+        created_at: Utc::now(),
+        delivered_at: None,
+        attempts: 0,
+        last_error: None,
+    };
+    state.store.create_ambulance_request(&request).await?;
+    tracing::warn!(contact = %id, urgency = %request.urgency, "ambulance requested");
+    state
+        .store
+        .append_audit(&crate::store::NewAudit {
+            staff_id: Some(staff.staff_id),
+            action: "ambulance.request".into(),
+            patient_id: contact.patient_id,
+            contact_id: Some(id.clone()),
+            detail: format!("{} at {}", request.urgency, request.location),
+        })
+        .await?;
+    deliver_ambulance(&state.store, state.settings.dispatch_webhook.as_deref(), &request.ambulance_request_id).await?;
+    let stored = state.store.ambulance_request(&request.ambulance_request_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(stored)))
+}
+
+/// Sends a stored ambulance request to the dispatch webhook and records the outcome.
+pub async fn deliver_ambulance(store: &Store, webhook: Option<&str>, request_id: &str) -> crate::store::Result<bool> {
+    let request = store.ambulance_request(request_id).await?;
+    let contact = store.contact(&request.contact_id).await?;
+    let outcome = match webhook {
+        None => Err("no dispatch webhook is configured; call the dispatch service (102)".to_owned()),
+        Some(url) => {
+            let patient = match request.patient_id {
+                Some(p) => store.patient(p).await.ok(),
+                None => None,
+            };
+            let requested_by = store.staff(request.requested_by).await.map(|s| s.display_name).unwrap_or_default();
+            let body = serde_json::json!({
+                "request_id": request.ambulance_request_id,
+                "contact_id": request.contact_id,
+                "urgency": request.urgency,
+                "location": request.location,
+                "note": request.note,
+                "caller_phone": contact.caller_phone,
+                "patient": patient.map(|p| serde_json::json!({"name": p.name, "age_years": p.age_years, "sex": p.sex})),
+                "requested_by": requested_by,
+                "requested_at": request.created_at,
+            });
+            match reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() {
+                Err(e) => Err(format!("no HTTP client: {e}")),
+                Ok(client) => match client.post(url).json(&body).send().await {
+                    Ok(res) if res.status().is_success() => Ok(Utc::now()),
+                    Ok(res) => Err(format!("the dispatch webhook answered {}", res.status())),
+                    Err(e) => Err(format!("the dispatch webhook could not be reached: {e}")),
+                },
+            }
+        }
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(request = %request_id, error = %e, "ambulance request not delivered");
+    }
+    let delivered = outcome.is_ok();
+    store.record_ambulance_delivery(request_id, outcome).await?;
+    Ok(delivered)
+}

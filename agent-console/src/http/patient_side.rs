@@ -1,0 +1,249 @@
+//! The patient's side of a contact: a patient starts one from `/call` (no
+//! login) and follows it with the one-time token it answers with: the
+//! stream of its updates, chat messages, a callback request, hanging up.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, Sse};
+use chrono::Utc;
+use futures_util::Stream;
+use routing::{ContactId, Event, Media, NewContact as RoutedContact, RoutingError};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::contacts::{MaybeUser, Party, message_update, party, status_update, stream_updates};
+use super::error::{ApiError, FieldError, Result};
+use super::json::{ApiJson, ApiQuery};
+use super::patients::normalise_phone;
+use crate::auth::{new_token, token_hash};
+use crate::center::{CenterError, Update};
+use crate::store::{AbhaNumber, Channel, ChatMessage, ContactChange, NewContact, Store};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_contact))
+        .routes(routes!(patient_stream))
+        .routes(routes!(messages, send_message))
+        .routes(routes!(request_callback))
+        .routes(routes!(hang_up))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StartInput {
+    /// `hi` or `en` (or another language the caller speaks).
+    language: String,
+    phone: String,
+    /// `chat`, or `webrtc` for a voice call from the browser.
+    channel: Channel,
+    #[serde(default)]
+    emergency: bool,
+    /// For an emergency: where the patient is, for the ambulance.
+    location: Option<String>,
+    ehealth_card: Option<String>,
+    abha_number: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Started {
+    contact_id: String,
+    /// Keep it: it follows and rejoins this contact (`?token=`). Shown once.
+    token: String,
+}
+
+/// A patient starts a contact (no login). The answer carries the token that follows it.
+#[utoipa::path(post, path = "/api/contacts", tag = "contacts", request_body = StartInput,
+    responses((status = 201, body = Started), (status = 400), (status = 422), (status = 429)))]
+async fn start_contact(
+    State(state): State<AppState>,
+    super::auth::ClientAddr(peer): super::auth::ClientAddr,
+    ApiJson(input): ApiJson<StartInput>,
+) -> Result<(StatusCode, axum::Json<Started>)> {
+    let client = peer.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let now = std::time::Instant::now();
+    state.contact_throttle.check(&[&client], now).map_err(ApiError::TooManyRequests)?;
+    let mut errors = Vec::new();
+    let phone =
+        normalise_phone(&input.phone).map_err(|m| errors.push(FieldError { field: "phone".into(), message: m })).ok();
+    let language = input.language.trim().to_lowercase();
+    if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_lowercase()) {
+        errors.push(FieldError { field: "language".into(), message: "an ISO 639-1 code such as `hi` or `en`".into() });
+    }
+    let abha = match input.abha_number.as_deref().filter(|a| !a.trim().is_empty()) {
+        Some(a) => AbhaNumber::parse(a).map(|a| Some(a.as_str().to_owned())).unwrap_or_else(|m| {
+            errors.push(FieldError { field: "abha_number".into(), message: m });
+            None
+        }),
+        None => None,
+    };
+    if input.channel == Channel::Phone {
+        errors.push(FieldError {
+            field: "channel".into(),
+            message: "phone calls arrive through the telephony gateway; use `chat` or `webrtc`".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let token = new_token();
+    let new = NewContact {
+        channel: Some(input.channel),
+        language: language.clone(),
+        emergency: input.emergency,
+        caller_phone: phone,
+        ehealth_card: input.ehealth_card.map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty()),
+        abha_number: abha,
+        patient_id: None,
+        location: input.location.filter(|l| !l.trim().is_empty()),
+    };
+    state.store.create_contact(&id, &new, &token_hash(&token), Utc::now()).await?;
+    state.contact_throttle.record(&[&client], now);
+    let media = if input.channel == Channel::Chat { Media::Chat } else { Media::Voice };
+    state
+        .center
+        .handle(Event::ContactArrived(RoutedContact {
+            id: ContactId(id.clone()),
+            media,
+            language,
+            emergency: input.emergency,
+            specialty: None,
+        }))
+        .await?;
+    tracing::info!(contact = %id, channel = %input.channel, emergency = input.emergency, "contact started");
+    Ok((StatusCode::CREATED, axum::Json(Started { contact_id: id, token })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct TokenQuery {
+    /// The patient's token for this contact; staff use their session instead.
+    pub(super) token: Option<String>,
+    /// Messages after this id (for a reconnecting client).
+    after: Option<i64>,
+}
+
+/// A contact's updates for its patient: position and wait, connected, messages, ended.
+#[utoipa::path(get, path = "/api/contacts/{id}/stream", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 200, content_type = "text/event-stream", body = Update), (status = 401), (status = 403)))]
+async fn patient_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
+    let contact = state.store.contact(&id).await?;
+    // What a reconnecting page missed: where the contact stands (its place in
+    // the queue while it waits), and the messages.
+    let mut first = vec![status_update(&contact), state.center.position(&id).await];
+    for m in state.store.chat_messages(&id, q.after.unwrap_or(0)).await? {
+        first.push(message_update(&m));
+    }
+    let rx = state.center.subscribe();
+    Ok(stream_updates(first.into_iter().flatten().collect(), rx, state.shutdown.clone(), move |u| {
+        u.contact() == Some(id.as_str())
+            && !matches!(
+                u,
+                Update::Offer { .. } | Update::Withdraw { .. } | Update::Alert { .. } | Update::Caption { .. }
+            )
+    }))
+}
+
+/// A chat's messages (patient by token, or staff on the contact).
+#[utoipa::path(get, path = "/api/contacts/{id}/messages", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 200, body = [ChatMessage]), (status = 401), (status = 403), (status = 404)))]
+async fn messages(
+    State(store): State<Store>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<axum::Json<Vec<ChatMessage>>> {
+    party(&store, &id, q.token.as_deref(), user).await?;
+    Ok(axum::Json(store.chat_messages(&id, q.after.unwrap_or(0)).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MessageInput {
+    /// 1 to 2000 characters.
+    body: String,
+}
+
+/// Sends a chat message on a contact.
+#[utoipa::path(post, path = "/api/contacts/{id}/messages", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    request_body = MessageInput,
+    responses((status = 201, body = ChatMessage), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn send_message(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+    ApiJson(input): ApiJson<MessageInput>,
+) -> Result<(StatusCode, axum::Json<ChatMessage>)> {
+    let body = input.body.trim();
+    if body.is_empty() || body.chars().count() > 2000 {
+        return Err(ApiError::invalid("body", "write 1 to 2000 characters"));
+    }
+    let who = party(&state.store, &id, q.token.as_deref(), user).await?;
+    let contact = state.store.contact(&id).await?;
+    if matches!(contact.status, crate::store::ContactStatus::Ended | crate::store::ContactStatus::Abandoned) {
+        return Err(ApiError::Conflict(format!("contact {id} has ended")));
+    }
+    let (sender, staff) = match who {
+        Party::Patient => ("patient", None),
+        Party::Staff(s) => ("staff", Some(s.staff_id)),
+    };
+    let m = state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?;
+    if let Some(u) = message_update(&m) {
+        state.center.publish(u);
+    }
+    Ok((StatusCode::CREATED, axum::Json(m)))
+}
+
+/// The waiting patient asks to be called back; they keep their place.
+#[utoipa::path(post, path = "/api/contacts/{id}/callback", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 204), (status = 401), (status = 403), (status = 409)))]
+async fn request_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<StatusCode> {
+    let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
+    state.center.handle(Event::RequestCallback { contact: ContactId(id.clone()) }).await?;
+    state.store.update_contact(&id, &ContactChange::CallbackRequested, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The patient hangs up: a waiting contact is abandoned, a connected one ends.
+#[utoipa::path(post, path = "/api/contacts/{id}/hangup", tag = "contacts", params(("id" = String, Path), TokenQuery),
+    responses((status = 204), (status = 401), (status = 403), (status = 409)))]
+async fn hang_up(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+) -> Result<StatusCode> {
+    let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
+    end_or_abandon(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn end_or_abandon(state: &AppState, id: &str) -> Result<()> {
+    let contact = ContactId(id.to_owned());
+    match state.center.handle(Event::Abandon { contact: contact.clone() }).await {
+        Ok(_) => {
+            state.store.update_contact(id, &ContactChange::Abandoned, Utc::now()).await?;
+        }
+        Err(CenterError::Routing(RoutingError::Connected(_))) => {
+            state.center.handle(Event::End { contact }).await?;
+            state.store.update_contact(id, &ContactChange::Ended, Utc::now()).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.center.publish(Update::Ended { contact: id.to_owned() });
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Issued prescriptions, as stored: who wrote one for whom on which
+//! contact, and the issued prescription itself as JSON.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
+
+/// A stored prescription (its body is the issued `telemed::consult::Prescription` as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StoredPrescription {
+    pub prescription_id: String,
+    pub contact_id: String,
+    pub patient_id: PatientId,
+    pub doctor_id: StaffId,
+    pub mode: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn create_prescription(&self, p: &StoredPrescription) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "insert into prescription (prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.prescription_id)
+        .bind(&p.contact_id)
+        .bind(p.patient_id.0)
+        .bind(p.doctor_id.0)
+        .bind(&p.mode)
+        .bind(&p.kind)
+        .bind(p.body.to_string())
+        .bind(p.issued_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// A patient's prescriptions, latest first.
+    pub async fn prescriptions_of(&self, patient: PatientId) -> Result<Vec<StoredPrescription>> {
+        let rows: Vec<(String, String, i64, i64, String, String, String, DateTime<Utc>)> =
+            on_pool!(self, pool => sqlx::query_as(
+            "select prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at from prescription \
+             where patient_id = $1 order by issued_at desc limit 50",
+        )
+        .bind(patient.0)
+        .fetch_all(pool)
+        .await)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(rows
+            .into_iter()
+            .map(|(prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at)| {
+                StoredPrescription {
+                    prescription_id,
+                    contact_id,
+                    patient_id: PatientId(patient_id),
+                    doctor_id: StaffId(doctor_id),
+                    mode,
+                    kind,
+                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                    issued_at,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn prescription(&self, id: &str) -> Result<StoredPrescription> {
+        let row: (String, String, i64, i64, String, String, String, DateTime<Utc>) =
+            on_pool!(self, pool => sqlx::query_as(
+            "select prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at from prescription \
+             where prescription_id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(StoredPrescription {
+            prescription_id: row.0,
+            contact_id: row.1,
+            patient_id: PatientId(row.2),
+            doctor_id: StaffId(row.3),
+            mode: row.4,
+            kind: row.5,
+            body: serde_json::from_str(&row.6).unwrap_or(serde_json::Value::Null),
+            issued_at: row.7,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! The routing log: every event the routing engine took, in engine order,
+//! for reports and for rebuilding a restarted node's state.
+
+use chrono::{DateTime, Utc};
+
+use super::{Result, Store, StoreError, on_pool};
+
+/// One routing event as logged (the history reports and restarts are built from).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingEventRow {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub contact_id: Option<String>,
+    pub agent_id: Option<i64>,
+    /// The event as JSON.
+    pub body: String,
+}
+
+impl Store {
+    /// Appends a routing event to the log.
+    pub async fn append_routing_event(&self, node: &str, e: &RoutingEventRow) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "insert into routing_event (node, at, kind, contact_id, agent_id, body) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(node)
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.contact_id)
+        .bind(e.agent_id)
+        .bind(&e.body)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// The routing events at or after `since`, in the order they were logged.
+    pub async fn routing_events_since(&self, since: DateTime<Utc>) -> Result<Vec<RoutingEventRow>> {
+        let rows: Vec<(DateTime<Utc>, String, Option<String>, Option<i64>, String)> =
+            on_pool!(self, pool => sqlx::query_as(
+            "select at, kind, contact_id, agent_id, body from routing_event where at >= $1 order by routing_event_id",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, kind, contact_id, agent_id, body)| RoutingEventRow { at, kind, contact_id, agent_id, body })
+            .collect())
+    }
+}
