@@ -59,8 +59,11 @@ use update::at;
 /// Where the routing state lives.
 enum Backing {
     /// This process only: the engine behind a lock; events logged to the
-    /// store under it and replayed from the store at start.
-    Local(Box<Mutex<Engine>>),
+    /// store under it and replayed from the store at start. `None` after an
+    /// event the engine took could not be logged: that engine is dropped
+    /// (none of its decisions went out) and rebuilt from the log before the
+    /// next event, so the engine never holds what the log does not.
+    Local(Box<(Mutex<Option<Engine>>, RoutingConfig)>),
     /// Shared by several nodes through Redis.
     Redis(Box<RedisBacking>),
 }
@@ -138,7 +141,7 @@ impl Center {
     ) -> crate::store::Result<Center> {
         let (updates, _) = broadcast::channel(1024);
         let backing = match redis {
-            None => Backing::Local(Box::new(Mutex::new(Self::restore(&store, cfg).await?))),
+            None => Backing::Local(Box::new((Mutex::new(Some(Self::restore(&store, cfg.clone()).await?)), cfg))),
             Some(r) => {
                 let (outbox, rx) = mpsc::unbounded_channel();
                 let backing = RedisBacking {
@@ -168,7 +171,7 @@ impl Center {
     /// Whether this node's routing can take events (with Redis: its replica is connected).
     pub async fn ready(&self) -> bool {
         match &self.inner.backing {
-            Backing::Local(_) => true,
+            Backing::Local(local) => local.0.lock().await.is_some(),
             Backing::Redis(r) => r.shared.lock().await.is_some(),
         }
     }
@@ -177,13 +180,27 @@ impl Center {
     pub async fn handle(&self, event: Event) -> Result<Vec<Action>, CenterError> {
         let now = Utc::now();
         let actions = match &self.inner.backing {
-            Backing::Local(engine) => {
-                let mut engine = engine.lock().await;
+            Backing::Local(local) => {
+                let mut guard = local.0.lock().await;
+                if guard.is_none() {
+                    let engine = Self::restore(&self.inner.store, local.1.clone()).await.map_err(|e| {
+                        CenterError::Unavailable(format!("routing is being rebuilt from the log, which failed: {e}"))
+                    })?;
+                    tracing::info!("routing: the engine was rebuilt from the log");
+                    *guard = Some(engine);
+                }
+                let Some(engine) = guard.as_mut() else { unreachable!("rebuilt above") };
                 let actions = engine.handle(now.timestamp_millis(), event.clone())?;
                 if !matches!(event, Event::Tick) || !actions.is_empty() {
-                    self.log(now, &event).await;
+                    if let Err(e) = self.log(now, &event).await {
+                        // What the engine decided is not in the log: drop that engine before any of
+                        // its decisions goes out; the next event rebuilds it from the log.
+                        tracing::error!(error = %e, "routing event not logged; the engine will be rebuilt from the log");
+                        *guard = None;
+                        return Err(CenterError::Unavailable(format!("the routing event could not be recorded: {e}")));
+                    }
                 }
-                drop(engine);
+                drop(guard);
                 for a in &actions {
                     self.publish(Update::from(a));
                 }
@@ -212,7 +229,7 @@ impl Center {
     }
 
     /// Appends `event`, applied at `at`, to the store's history.
-    async fn log(&self, at: DateTime<Utc>, event: &Event) {
+    async fn log(&self, at: DateTime<Utc>, event: &Event) -> crate::store::Result<()> {
         let (kind, contact_id, agent_id) = describe(event);
         let row = RoutingEventRow {
             at,
@@ -221,9 +238,7 @@ impl Center {
             agent_id,
             body: serde_json::to_string(event).expect("events serialize"),
         };
-        if let Err(e) = self.inner.store.append_routing_event(&self.inner.node, &row).await {
-            tracing::error!(error = %e, "routing event not logged");
-        }
+        self.inner.store.append_routing_event(&self.inner.node, &row).await
     }
 
     /// Carries out this node's entries among `applied` (other nodes carry
@@ -235,7 +250,12 @@ impl Center {
             if matches!(a.event, Event::Tick) && actions.is_empty() {
                 continue;
             }
-            self.log(at(a.at), &a.event).await;
+            // With Redis the stream is the routing state, and every replica already
+            // applied this entry; the row is the store's history (reports), so a
+            // failed write is logged and the actions still carried out.
+            if let Err(e) = self.log(at(a.at), &a.event).await {
+                tracing::error!(error = %e, entry = %a.id, "routing event not written to the store's history");
+            }
             for action in actions {
                 self.publish(Update::from(action));
             }
@@ -259,7 +279,7 @@ impl Center {
     /// last entry applied); `None` while the replica is not connected.
     async fn read<T>(&self, f: impl FnOnce(&Engine) -> T) -> Option<T> {
         match &self.inner.backing {
-            Backing::Local(engine) => Some(f(&*engine.lock().await)),
+            Backing::Local(local) => local.0.lock().await.as_ref().map(f),
             Backing::Redis(r) => r.shared.lock().await.as_ref().map(|s| f(s.engine())),
         }
     }
@@ -286,10 +306,13 @@ impl Center {
     async fn drive(self, shutdown: CancellationToken) {
         let mut roster_at = Utc::now();
         loop {
-            let next = self.read(Engine::next_timer).await.flatten();
-            let wait = next
-                .map(|t| StdDuration::from_millis((t - Utc::now().timestamp_millis()).clamp(0, 60_000) as u64))
-                .unwrap_or(StdDuration::from_secs(60));
+            let wait = match self.read(Engine::next_timer).await {
+                Some(next) => next
+                    .map(|t| StdDuration::from_millis((t - Utc::now().timestamp_millis()).clamp(0, 60_000) as u64))
+                    .unwrap_or(StdDuration::from_secs(60)),
+                // Being rebuilt (local) or not connected (Redis): try again soon.
+                None => StdDuration::from_secs(1),
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.inner.wake.notified() => continue,
@@ -330,7 +353,11 @@ impl Center {
         let now = Utc::now();
         let roster = roster_around(&self.inner.store, now).await?;
         match &self.inner.backing {
-            Backing::Local(engine) => engine.lock().await.set_roster(roster),
+            Backing::Local(local) => match local.0.lock().await.as_mut() {
+                Some(engine) => engine.set_roster(roster),
+                // The rebuild reads the roster anew.
+                None => {}
+            },
             Backing::Redis(r) => {
                 let mut guard = r.shared.lock().await;
                 let Some(shared) = guard.as_mut() else {

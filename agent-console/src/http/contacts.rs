@@ -116,7 +116,11 @@ pub(super) enum Party {
 
 pub(super) async fn party(store: &Store, id: &str, token: Option<&str>, user: Option<AuthUser>) -> Result<Party> {
     if let Some(token) = token {
-        let contact = store.contact_by_token(&token_hash(token)).await.map_err(|_| ApiError::Unauthorized)?;
+        // An unknown token is 401; any other failure (the database down) is the server's, 500.
+        let contact = store.contact_by_token(&token_hash(token)).await.map_err(|e| match e {
+            StoreError::NotFound => ApiError::Unauthorized,
+            other => other.into(),
+        })?;
         if contact.contact_id != id {
             tracing::warn!(contact = %id, "a patient token was used for another contact");
             return Err(ApiError::Forbidden("this token is for another contact".into()));
@@ -337,12 +341,18 @@ async fn wrap_up(
     }
     on_contact(&state.store, staff.staff_id, &id).await?;
     let note = input.note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    // The engine first: ready for the next contact. When the wrap-up time
+    // already ran out the engine made the agent ready itself, and the
+    // disposition is still recorded; anything else (routing unavailable)
+    // fails the request before the record is written, so a retry is safe.
+    match state.center.handle(Event::WrapUpDone { agent: AgentId(staff.staff_id.0) }).await {
+        Ok(_) | Err(crate::center::CenterError::Routing(RoutingError::NotInWrapUp(_))) => {}
+        Err(e) => return Err(e.into()),
+    }
     let contact = state
         .store
         .update_contact(&id, &ContactChange::WrappedUp { disposition: input.disposition, note }, Utc::now())
         .await?;
-    // Ready for the next contact; harmless when the wrap-up time already ran out.
-    let _ = state.center.handle(Event::WrapUpDone { agent: AgentId(staff.staff_id.0) }).await;
     Ok(axum::Json(contact))
 }
 

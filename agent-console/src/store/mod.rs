@@ -99,6 +99,10 @@ pub enum StoreError {
     /// The request breaks a rule of the records (a full slot, more vacant beds than beds).
     #[error("{0}")]
     Refused(String),
+    /// A stored value does not parse: the row is kept as it is for
+    /// inspection, and the request fails (500) rather than show a blank.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
     #[error("database unsupported: {0}")]
     UnsupportedUrl(String),
     #[error(transparent)]

@@ -52,21 +52,20 @@ impl Store {
         .fetch_all(pool)
         .await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|(prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at)| {
-                StoredPrescription {
+                Ok(StoredPrescription {
+                    body: parse_body(&prescription_id, &body)?,
                     prescription_id,
                     contact_id,
                     patient_id: PatientId(patient_id),
                     doctor_id: StaffId(doctor_id),
                     mode,
                     kind,
-                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
                     issued_at,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn prescription(&self, id: &str) -> Result<StoredPrescription> {
@@ -80,14 +79,20 @@ impl Store {
         .await)
             .map_err(StoreError::from_sqlx)?;
         Ok(StoredPrescription {
+            body: parse_body(&row.0, &row.6)?,
             prescription_id: row.0,
             contact_id: row.1,
             patient_id: PatientId(row.2),
             doctor_id: StaffId(row.3),
             mode: row.4,
             kind: row.5,
-            body: serde_json::from_str(&row.6).unwrap_or(serde_json::Value::Null),
             issued_at: row.7,
         })
     }
+}
+
+/// A prescription's stored JSON body; one that does not parse is an error
+/// naming the prescription, never an empty prescription.
+fn parse_body(id: &str, body: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("prescription {id}: body: {e}")))
 }
