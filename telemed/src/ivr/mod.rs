@@ -146,7 +146,9 @@ pub struct Caller {
 
 /// When operators answer (doctors answer around the clock): whole hours of
 /// the local day, `from` 0–23 and `until` 1–24. Numbers, not text, because
-/// every prompt is a recording.
+/// every prompt is a recording: spoken on a 12-hour clock with the part of
+/// the day ("6 in the morning to 10 at night"). One range: the operators'
+/// shifts join into one; a 24-hour desk would need its own prompt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hours {
     pub operators_from: u8,

@@ -763,6 +763,19 @@ fn ivr_queue_invalid_key_says_the_options() {
 }
 
 #[test]
+fn ivr_a_key_interrupts_an_announcement() {
+    let mut phone = Phone::queued(Language::En, Caller::default());
+    phone.update(6, 500);
+    phone.wait(PROMPT_MS);
+    assert_eq!(phone.playing()[0], en(Phrase::PositionIs));
+    let out = phone.press("5");
+    assert_eq!(out[0], Action::RequestCallback { number: None });
+    assert_eq!(play(&out), vec![en(Phrase::CallbackConfirmed)]);
+    // A key during the farewell hangs up at once.
+    assert_eq!(phone.press("1"), vec![Action::HangUp { reason: HangUpReason::CallbackRequested }]);
+}
+
+#[test]
 fn ivr_announcement_waits_for_a_playing_prompt() {
     let mut phone = Phone::queued(Language::En, Caller::default());
     phone.press("3");
