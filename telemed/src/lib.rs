@@ -9,6 +9,10 @@
 //! - [`consult`]: the tele-consultation record: consent, notes and the
 //!   e-prescription checked against the Telemedicine Practice Guidelines 2020.
 //! - [`fhir`]: the consult as FHIR R4 resources for the patient's HIMS record.
+//! - [`ivr`]: the phone channel's IVR, sans-IO: welcome, language, emergency
+//!   key, self-service (hours, vacant beds), queue announcements and
+//!   callbacks, as prompts to play; `prompts/` holds their texts
+//!   (`prompts.tsv`) and recordings, made by `scripts/make-prompts.sh`. Pure.
 //! - [`media`]: a call's participants, who hears whom (hold, mute,
 //!   supervisor listen/whisper/barge), slots, rejoin grace, and the
 //!   signaling messages. Pure.
@@ -18,5 +22,6 @@
 
 pub mod consult;
 pub mod fhir;
+pub mod ivr;
 pub mod media;
 pub mod sfu;
