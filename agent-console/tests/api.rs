@@ -791,3 +791,33 @@ async fn a_doctor_prescribes_by_the_tpg_lists_and_refused_drafts_store_nothing()
     assert_eq!(kept.bundle["entry"].as_array().unwrap().len(), bundle.body["entry"].as_array().unwrap().len());
     assert_problem(&app.send("POST", &record, Some(&doctor), None).await, StatusCode::CONFLICT);
 }
+
+/// An event the engine took but the store could not log would make the log
+/// disagree with the engine (and a restart forget it): the request fails with
+/// 503, nothing the engine decided goes out, and the engine is rebuilt from
+/// the log, so the same request succeeds once the store takes writes again.
+#[tokio::test]
+async fn a_routing_event_the_store_cannot_log_is_a_503_and_changes_nothing() {
+    let app = App::new().await;
+    let admin = app.login("admin").await;
+    round_the_clock(&app, &admin, "operator", &["asha"]).await;
+    let asha = app.login("asha").await;
+    let db =
+        sqlx::SqlitePool::connect(&format!("sqlite:{}", app._dir.path().join("careline.db").display())).await.unwrap();
+    sqlx::query(
+        "create trigger refuse_routing_log before insert on routing_event \
+         begin select raise(abort, 'the disk is full (test)'); end",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let refused = app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
+    assert_problem(&refused, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.body["detail"].as_str().unwrap().contains("could not be recorded"), "{:?}", refused.body);
+    sqlx::query("drop trigger refuse_routing_log").execute(&db).await.unwrap();
+    // The engine did not keep the login the log lacks: taking the seat now works.
+    let seat = app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
+    assert_eq!(seat.status, StatusCode::OK, "{:?}", seat.body);
+    assert_eq!(seat.body["state"], "paused");
+    db.close().await;
+}
