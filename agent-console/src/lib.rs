@@ -27,5 +27,7 @@ pub mod mail;
 pub mod metrics;
 pub mod report;
 pub mod server;
+// Rows are read as tuples, each destructured right below its query.
+#[allow(clippy::type_complexity)]
 pub mod store;
 pub mod time;

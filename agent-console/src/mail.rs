@@ -155,6 +155,32 @@ fn ics_text(s: &str) -> String {
     s.replace('\\', "\\\\").replace(';', "\\;").replace(',', "\\,").replace('\n', "\\n").replace('\r', "")
 }
 
+/// A parameter value (`CN=`) as an RFC 5545 §3.2 quoted string, with the
+/// RFC 6868 escapes for what a quoted string cannot hold: `^` as `^^`, a
+/// line break as `^n`, `"` as `^'`. TEXT escaping (`\,`) is wrong here.
+fn ics_param(s: &str) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '^' => out.push_str("^^"),
+            '\n' => out.push_str("^n"),
+            '"' => out.push_str("^'"),
+            // Other controls cannot appear in a quoted string (QSAFE-CHAR).
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An address for a `mailto:` value. Addresses are checked on input; a
+/// control character could still only come from an older record, and would
+/// end the line, so it is left out.
+fn ics_address(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// Folds a content line at 75 octets, never inside a UTF-8 character (RFC 5545 §3.1).
 fn fold(line: &str) -> String {
     let mut out = String::new();
@@ -206,12 +232,16 @@ pub fn appointment_ics(
         ),
         format!(
             "ORGANIZER;CN={}:mailto:{}",
-            ics_text(organizer.name.as_deref().unwrap_or("Careline")),
-            organizer.email
+            ics_param(organizer.name.as_deref().unwrap_or("Careline")),
+            ics_address(organizer.email.as_ref())
         ),
     ];
     if let Some(email) = &patient.email {
-        lines.push(format!("ATTENDEE;CN={};ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{email}", ics_text(&patient.name)));
+        lines.push(format!(
+            "ATTENDEE;CN={};ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{}",
+            ics_param(&patient.name),
+            ics_address(email)
+        ));
     }
     lines.extend(["STATUS:CONFIRMED".to_owned(), "END:VEVENT".to_owned(), "END:VCALENDAR".to_owned()]);
     lines.iter().map(|l| fold(l)).collect()
@@ -279,6 +309,19 @@ pub fn appointment_confirmation(
             )
             .singlepart(Attachment::new("appointment.ics".to_owned()).body(ics, calendar)),
     )?)
+}
+
+#[cfg(test)]
+mod ics_param_tests {
+    use super::*;
+
+    #[test]
+    fn parameter_values_are_quoted_strings_with_rfc_6868_escapes() {
+        assert_eq!(ics_param("Kumar, Ramesh"), r#""Kumar, Ramesh""#);
+        assert_eq!(ics_param("Ramesh \"Ramu\" Kumar; ^_^"), r#""Ramesh ^'Ramu^' Kumar; ^^_^^""#);
+        assert_eq!(ics_param("two\nlines\r"), r#""two^nlines""#);
+        assert_eq!(ics_address("a@b.in\r\nATTENDEE:mailto:x@y"), "a@b.inATTENDEE:mailto:x@y");
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ impl Careline {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Waited for in `Drop` (and in `stop`), which clippy cannot see through the struct.
+        #[allow(clippy::zombie_processes)]
         let mut child = cmd.spawn().expect("spawn careline");
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().unwrap();

@@ -68,7 +68,7 @@ async fn appointment_confirmation_is_retried_until_the_smtp_server_takes_it() {
     assert!(ics.contains("BEGIN:VCALENDAR") && ics.contains("METHOD:REQUEST"), "{ics}");
     let start: chrono::DateTime<chrono::Utc> = slot["starts_at"].as_str().unwrap().parse().unwrap();
     assert!(ics.contains(&format!("DTSTART:{}", start.format("%Y%m%dT%H%M%SZ"))), "{ics}");
-    assert!(ics.contains("ATTENDEE;CN=Kamla Devi") && ics.contains("mailto:kamla@example.in"), "{ics}");
+    assert!(ics.contains("ATTENDEE;CN=\"Kamla Devi\"") && ics.contains("mailto:kamla@example.in"), "{ics}");
     assert!(ics.contains("LOCATION:Lok Nayak Hospital"), "{ics}");
     assert!(server.stop().success());
 }

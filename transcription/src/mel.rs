@@ -61,6 +61,7 @@ mod tests {
 
     /// Values of `librosa.filters.mel(sr=16000, n_fft=400, n_mels=80)` (librosa 0.11, the bank
     /// whisper's mel_filters.npz was made with): (mel, bin, weight).
+    #[allow(clippy::excessive_precision)] // as librosa prints them
     const LIBROSA: [(usize, usize, f32); 11] = [
         (0, 1, 2.486259490e-02),
         (5, 5, 9.954108857e-03),

@@ -448,10 +448,11 @@ impl Dispatcher {
         } else {
             s.partial_in_flight = false;
             // Only while its utterance is still in progress (no final for it yet).
-            if job.seq >= s.next_final && job.seq == s.ended {
-                if let Some(c) = caption {
-                    let _ = self.captions.send(c);
-                }
+            if job.seq >= s.next_final
+                && job.seq == s.ended
+                && let Some(c) = caption
+            {
+                let _ = self.captions.send(c);
             }
         }
         self.forget_if_done(job.stream);

@@ -191,14 +191,14 @@ impl Center {
                 }
                 let Some(engine) = guard.as_mut() else { unreachable!("rebuilt above") };
                 let actions = engine.handle(now.timestamp_millis(), event.clone())?;
-                if !matches!(event, Event::Tick) || !actions.is_empty() {
-                    if let Err(e) = self.log(now, &event).await {
+                if (!matches!(event, Event::Tick) || !actions.is_empty())
+                    && let Err(e) = self.log(now, &event).await
+                {
                         // What the engine decided is not in the log: drop that engine before any of
                         // its decisions goes out; the next event rebuilds it from the log.
                         tracing::error!(error = %e, "routing event not logged; the engine will be rebuilt from the log");
                         *guard = None;
                         return Err(CenterError::Unavailable(format!("the routing event could not be recorded: {e}")));
-                    }
                 }
                 drop(guard);
                 for a in &actions {
@@ -353,11 +353,12 @@ impl Center {
         let now = Utc::now();
         let roster = roster_around(&self.inner.store, now).await?;
         match &self.inner.backing {
-            Backing::Local(local) => match local.0.lock().await.as_mut() {
-                Some(engine) => engine.set_roster(roster),
-                // The rebuild reads the roster anew.
-                None => {}
-            },
+            Backing::Local(local) => {
+                // Without an engine (being rebuilt) there is nothing to change: the rebuild reads the roster anew.
+                if let Some(engine) = local.0.lock().await.as_mut() {
+                    engine.set_roster(roster);
+                }
+            }
             Backing::Redis(r) => {
                 let mut guard = r.shared.lock().await;
                 let Some(shared) = guard.as_mut() else {

@@ -104,10 +104,15 @@ impl PatientInput {
             bad("abha_number", e);
             None
         });
+        // One `@` with text on both sides, and nothing that could end a mail
+        // header or an iCalendar line (CR, LF, other controls) or split an address.
         if let Some(email) = &self.email
-            && !email.contains('@')
+            && (email.split('@').count() != 2
+                || email.starts_with('@')
+                || email.ends_with('@')
+                || email.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | '"')))
         {
-            bad("email", format!("`{email}` is not an email address"));
+            bad("email", format!("{email:?} is not an email address"));
         }
         if !errors.is_empty() {
             return Err(ApiError::Invalid(errors));
