@@ -145,7 +145,9 @@ mod tests {
 
     #[test]
     fn caller_id_table() {
-        let table: [(Option<&str>, Option<&str>, Option<&str>, CallerId); 6] = [
+        // (P-Asserted-Identity, From, Privacy) and the caller they make.
+        type Row = (Option<&'static str>, Option<&'static str>, Option<&'static str>, CallerId);
+        let table: [Row; 6] = [
             (
                 Some("<sip:+919812345678@carrier.example;user=phone>"),
                 Some("<sip:0000@10.0.0.1>;tag=1"),

@@ -33,7 +33,7 @@ pub(crate) async fn bind(ip: IpAddr, range: &RangeInclusive<u16>) -> Result<UdpS
     for even_only in [true, false] {
         for i in 0..span {
             let port = lo + ((start + i) % span) as u16;
-            if even_only && port % 2 != 0 {
+            if even_only && !port.is_multiple_of(2) {
                 continue;
             }
             match UdpSocket::bind(SocketAddr::new(ip, port)).await {

@@ -553,14 +553,17 @@ impl CallTask {
             Header::ContentType("application/sdp".into()),
             Header::Other("Session-Expires".into(), format!("{};refresher=uas", interval.as_secs())),
         ];
-        match tokio::time::timeout(BYE_WAIT * 2, self.dialog.reinvite(Some(hdrs), Some(body))).await {
-            Ok(Ok(Some(resp))) if resp.status_code.code() < 300 => None,
-            other => {
-                info!(id = %self.id, result = ?other.map(|r| r.map(|r| r.map(|r| r.status_code.code()))), "session refresh failed; BYE");
-                self.end_by_us(408).await;
-                Some(End::Event(LegEvent::Hangup { by: HangupBy::Timeout }))
-            }
-        }
+        let refreshed = tokio::time::timeout(BYE_WAIT * 2, self.dialog.reinvite(Some(hdrs), Some(body)));
+        let why = match refreshed.await {
+            Ok(Ok(Some(resp))) if resp.status_code.code() < 300 => return None,
+            Ok(Ok(Some(resp))) => format!("answered {}", resp.status_code.code()),
+            Ok(Ok(None)) => "no response".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        info!(id = %self.id, why, "session refresh failed; BYE");
+        self.end_by_us(408).await;
+        Some(End::Event(LegEvent::Hangup { by: HangupBy::Timeout }))
     }
 
     async fn command(&mut self, cmd: Command) -> Option<End> {
