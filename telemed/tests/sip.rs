@@ -69,6 +69,10 @@ fn scenario(name: &str) -> PathBuf {
 
 /// Start SIPp on `scenario` against `target`, from `local_ip`.
 fn sipp(name: &str, target: SocketAddr, local_ip: &str) -> tokio::process::Child {
+    sipp_with(name, target, local_ip, &[])
+}
+
+fn sipp_with(name: &str, target: SocketAddr, local_ip: &str, extra: &[&str]) -> tokio::process::Child {
     let ip: IpAddr = local_ip.parse().unwrap();
     let port = free_udp_port(ip).to_string();
     let media = free_media_port(ip).to_string();
@@ -82,6 +86,7 @@ fn sipp(name: &str, target: SocketAddr, local_ip: &str) -> tokio::process::Child
         .args(["-i", local_ip, "-p", &port, "-mi", local_ip, "-mp", &media])
         .args(["-s", "104", "-m", "1", "-nostdin"])
         .args(["-timeout", "25s", "-timeout_error", "-recv_timeout", "12000"])
+        .args(extra)
         .arg("-trace_err")
         .arg("-error_file")
         .arg(&errors)
@@ -302,4 +307,78 @@ async fn malformed_sip_gets_an_error_or_silence_and_a_good_call_follows() {
     assert_eq!(events_until_end(&mut call).await.last(), Some(&LegEvent::Hangup { by: HangupBy::Caller }));
     sipp_passes(peer, "long_call.xml").await;
     drop(tcp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_tcp() {
+    let _turn = TURN.lock().await;
+    let mut s = server("127.0.0.1/32", 30, Duration::from_secs(10)).await;
+    // -t t1: one TCP connection for the call.
+    let peer = sipp_with("long_call.xml", s.server.local_addr(), "127.0.0.1", &["-t", "t1"]);
+    let mut call = next_call(&mut s).await;
+    call.handle.answer().await.unwrap();
+    assert_eq!(events_until_end(&mut call).await.last(), Some(&LegEvent::Hangup { by: HangupBy::Caller }));
+    sipp_passes(peer, "long_call.xml").await;
+}
+
+/// A caller whose RTP comes from another port than its SDP says (a NAT, a
+/// media proxy): once its packets arrive, ours go there (symmetric RTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_is_symmetric() {
+    let _turn = TURN.lock().await;
+    let mut s = server("127.0.0.1/32", 30, Duration::from_secs(10)).await;
+    let target = s.server.local_addr();
+    let sig = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sdp_port = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\n",
+        sdp_port.local_addr().unwrap().port()
+    );
+    let port = sig.local_addr().unwrap().port();
+    let invite = BAD_SDP_INVITE
+        .replace("PORT", &port.to_string())
+        .replace("badsdp", "symmetric")
+        .replace("bad-sdp@test", "symmetric@test")
+        .replace("Content-Length: 12\r\n\r\nnot an offer", &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    sig.send_to(invite.as_bytes(), target).await.unwrap();
+    let mut call = next_call(&mut s).await;
+    assert_eq!((call.codec, call.telephone_event), (Codec::Pcmu, None));
+    call.handle.answer().await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let answer = loop {
+        let (n, _) = timeout(WAIT, sig.recv_from(&mut buf)).await.expect("no 200").unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 200") {
+            break text;
+        }
+    };
+    let our_port: u16 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("an m=audio line in the 200");
+    let ours: SocketAddr = format!("127.0.0.1:{our_port}").parse().unwrap();
+
+    // Before the caller sends, our RTP goes to its SDP address.
+    call.handle.send_rtp(0, &[0xff; 160], 160, true).await.unwrap();
+    let (n, from) = timeout(WAIT, sdp_port.recv_from(&mut buf)).await.expect("no RTP at the SDP port").unwrap();
+    assert_eq!((from, buf[1] & 0x7f, n), (ours, 0, 172));
+
+    // The caller's RTP comes from elsewhere: it reaches the application…
+    let packet = [0x80, 0, 0, 7, 0, 0, 0, 160, 0, 0, 0, 1, 0xff, 0xff];
+    media.send_to(&packet, ours).await.unwrap();
+    let got = timeout(WAIT, call.events.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        LegEvent::Rtp { payload_type: 0, seq: 7, timestamp: 160, marker: false, payload: vec![0xff, 0xff] }
+    );
+    // …and ours follows it there.
+    call.handle.send_rtp(0, &[0xff; 160], 160, false).await.unwrap();
+    let (n, from) = timeout(WAIT, media.recv_from(&mut buf)).await.expect("no RTP at the caller's source").unwrap();
+    assert_eq!((from, n), (ours, 172));
+    call.handle.hangup().await.unwrap();
+    assert_eq!(events_until_end(&mut call).await.last(), Some(&LegEvent::Hangup { by: HangupBy::Local }));
 }
