@@ -31,7 +31,8 @@ impl Drop for Server {
 }
 
 async fn server(cidr: &str, max_channels: u32, rtp_timeout: Duration) -> Server {
-    // RUST_LOG=telemed=debug,rsipstack=info shows the SIP messages.
+    // RUST_LOG=telemed=debug,rsipstack=info shows the SIP messages. Only
+    // the first test's init succeeds; the others share its subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -321,6 +322,47 @@ async fn a_call_over_tcp() {
     sipp_passes(peer, "long_call.xml").await;
 }
 
+/// Send a good INVITE from `sig` with an SDP offer of PCMU at `media`'s port.
+async fn raw_invite(sig: &tokio::net::UdpSocket, media: &tokio::net::UdpSocket, target: SocketAddr, call_id: &str) {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+        media.local_addr().unwrap().port()
+    );
+    let port = sig.local_addr().unwrap().port();
+    let invite = BAD_SDP_INVITE
+        .replace("PORT", &port.to_string())
+        .replace("badsdp", call_id)
+        .replace("bad-sdp@test", &format!("{call_id}@test"))
+        .replace("Content-Length: 12\r\n\r\nnot an offer", &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    sig.send_to(invite.as_bytes(), target).await.unwrap();
+}
+
+/// Cancelling the server ends an answered call with a BYE, and every task
+/// of the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_bye_and_stops_every_task() {
+    let _turn = TURN.lock().await;
+    let mut s = server("127.0.0.1/32", 30, Duration::from_secs(10)).await;
+    let sig = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    raw_invite(&sig, &media, s.server.local_addr(), "shutdown").await;
+    let mut call = next_call(&mut s).await;
+    call.handle.answer().await.unwrap();
+    s.cancel.cancel();
+    assert_eq!(events_until_end(&mut call).await, [LegEvent::Hangup { by: HangupBy::Shutdown }]);
+    let mut buf = vec![0u8; 2048];
+    let bye = loop {
+        let (n, _) = timeout(WAIT, sig.recv_from(&mut buf)).await.expect("no BYE").unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("BYE ") {
+            break text;
+        }
+    };
+    assert!(bye.contains("Call-ID: shutdown@test"), "{bye}");
+    timeout(Duration::from_secs(10), s.server.stopped()).await.expect("server tasks did not stop");
+    assert!(call.handle.ring().await.is_err(), "the call is gone");
+}
+
 /// A caller whose RTP comes from another port than its SDP says (a NAT, a
 /// media proxy): once its packets arrive, ours go there (symmetric RTP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,18 +373,7 @@ async fn rtp_is_symmetric() {
     let sig = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let sdp_port = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP 0\r\n",
-        sdp_port.local_addr().unwrap().port()
-    );
-    let port = sig.local_addr().unwrap().port();
-    let invite = BAD_SDP_INVITE
-        .replace("PORT", &port.to_string())
-        .replace("badsdp", "symmetric")
-        .replace("bad-sdp@test", "symmetric@test")
-        .replace("Content-Length: 12\r\n\r\nnot an offer", &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
-    sig.send_to(invite.as_bytes(), target).await.unwrap();
+    raw_invite(&sig, &sdp_port, target, "symmetric").await;
     let mut call = next_call(&mut s).await;
     assert_eq!((call.codec, call.telephone_event), (Codec::Pcmu, None));
     call.handle.answer().await.unwrap();

@@ -208,6 +208,8 @@ async fn dispatch(s: &Arc<Shared>, tasks: &TaskTracker, mut tx: Transaction) {
             let trusted = source_ip(&tx).is_some_and(|ip| trunk_of(s, ip).is_some());
             reply(&mut tx, if trusted { 200 } else { 403 }, vec![]).await;
         }
+        // An ACK for a transaction already gone (a late retransmission):
+        // there is nothing to answer (RFC 3261 §17.2.3).
         Method::Ack => {}
         // RFC 3261 §12.2.2: a request for a dialog we do not have.
         _ => reply(&mut tx, 481, vec![]).await,
@@ -582,7 +584,12 @@ impl CallTask {
                 if done.send(result).is_err() {
                     debug!(id = %self.id, "answer result not awaited");
                 }
-                failed.then_some(End::Quiet)
+                if failed {
+                    // The INVITE still needs a final response.
+                    self.end_by_us(500).await;
+                    return Some(End::Event(LegEvent::Hangup { by: HangupBy::Local }));
+                }
+                None
             }
             Command::Reject(code) => {
                 let code = if (300..700).contains(&code) { code } else { 603 };
