@@ -19,9 +19,12 @@
 //! - [`sfu`]: the media adapter, the only module that imports `webrtc`: one
 //!   peer connection per participant, RTP forwarded by the routes of
 //!   [`media::Session`], audio taps decoded to 16 kHz PCM.
+//! - [`sip`]: the phone leg: a SIP UAS for trunk calls (RFC 3261/3264) and
+//!   each call's RTP; only `sip::stack` imports `rsipstack`.
 
 pub mod consult;
 pub mod fhir;
 pub mod ivr;
 pub mod media;
 pub mod sfu;
+pub mod sip;
