@@ -6,6 +6,9 @@
 //! - [`g711`]: A-law and µ-law (ITU-T G.711), the trunk's codecs.
 //! - [`dtmf`]: key presses, as RFC 4733 telephone-events and as in-band
 //!   Q.23 tones (Goertzel).
+//! - [`jitter`]: the playout buffer of one G.711 stream: reordering,
+//!   duplicates, loss concealment, and the counts for metrics.
 
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
