@@ -16,6 +16,9 @@
 //! - [`media`]: a call's participants, who hears whom (hold, mute,
 //!   supervisor listen/whisper/barge), slots, rejoin grace, and the
 //!   signaling messages. Pure.
+//! - [`phone`]: the audio of a phone leg: G.711 A-law/µ-law, DTMF (RFC 4733
+//!   events and in-band Goertzel detection) and the playout jitter buffer.
+//!   Pure.
 //! - [`sfu`]: the media adapter, the only module that imports `webrtc`: one
 //!   peer connection per participant, RTP forwarded by the routes of
 //!   [`media::Session`], audio taps decoded to 16 kHz PCM.
@@ -26,5 +29,6 @@ pub mod consult;
 pub mod fhir;
 pub mod ivr;
 pub mod media;
+pub mod phone;
 pub mod sfu;
 pub mod sip;
