@@ -71,6 +71,35 @@ pub struct ServeConfig {
     #[arg(long = "hims-fhir-url", env = "CARELINE_HIMS_FHIR_URL")]
     pub hims_fhir_url: Option<String>,
 
+    /// Take phone calls from a SIP trunk on this address (UDP and TCP on one
+    /// port; port 0 picks one and prints it). No SIP when unset.
+    #[arg(long = "sip-listen", env = "CARELINE_SIP_LISTEN")]
+    pub sip_listen: Option<std::net::SocketAddr>,
+
+    /// The trunk's addresses (the carrier's or the state PBX's), as
+    /// CIDRs: `10.1.2.0/24,10.1.3.7`. INVITEs from anywhere else get 403.
+    #[arg(long = "sip-trunk", env = "CARELINE_SIP_TRUNK", value_delimiter = ',', default_value = "127.0.0.1/32")]
+    pub sip_trunk: Vec<String>,
+
+    /// Calls at once on the trunk; one more gets 503 (an E1 carries 30).
+    #[arg(long = "sip-channels", env = "CARELINE_SIP_CHANNELS", default_value_t = 30)]
+    pub sip_channels: u32,
+
+    /// Local UDP ports for the phone calls' RTP, `FIRST-LAST`.
+    #[arg(long = "rtp-ports", env = "CARELINE_RTP_PORTS", default_value = "20000-29999")]
+    pub rtp_ports: String,
+
+    /// The address put in SDP answers and bound for RTP (needed when
+    /// `--sip-listen` is 0.0.0.0).
+    #[arg(long = "sip-media-address", env = "CARELINE_SIP_MEDIA_ADDRESS")]
+    pub sip_media_address: Option<std::net::IpAddr>,
+
+    /// The IVR's recorded prompts: `hi/NAME.wav` and `en/NAME.wav` (8 kHz
+    /// mono, A-law or 16-bit PCM), as made by `telemed/scripts/make-prompts.sh`;
+    /// a human recording replaces a file of the same name.
+    #[arg(long = "ivr-prompts", env = "CARELINE_IVR_PROMPTS", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../telemed/prompts"))]
+    pub ivr_prompts: std::path::PathBuf,
+
     /// IP addresses the media plane (WebRTC) listens on, one UDP port each per
     /// connection; they are the host candidates browsers connect to. Give the
     /// address browsers can reach.
@@ -137,6 +166,27 @@ impl ServeConfig {
             prompt: self.whisper_prompt.clone().filter(|p| !p.trim().is_empty()),
             ..transcription::Options::live(self.whisper_language, self.whisper_threads.max(1))
         }
+    }
+
+    /// The SIP trunk's settings, when `--sip-listen` is set; an error names the bad flag.
+    pub fn sip(&self) -> anyhow::Result<Option<telemed::sip::SipConfig>> {
+        let Some(listen) = self.sip_listen else { return Ok(None) };
+        let cidrs = self
+            .sip_trunk
+            .iter()
+            .map(|c| c.trim().parse::<telemed::sip::Cidr>().map_err(|e| anyhow::anyhow!("--sip-trunk {c:?}: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (first, last) = self
+            .rtp_ports
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .filter(|(a, b)| a <= b)
+            .ok_or_else(|| anyhow::anyhow!("--rtp-ports {:?}: FIRST-LAST, e.g. 20000-29999", self.rtp_ports))?;
+        let trunk = telemed::sip::Trunk { name: "trunk".into(), cidrs, max_channels: self.sip_channels };
+        let mut sip = telemed::sip::SipConfig::new(listen, vec![trunk]);
+        sip.rtp_ports = first..=last;
+        sip.media_ip = self.sip_media_address;
+        Ok(Some(sip))
     }
 
     /// The media plane's settings.

@@ -25,6 +25,7 @@ pub mod http;
 pub mod i18n;
 pub mod mail;
 pub mod metrics;
+pub mod phone;
 pub mod report;
 pub mod server;
 // Rows are read as tuples, each destructured right below its query.

@@ -389,6 +389,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         tracing::info!(model = %model.display(), language = %config.whisper_language, "live captions on");
     }
+    if let Some(sip) = config.sip()? {
+        let addr = agent_console::phone::start(state.clone(), sip, &config.ivr_prompts, shutdown.clone(), &tasks)
+            .await
+            .context("starting the SIP trunk")?;
+        tracing::info!(%addr, "taking phone calls");
+        println!("careline sip listening on {addr}");
+    }
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;

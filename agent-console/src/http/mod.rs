@@ -15,7 +15,7 @@ mod health;
 pub mod json;
 mod media;
 mod pages;
-mod patient_side;
+pub(crate) mod patient_side;
 pub(crate) mod patients;
 mod qr;
 mod reports;

@@ -90,11 +90,9 @@ async fn start_contact(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    let token = new_token();
     let new = NewContact {
         channel: Some(input.channel),
-        language: language.clone(),
+        language,
         emergency: input.emergency,
         caller_phone: phone,
         ehealth_card: input.ehealth_card.map(|c| c.trim().to_uppercase()).filter(|c| !c.is_empty()),
@@ -102,21 +100,31 @@ async fn start_contact(
         patient_id: None,
         location: input.location.filter(|l| !l.trim().is_empty()),
     };
-    state.store.create_contact(&id, &new, &token_hash(&token), Utc::now()).await?;
+    let (id, token) = open_contact(&state, &new).await?;
     state.contact_throttle.record(&[&client], now);
-    let media = if input.channel == Channel::Chat { Media::Chat } else { Media::Voice };
+    Ok((StatusCode::CREATED, axum::Json(Started { contact_id: id, token })))
+}
+
+/// Records a new contact and queues it (web callers and phone callers alike);
+/// returns its id and the patient's one-time token.
+pub(crate) async fn open_contact(state: &AppState, new: &NewContact) -> Result<(String, String)> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let token = new_token();
+    state.store.create_contact(&id, new, &token_hash(&token), Utc::now()).await?;
+    let media = if new.channel == Some(Channel::Chat) { Media::Chat } else { Media::Voice };
     state
         .center
         .handle(Event::ContactArrived(RoutedContact {
             id: ContactId(id.clone()),
             media,
-            language,
-            emergency: input.emergency,
+            language: new.language.clone(),
+            emergency: new.emergency,
             specialty: None,
         }))
         .await?;
-    tracing::info!(contact = %id, channel = %input.channel, emergency = input.emergency, "contact started");
-    Ok((StatusCode::CREATED, axum::Json(Started { contact_id: id, token })))
+    let channel = new.channel.map(|c| c.to_string()).unwrap_or_default();
+    tracing::info!(contact = %id, %channel, emergency = new.emergency, "contact started");
+    Ok((id, token))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -232,7 +240,8 @@ async fn hang_up(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn end_or_abandon(state: &AppState, id: &str) -> Result<()> {
+/// The caller is gone: a waiting contact is abandoned, a connected one ends.
+pub(crate) async fn end_or_abandon(state: &AppState, id: &str) -> Result<()> {
     let contact = ContactId(id.to_owned());
     match state.center.handle(Event::Abandon { contact: contact.clone() }).await {
         Ok(_) => {

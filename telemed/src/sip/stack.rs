@@ -37,6 +37,8 @@ use super::{CallHandle, CallId, Command, HangupBy, IncomingCall, LegEvent, SipCo
 const BYE_WAIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for calls to send their BYEs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long start waits for rsipstack's TCP listener to accept.
+const TCP_READY: Duration = Duration::from_secs(3);
 
 fn stack_err(e: rsipstack::Error) -> SipError {
     SipError::Stack(e.to_string())
@@ -156,6 +158,25 @@ pub(super) async fn start(
             dispatch(&s, &spawner, tx).await;
         }
     });
+    // rsipstack binds the TCP listener in a task of its own (`serve`), and logs
+    // rather than returns a failed bind: wait until it accepts, so that start
+    // returns only once both transports listen, or fails saying TCP did not.
+    let probe = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()),
+        ip if ip.is_unspecified() => SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), local.port()),
+        _ => local,
+    };
+    let deadline = tokio::time::Instant::now() + TCP_READY;
+    loop {
+        match tokio::net::TcpStream::connect(probe).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                stack_cancel.cancel();
+                return Err(SipError::Listen { addr: local, source: e });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
     info!(%local, "SIP listening (UDP and TCP)");
     Ok(local)
 }
