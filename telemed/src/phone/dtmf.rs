@@ -120,15 +120,23 @@ struct CurrentEvent {
 ///
 /// A key is reported on the first packet of its event with the E bit; the
 /// repeats of that packet (same timestamp) are dropped. If every end packet
-/// was lost, the key is reported when a newer event starts, or at
-/// [`flush`](EventReceiver::flush). Packets older than the current event
-/// (reordered) are dropped. Events that are not keys are ignored.
+/// was lost, the key is reported when another event starts, or at
+/// [`flush`](EventReceiver::flush). An event is its (timestamp, code): a
+/// packet of an event already reported (a repeat, or a straggler) is
+/// dropped, and any other event is a new key even if its timestamp is older
+/// (senders that splice recorded events, such as SIPp's pcap play, restart
+/// the timestamps). Events that are not keys are ignored.
 #[derive(Debug, Default)]
 pub struct EventReceiver {
     current: Option<CurrentEvent>,
     /// Keys reported and not yet drained.
     digits: VecDeque<char>,
+    /// The last events reported, as (timestamp, code).
+    reported: VecDeque<(u32, u8)>,
 }
+
+/// Events remembered as reported: far more than can be in flight at once.
+const REMEMBERED: usize = 16;
 
 impl EventReceiver {
     /// A receiver that has seen no event.
@@ -143,16 +151,19 @@ impl EventReceiver {
         let Some(digit) = packet.digit() else {
             return Ok(());
         };
+        if self.reported.contains(&(timestamp, packet.event)) {
+            return Ok(());
+        }
         let cur = match self.current {
-            Some(cur) if cur.timestamp == timestamp => cur,
-            Some(cur) if newer(timestamp, cur.timestamp) => {
+            Some(cur) if cur.timestamp == timestamp && cur.event == packet.event => cur,
+            Some(cur) => {
                 let continues = cur.event == packet.event
                     && cur.duration == u16::MAX
                     && timestamp == cur.timestamp.wrapping_add(u32::from(u16::MAX));
                 if !continues && !cur.reported {
                     // The old event's end packets were all lost: a new
                     // event means the old key was released.
-                    self.digits.push_back(cur.digit);
+                    self.report(cur);
                 }
                 CurrentEvent {
                     timestamp,
@@ -163,18 +174,24 @@ impl EventReceiver {
                     duration: 0,
                 }
             }
-            // Older than the event we follow: a straggler, already counted.
-            Some(_) => return Ok(()),
             None => CurrentEvent { timestamp, digit, event: packet.event, reported: false, duration: 0 },
         };
         let mut cur = cur;
         cur.duration = cur.duration.max(packet.duration);
         if packet.end && !cur.reported {
             cur.reported = true;
-            self.digits.push_back(cur.digit);
+            self.report(cur);
         }
         self.current = Some(cur);
         Ok(())
+    }
+
+    fn report(&mut self, event: CurrentEvent) {
+        self.digits.push_back(event.digit);
+        if self.reported.len() == REMEMBERED {
+            self.reported.pop_front();
+        }
+        self.reported.push_back((event.timestamp, event.event));
     }
 
     /// Reports the key being pressed if its end never came: for the end of
@@ -184,7 +201,8 @@ impl EventReceiver {
             && !cur.reported
         {
             cur.reported = true;
-            self.digits.push_back(cur.digit);
+            let cur = *cur;
+            self.report(cur);
         }
     }
 
@@ -194,11 +212,6 @@ impl EventReceiver {
     }
 }
 
-/// RFC 3550 timestamps wrap: `a` is newer than `b` if it is less than half
-/// the 32-bit space ahead.
-fn newer(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
-}
 
 /// The sample rate the detector runs at: G.711's.
 pub const SAMPLE_RATE: u32 = 8000;
@@ -382,6 +395,30 @@ impl ToneDetector {
 
 #[cfg(test)]
 mod tests {
+
+    /// Two recorded presses spliced into one stream (SIPp plays one pcap per
+    /// key) start their timestamps afresh: the second, older-stamped, is
+    /// still a key; the first's repeated end packets are still dropped.
+    #[test]
+    fn a_spliced_event_with_an_older_timestamp_is_a_new_key() {
+        let packet = |event: u8, end: bool, duration: u16| {
+            TelephoneEvent { event, end, volume: 10, duration }.to_bytes().unwrap()
+        };
+        let mut rx = EventReceiver::new();
+        for (ts, p) in [
+            (23_200, packet(2, false, 0)),
+            (23_200, packet(2, true, 800)),
+            (23_200, packet(2, true, 800)),
+            (17_632, packet(0, false, 0)),
+            (17_632, packet(0, true, 800)),
+            (23_200, packet(2, true, 800)),
+            (17_632, packet(0, true, 800)),
+        ] {
+            rx.push(ts, &p).unwrap();
+        }
+        let keys: Vec<char> = std::iter::from_fn(|| rx.poll_digit()).collect();
+        assert_eq!(keys, vec!['2', '0']);
+    }
     use super::*;
     use crate::phone::g711::Law;
     use rand::rngs::StdRng;
