@@ -40,6 +40,8 @@ pub struct Careline {
     pub base: String,
     /// Demo accounts printed at start: username → password.
     pub passwords: HashMap<String, String>,
+    /// The SIP trunk's address, when started with `--sip-listen`.
+    pub sip: Option<String>,
     /// Lines the server printed on stdout after it started listening, and its stderr.
     lines: mpsc::Receiver<String>,
 }
@@ -83,13 +85,17 @@ impl Careline {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut passwords = HashMap::new();
+        let mut sip = None;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("careline listening on ") {
-                        return Careline { child, base: addr.trim().to_owned(), passwords, lines: rx };
+                        return Careline { child, base: addr.trim().to_owned(), passwords, sip, lines: rx };
+                    }
+                    if let Some(addr) = line.strip_prefix("careline sip listening on ") {
+                        sip = Some(addr.trim().to_owned());
                     }
                     let words: Vec<&str> = line.split_whitespace().collect();
                     if let [role, user, pass] = words[..]
@@ -274,4 +280,47 @@ pub fn read_mail(path: &Path) -> Mail {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("parsed mail");
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
     Mail { to: s("to"), text: s("text"), ics: s("ics").replace("\r\n ", "").replace("\n ", "") }
+}
+
+/// A server-sent event stream at `url`, each event's JSON data on the channel (until the stream ends).
+pub async fn sse(url: String, bearer: Option<&str>) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+    // No overall timeout: the stream stays open.
+    let mut req = reqwest::Client::new().get(&url);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let mut res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = buf.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block);
+                let data: Vec<&str> =
+                    block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data.join("\n"))
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The next update that `want` accepts, within `secs`; panics with what came instead.
+pub async fn next_where(rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>, secs: u64, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(v)) if want(&v) => return v,
+            Ok(Some(v)) => seen.push(v),
+            _ => panic!("no matching update within {secs} s; got {seen:#?}"),
+        }
+    }
 }

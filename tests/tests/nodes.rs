@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
-use tests::{Careline, client};
+use tests::{Careline, client, next_where, sse};
 use tokio::sync::mpsc;
 
 /// A fresh PostgreSQL database and Redis prefix for one test, dropped at the end.
@@ -91,47 +91,6 @@ async fn staff_id(node: &Careline, admin: &str, user: &str) -> i64 {
 }
 
 /// Opens a server-sent event stream; its `update` events come out of the receiver.
-async fn sse(url: String, bearer: Option<&str>) -> mpsc::UnboundedReceiver<Value> {
-    // No overall timeout: the stream stays open.
-    let mut req = reqwest::Client::new().get(&url);
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    let mut res = req.send().await.unwrap();
-    assert_eq!(res.status(), 200, "{url}");
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buf: Vec<u8> = Vec::new();
-        while let Ok(Some(chunk)) = res.chunk().await {
-            buf.extend_from_slice(&chunk);
-            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = buf.drain(..end + 2).collect();
-                let block = String::from_utf8_lossy(&block);
-                let data: Vec<&str> =
-                    block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
-                if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n"))
-                    && tx.send(v).is_err()
-                {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// The next update that `want` accepts, within `secs`; panics with what came instead.
-async fn next_where(rx: &mut mpsc::UnboundedReceiver<Value>, secs: u64, want: impl Fn(&Value) -> bool) -> Value {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(v)) if want(&v) => return v,
-            Ok(Some(v)) => seen.push(v),
-            _ => panic!("no matching update within {secs} s; got {seen:#?}"),
-        }
-    }
-}
 
 /// The state of `agent` on `node`'s wallboard (its routing replica), once it is `want` (within 10 s).
 async fn wait_agent_state(node: &Careline, admin: &str, agent: i64, want: &str) {
