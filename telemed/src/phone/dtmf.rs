@@ -275,7 +275,7 @@ fn goertzel(block: &[f32], coeff: f32) -> f32 {
 }
 
 /// The index of the largest power, the largest, and whether every other is
-/// below it by [`RELATIVE_PEAK`].
+/// below it by `RELATIVE_PEAK`.
 fn peak(powers: &[f32; 4]) -> (usize, f32, bool) {
     let mut best = 0;
     for i in 1..4 {
@@ -311,8 +311,8 @@ fn detect_block(block: &[f32; BLOCK]) -> Option<char> {
 /// The audio is cut into blocks of [`BLOCK`] samples; each block is tested
 /// at the eight Q.23 frequencies with Goertzel and passes if one row and one
 /// column tone stand out (level, twist, relative peak, share of the energy).
-/// A key is reported after [`MIN_ON_BLOCKS`] passing blocks of it in a row,
-/// and no other until [`MIN_OFF_BLOCKS`] blocks without a key have passed.
+/// A key is reported after two passing blocks of it in a row (about 22 ms),
+/// and no other until two blocks without a key (about 25 ms) have passed.
 #[derive(Debug)]
 pub struct ToneDetector {
     /// The block being filled, as f32 so Goertzel does not convert twice.

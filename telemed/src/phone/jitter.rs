@@ -67,7 +67,9 @@ impl Default for Config {
 }
 
 /// What the buffer has seen and done, for metrics. Monotonic except `lost`,
-/// which a late arrival can lower (it was not lost, only late).
+/// which a late arrival can lower (it was not lost, only late). Every
+/// received packet is counted once as played, duplicate, late, overflow or
+/// flushed, or is still queued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Packets pushed with a frame-sized payload.
@@ -87,6 +89,8 @@ pub struct Stats {
     pub silence: u64,
     /// Packets dropped because the buffer was over `max_depth`.
     pub overflow: u64,
+    /// Queued packets dropped by a reset.
+    pub flushed: u64,
     /// Packets whose payload was not one frame (160 octets).
     pub malformed: u64,
     /// Times the buffer started over on a restarted sender or [`JitterBuffer::reset`].
@@ -206,6 +210,7 @@ impl JitterBuffer {
     /// Starts over, keeping the counts: for a new SSRC, or a re-INVITE
     /// that changes the stream.
     pub fn reset(&mut self) {
+        self.stats.flushed += self.queue.len() as u64;
         self.queue.clear();
         self.newest = None;
         self.next_ts = None;

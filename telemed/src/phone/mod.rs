@@ -8,7 +8,13 @@
 //!   Q.23 tones (Goertzel).
 //! - [`jitter`]: the playout buffer of one G.711 stream: reordering,
 //!   duplicates, loss concealment, and the counts for metrics.
+//! - [`rtp`]: RFC 3550 packets, `rtc::rtp`'s parser and builder with the
+//!   version and padding checks it leaves out.
 
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod rtp;
+
+#[cfg(test)]
+mod robustness;
