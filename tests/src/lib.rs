@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 /// The `careline` binary built beside the running test (`target/<profile>/careline`).
 pub fn careline_bin() -> PathBuf {
+    // Another build of the binary than the one beside the tests (a release build, or one of
+    // several worktrees sharing a target directory).
+    if let Some(bin) = std::env::var_os("CARELINE_TEST_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash> → target/<profile>/careline
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");

@@ -75,13 +75,16 @@ async fn a_phone_caller_keys_through_the_ivr_into_the_queue_and_reaches_an_opera
                 .json()
                 .await
                 .unwrap();
-            if c["status"] == "ended" {
+            // Ended by the caller: the operator's wrap-up follows.
+            if c["status"] == "wrap_up" {
                 return c;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the contact ends when the caller hangs up");
+    if tokio::time::timeout(Duration::from_secs(10), ended).await.is_err() {
+        panic!("the contact did not go to wrap-up when the caller hung up; the server said:\n{}", server.drain_output().join("\n"));
+    }
 
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for line in [
