@@ -54,7 +54,8 @@ impl Prompts {
             let path = dir.join(format!("{name}.wav"));
             match std::fs::read(&path) {
                 Ok(bytes) => {
-                    let audio = wav_to_alaw(&bytes).with_context(|| format!("reading the prompt {}", path.display()))?;
+                    let audio =
+                        wav_to_alaw(&bytes).with_context(|| format!("reading the prompt {}", path.display()))?;
                     alaw.insert(name, audio);
                 }
                 Err(_) => missing.push(path.display().to_string()),
@@ -253,7 +254,8 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
         Codec::Pcmu => Law::Mu,
     };
     let caller_number = call.caller.number.clone();
-    let caller = telemed::ivr::Caller { blocked: false, number_withheld: call.caller.withheld || caller_number.is_none() };
+    let caller =
+        telemed::ivr::Caller { blocked: false, number_withheld: call.caller.withheld || caller_number.is_none() };
     let self_service = self_service(&cx.state).await;
     let mut ivr = Ivr::new(IvrConfig::default(), caller, self_service);
     call.handle.answer().await?;
@@ -501,7 +503,11 @@ mod tests {
 
     #[test]
     fn the_player_reports_the_end_of_a_play_after_its_last_frame() {
-        let mut p = Player { queued: vec![1u8; FRAME + 10].into(), playback: Some(telemed::ivr::PlaybackId(7)), ..Default::default() };
+        let mut p = Player {
+            queued: vec![1u8; FRAME + 10].into(),
+            playback: Some(telemed::ivr::PlaybackId(7)),
+            ..Default::default()
+        };
         assert_eq!(p.next(&[]).1, None);
         let (frame, done) = p.next(&[]);
         assert_eq!((frame[9], frame[10], done), (1, 0xD5, None));

@@ -318,7 +318,11 @@ pub async fn sse(url: String, bearer: Option<&str>) -> tokio::sync::mpsc::Unboun
 }
 
 /// The next update that `want` accepts, within `secs`; panics with what came instead.
-pub async fn next_where(rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>, secs: u64, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub async fn next_where(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    secs: u64,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {

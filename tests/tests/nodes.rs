@@ -90,8 +90,6 @@ async fn staff_id(node: &Careline, admin: &str, user: &str) -> i64 {
     staff.as_array().unwrap().iter().find(|s| s["username"] == user).unwrap()["staff_id"].as_i64().unwrap()
 }
 
-/// Opens a server-sent event stream; its `update` events come out of the receiver.
-
 /// The state of `agent` on `node`'s wallboard (its routing replica), once it is `want` (within 10 s).
 async fn wait_agent_state(node: &Careline, admin: &str, agent: i64, want: &str) {
     let mut last = Value::Null;

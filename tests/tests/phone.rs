@@ -83,7 +83,10 @@ async fn a_phone_caller_keys_through_the_ivr_into_the_queue_and_reaches_an_opera
         }
     };
     if tokio::time::timeout(Duration::from_secs(10), ended).await.is_err() {
-        panic!("the contact did not go to wrap-up when the caller hung up; the server said:\n{}", server.drain_output().join("\n"));
+        panic!(
+            "the contact did not go to wrap-up when the caller hung up; the server said:\n{}",
+            server.drain_output().join("\n")
+        );
     }
 
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

@@ -212,7 +212,6 @@ impl EventReceiver {
     }
 }
 
-
 /// The sample rate the detector runs at: G.711's.
 pub const SAMPLE_RATE: u32 = 8000;
 

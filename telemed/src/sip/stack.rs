@@ -162,7 +162,9 @@ pub(super) async fn start(
     // rather than returns a failed bind: wait until it accepts, so that start
     // returns only once both transports listen, or fails saying TCP did not.
     let probe = match local.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()),
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+        }
         ip if ip.is_unspecified() => SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), local.port()),
         _ => local,
     };
