@@ -194,11 +194,11 @@ impl Center {
                 if (!matches!(event, Event::Tick) || !actions.is_empty())
                     && let Err(e) = self.log(now, &event).await
                 {
-                        // What the engine decided is not in the log: drop that engine before any of
-                        // its decisions goes out; the next event rebuilds it from the log.
-                        tracing::error!(error = %e, "routing event not logged; the engine will be rebuilt from the log");
-                        *guard = None;
-                        return Err(CenterError::Unavailable(format!("the routing event could not be recorded: {e}")));
+                    // What the engine decided is not in the log: drop that engine before any of
+                    // its decisions goes out; the next event rebuilds it from the log.
+                    tracing::error!(error = %e, "routing event not logged; the engine will be rebuilt from the log");
+                    *guard = None;
+                    return Err(CenterError::Unavailable(format!("the routing event could not be recorded: {e}")));
                 }
                 drop(guard);
                 for a in &actions {
