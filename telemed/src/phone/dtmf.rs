@@ -121,9 +121,9 @@ struct CurrentEvent {
 /// A key is reported on the first packet of its event with the E bit; the
 /// repeats of that packet (same timestamp) are dropped. If every end packet
 /// was lost, the key is reported when another event starts, or at
-/// [`flush`](EventReceiver::flush). An event is its (timestamp, code): a
-/// packet of an event already reported (a repeat, or a straggler) is
-/// dropped, and any other event is a new key even if its timestamp is older
+/// [`flush`](EventReceiver::flush). An event is its timestamp: a packet of
+/// an event already reported (a repeat, or a straggler) is dropped, and any
+/// other timestamp starts a new key even if it is older
 /// (senders that splice recorded events, such as SIPp's pcap play, restart
 /// the timestamps). Events that are not keys are ignored.
 #[derive(Debug, Default)]
@@ -131,8 +131,8 @@ pub struct EventReceiver {
     current: Option<CurrentEvent>,
     /// Keys reported and not yet drained.
     digits: VecDeque<char>,
-    /// The last events reported, as (timestamp, code).
-    reported: VecDeque<(u32, u8)>,
+    /// The timestamps of the last events reported.
+    reported: VecDeque<u32>,
 }
 
 /// Events remembered as reported: far more than can be in flight at once.
@@ -151,11 +151,10 @@ impl EventReceiver {
         let Some(digit) = packet.digit() else {
             return Ok(());
         };
-        if self.reported.contains(&(timestamp, packet.event)) {
-            return Ok(());
-        }
         let cur = match self.current {
-            Some(cur) if cur.timestamp == timestamp && cur.event == packet.event => cur,
+            Some(cur) if cur.timestamp == timestamp => cur,
+            // A repeat or straggler of an event already reported.
+            _ if self.reported.contains(&timestamp) => return Ok(()),
             Some(cur) => {
                 let continues = cur.event == packet.event
                     && cur.duration == u16::MAX
@@ -191,7 +190,7 @@ impl EventReceiver {
         if self.reported.len() == REMEMBERED {
             self.reported.pop_front();
         }
-        self.reported.push_back((event.timestamp, event.event));
+        self.reported.push_back(event.timestamp);
     }
 
     /// Reports the key being pressed if its end never came: for the end of
