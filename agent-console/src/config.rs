@@ -155,6 +155,12 @@ pub struct ServeConfig {
     /// Seconds a caller whose connection dropped keeps their place in the call.
     #[arg(long = "media-grace-seconds", env = "CARELINE_MEDIA_GRACE_SECONDS", default_value_t = 30)]
     pub media_grace_seconds: u64,
+
+    /// Seconds an agent may have no console listening (no open agent stream)
+    /// before they are paused (`console gone`) and their offer moves on; a
+    /// console that opens again makes them ready again.
+    #[arg(long = "presence-grace-seconds", env = "CARELINE_PRESENCE_GRACE_SECONDS", default_value_t = 5)]
+    pub presence_grace_seconds: u64,
 }
 
 impl ServeConfig {
@@ -230,6 +236,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("media_addresses", &self.media_addresses)
             .field("ice_servers", &self.ice_servers)
             .field("media_grace_seconds", &self.media_grace_seconds)
+            .field("presence_grace_seconds", &self.presence_grace_seconds)
             .field("whisper_model", &self.whisper_model)
             .field("whisper_language", &self.whisper_language)
             .field("whisper_prompt", &self.whisper_prompt)

@@ -194,6 +194,8 @@ pub struct Words {
     pub disposition: &'static str,
     pub save: &'static str,
     pub shortcuts: &'static str,
+    /// Shown while the console's live connection is being re-established.
+    pub reconnecting: &'static str,
 }
 
 pub static EN: Words = Words {
@@ -347,6 +349,7 @@ pub static EN: Words = Words {
     disposition: "Outcome",
     save: "Save",
     shortcuts: "Keys: A accept · D decline · H hold · M mute · E end · W wrap-up",
+    reconnecting: "Reconnecting…",
 };
 
 pub static HI: Words = Words {
@@ -500,4 +503,5 @@ pub static HI: Words = Words {
     disposition: "परिणाम",
     save: "सहेजें",
     shortcuts: "कुंजियाँ: A स्वीकार · D अस्वीकार · H होल्ड · M म्यूट · E समाप्त · W रैप-अप",
+    reconnecting: "फिर से जुड़ रहे हैं…",
 };

@@ -358,6 +358,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         dispatch_webhook: config.dispatch_webhook.clone(),
         dispatch_retry_seconds: config.dispatch_retry_seconds.max(1),
         media: config.media(),
+        presence_grace: std::time::Duration::from_secs(config.presence_grace_seconds),
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;

@@ -1,6 +1,9 @@
 // An agent's seat, offers and contacts (operators and doctors): take a seat,
 // go ready, answer the ringing offer, chat, escalate, hand over, end, wrap up.
-// Updates arrive as server-sent events from /api/agent/stream.
+// Updates arrive as server-sent events from /api/agent/stream, which starts
+// (on load and on every reconnect) with a snapshot of the seat: its state,
+// the ringing offer, the contacts held. A closed stream is opened again with
+// backoff, and the seat panel says it is reconnecting meanwhile.
 import { joinCall } from './media.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -49,6 +52,12 @@ $('#leave-seat').addEventListener('click', run('#agent', async () => {
 }));
 
 function ring(u) {
+  if (offer?.contact === u.contact) {
+    // The offer already ringing (a snapshot after a reconnect): only its time may differ.
+    offer.until = new Date(u.until);
+    return;
+  }
+  unring();
   offer = { contact: u.contact, until: new Date(u.until), callback: u.callback };
   const title = $('#offer-title');
   title.textContent = u.callback ? title.dataset.callback : title.dataset.incoming;
@@ -96,14 +105,23 @@ $('#accept').addEventListener('click', accept);
 $('#decline').addEventListener('click', decline);
 
 // Open contacts (several chats at once), the one in view, and those awaiting wrap-up.
-const contacts = new Map(); // id -> { messages, unread }
+const contacts = new Map(); // id -> { messages, lastId, unread }
 const toWrap = [];
+const opening = new Set(); // contacts being opened (an accept and a snapshot may both ask)
 
 async function open(id, callback = false) {
-  const history = await api(`/api/contacts/${id}/messages`, 'GET');
-  const contact = await api(`/api/contacts/${id}`, 'GET');
+  if (contacts.has(id) || opening.has(id)) return;
+  opening.add(id);
+  let history, contact;
+  try {
+    history = await api(`/api/contacts/${id}/messages`, 'GET');
+    contact = await api(`/api/contacts/${id}`, 'GET');
+  } finally {
+    opening.delete(id);
+  }
   // The number to dial for a callback, and who is calling otherwise.
-  contacts.set(id, { messages: history, unread: false, phone: contact.caller_phone, callback });
+  const lastId = history.reduce((m, x) => Math.max(m, x.chat_message_id), 0);
+  contacts.set(id, { messages: history, lastId, unread: false, phone: contact.caller_phone, callback });
   focus(id);
   if (contact.channel !== 'chat') {
     const call = await joinCall({
@@ -202,6 +220,9 @@ function bubble(m) {
 function received(u) {
   const c = contacts.get(u.contact);
   if (!c) return;
+  // A message may come twice around a reconnect (the snapshot's catch-up and the stream).
+  if (u.id && u.id <= c.lastId) return;
+  if (u.id) c.lastId = u.id;
   c.messages.push(u);
   if (u.contact === current) $('#agent-messages').append(bubble(u));
   else {
@@ -283,16 +304,76 @@ document.addEventListener('keydown', (e) => {
   else if (key === 'm') mute();
 });
 
-const events = new EventSource('/api/agent/stream');
-events.addEventListener('update', (e) => {
-  const u = JSON.parse(e.data);
-  document.dispatchEvent(new CustomEvent('careline:update', { detail: u }));
-  if (u.type === 'offer') ring(u);
-  else if (u.type === 'withdraw' && offer?.contact === u.contact) unring();
-  else if (u.type === 'agent_paused') $('#agent-state').textContent = `paused (${u.reason})`;
-  else if (u.type === 'message') received(u);
-  else if (u.type === 'ended') toWrapUp(u.contact);
+// The seat as the server has it now (GET /api/agent/state, and the stream's
+// `snapshot` event): the offer panel, the contacts and their messages, the state.
+const applySnapshot = run('#agent', async (s) => {
+  if (s.offer) ring({ contact: s.offer.contact_id, until: s.offer.until, callback: s.offer.callback });
+  else unring();
+  const held = new Map(s.contacts.map((c) => [c.contact_id, c]));
+  // Contacts that ended or were taken over while the console was away.
+  for (const id of [...contacts.keys()]) {
+    if (held.get(id)?.status === 'connected') continue;
+    if (held.has(id)) toWrapUp(id);
+    else {
+      contacts.delete(id);
+      hangUp(id);
+      focus(current === id ? ([...contacts.keys()][0] ?? null) : current);
+    }
+  }
+  for (const c of s.contacts) {
+    if (c.status === 'wrap_up') {
+      if (!toWrap.includes(c.contact_id)) toWrap.push(c.contact_id);
+      continue;
+    }
+    const mine = contacts.get(c.contact_id);
+    if (!mine) await open(c.contact_id);
+    else if ((c.last_message_id ?? 0) > mine.lastId) {
+      // Messages sent while the stream was down.
+      const missed = await api(`/api/contacts/${c.contact_id}/messages?after=${mine.lastId}`, 'GET');
+      for (const m of missed) received({ ...m, contact: c.contact_id, id: m.chat_message_id });
+    }
+  }
+  showWrapUp();
+  tabs();
+  showState(s);
 });
-events.addEventListener('open', () => { $('#agent').dataset.stream = 'open'; });
+
+let events = null;
+let retry = 1000; // the next reconnect's wait: 1 s, 2 s, 4 s… at most 15 s
+let retryTimer = null;
+
+function reconnecting(on) {
+  $('#agent-reconnecting').hidden = !on;
+  $('#agent').dataset.stream = on ? 'reconnecting' : 'open';
+}
+
+function connect() {
+  events = new EventSource('/api/agent/stream');
+  events.addEventListener('snapshot', (e) => {
+    retry = 1000;
+    reconnecting(false);
+    applySnapshot(JSON.parse(e.data));
+  });
+  events.addEventListener('update', (e) => {
+    const u = JSON.parse(e.data);
+    document.dispatchEvent(new CustomEvent('careline:update', { detail: u }));
+    if (u.type === 'offer') ring(u);
+    else if (u.type === 'withdraw' && offer?.contact === u.contact) unring();
+    else if (u.type === 'agent_paused') $('#agent-state').textContent = `paused (${u.reason})`;
+    else if (u.type === 'message') received(u);
+    else if (u.type === 'ended') toWrapUp(u.contact);
+  });
+  // A browser retries a dropped stream by itself but gives up for good on an
+  // error answer (a 503 while routing is rebuilt): the stream is closed and
+  // opened anew here with backoff, whichever it was.
+  events.addEventListener('error', () => {
+    events.close();
+    reconnecting(true);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 15000);
+  });
+}
+connect();
 
 seats();

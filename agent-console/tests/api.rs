@@ -28,6 +28,11 @@ struct Reply {
 
 impl App {
     async fn new() -> App {
+        App::with_presence_grace(std::time::Duration::from_secs(5)).await
+    }
+
+    /// An app whose agents are paused after `grace` without a console listening.
+    async fn with_presence_grace(grace: std::time::Duration) -> App {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("careline.db").display().to_string()).await.unwrap();
         for (username, role) in
@@ -57,6 +62,7 @@ impl App {
             dispatch_webhook: None,
             dispatch_retry_seconds: 30,
             media: telemed::sfu::SfuConfig::default(),
+            presence_grace: grace,
         };
         let tasks = tokio_util::task::TaskTracker::new();
         let state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
@@ -81,11 +87,72 @@ impl App {
         Reply { status, headers, body }
     }
 
+    /// Opens a server-sent event stream (`token`: a staff bearer token, or none for a patient's `?token=`).
+    async fn stream(&self, uri: &str, token: Option<&str>) -> EventStream {
+        let mut req = Request::get(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let res = self.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        EventStream { body: res.into_body(), buf: String::new() }
+    }
+
     async fn login(&self, username: &str) -> String {
         let body = json!({"username": username, "password": PASSWORD, "kind": "bearer"}).to_string();
         let reply = self.send("POST", "/api/auth/login", None, Some(&body)).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         reply.body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A server-sent event stream read from the router's response body.
+struct EventStream {
+    body: Body,
+    buf: String,
+}
+
+impl EventStream {
+    /// The next event, as its name and its data as JSON (keep-alive comments
+    /// skipped), within 5 s.
+    async fn next(&mut self) -> (String, Value) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return (name, serde_json::from_str(&data).unwrap());
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .expect("an event within 5 s")
+                .expect("the stream is open")
+                .unwrap();
+            if let Ok(bytes) = frame.into_data() {
+                self.buf.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+        }
+    }
+
+    /// The first event named `name` whose data `matches`, skipping others, within 5 s each.
+    async fn until(&mut self, name: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..50 {
+            let (n, data) = self.next().await;
+            if n == name && matches(&data) {
+                return data;
+            }
+        }
+        panic!("no `{name}` event matched in 50 events");
     }
 }
 
@@ -575,6 +642,7 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         dispatch_webhook: None,
         dispatch_retry_seconds: 30,
         media: telemed::sfu::SfuConfig::default(),
+        presence_grace: std::time::Duration::from_secs(5),
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
@@ -820,4 +888,161 @@ async fn a_routing_event_the_store_cannot_log_is_a_503_and_changes_nothing() {
     assert_eq!(seat.status, StatusCode::OK, "{:?}", seat.body);
     assert_eq!(seat.body["state"], "paused");
     db.close().await;
+}
+
+#[tokio::test]
+async fn a_console_that_reconnects_starts_from_its_snapshot_and_gets_the_next_chat_message() {
+    let app = App::new().await;
+    let admin = app.login("admin").await;
+    round_the_clock(&app, &admin, "operator", &["asha"]).await;
+    let asha = app.login("asha").await;
+    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
+    let started = app.send("POST", "/api/contacts", None, Some(&start)).await;
+    let id = started.body["contact_id"].as_str().unwrap().to_owned();
+    let token = started.body["token"].as_str().unwrap().to_owned();
+
+    // The patient's stream starts with where they stand.
+    let mut patient = app.stream(&format!("/api/contacts/{id}/stream?token={token}"), None).await;
+    let (name, snap) = patient.next().await;
+    assert_eq!(name, "snapshot");
+    assert_eq!(snap["contact_id"], id.as_str());
+    assert_eq!(snap["status"], "waiting");
+    assert_eq!(snap["position"], 1, "{snap}");
+    assert!(snap["estimated_wait_seconds"].is_i64(), "{snap}");
+
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.status, StatusCode::OK, "{:?}", state.body);
+    assert_eq!(state.body, json!({"state": "logged_out", "seat_id": null, "offer": null, "contacts": []}));
+    app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
+    app.send("POST", "/api/agent/ready", Some(&asha), None).await;
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.body["state"], "offered", "{:?}", state.body);
+    assert_eq!(state.body["seat_id"], 1);
+    assert_eq!(state.body["offer"]["contact_id"], id.as_str());
+    assert_eq!(state.body["offer"]["callback"], false);
+    let until: chrono::DateTime<chrono::Utc> = state.body["offer"]["until"].as_str().unwrap().parse().unwrap();
+    assert!(until > chrono::Utc::now(), "the offer rings on: {until}");
+    assert_eq!(state.body["contacts"], json!([]));
+
+    // The console opened now hears of the ringing offer first.
+    let mut console = app.stream("/api/agent/stream", Some(&asha)).await;
+    let (name, snap) = console.next().await;
+    assert_eq!((name.as_str(), &snap), ("snapshot", &state.body));
+    let accepted = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    drop(console); // the page reloads
+
+    let said = app
+        .send(
+            "POST",
+            &format!("/api/contacts/{id}/messages?token={token}"),
+            None,
+            Some(r#"{"body": "Fever since Monday"}"#),
+        )
+        .await;
+    let first_id = said.body["chat_message_id"].as_i64().unwrap();
+    let held = json!([{"contact_id": id, "status": "connected", "channel": "chat", "last_message_id": first_id}]);
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.body["state"], "busy", "{:?}", state.body);
+    assert_eq!(state.body["offer"], Value::Null);
+    assert_eq!(state.body["contacts"], held);
+
+    // The reloaded console starts from the contact it holds and gets the patient's next message.
+    let mut console = app.stream("/api/agent/stream", Some(&asha)).await;
+    let (name, snap) = console.next().await;
+    assert_eq!(name, "snapshot");
+    assert_eq!(snap["contacts"], held);
+    app.send("POST", &format!("/api/contacts/{id}/messages?token={token}"), None, Some(r#"{"body": "And a cough"}"#))
+        .await;
+    let message = console.until("update", |u| u["type"] == "message").await;
+    assert_eq!(message["body"], "And a cough");
+    assert_eq!(message["contact"], id.as_str());
+    assert!(message["id"].as_i64().unwrap() > first_id, "{message}");
+    // The patient's stream had both messages too, with their ids.
+    let seen = patient.until("update", |u| u["type"] == "message" && u["body"] == "And a cough").await;
+    assert_eq!(seen["id"], message["id"]);
+
+    // Ended: the contact awaits its wrap-up, then is no longer held.
+    app.send("POST", &format!("/api/contacts/{id}/end"), Some(&asha), None).await;
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.body["contacts"][0]["status"], "wrap_up", "{:?}", state.body);
+    app.send("POST", &format!("/api/contacts/{id}/wrap-up"), Some(&asha), Some(r#"{"disposition":"information"}"#))
+        .await;
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.body["contacts"], json!([]), "{:?}", state.body);
+}
+
+/// Polls `GET /api/agent/state` until `done` holds (at most 5 s).
+async fn agent_state_until(app: &App, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let state = app.send("GET", "/api/agent/state", Some(token), None).await;
+        assert_eq!(state.status, StatusCode::OK, "{:?}", state.body);
+        if done(&state.body) {
+            return state.body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the agent's state stayed {:?}", state.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_without_a_console_is_paused_their_offer_moves_on_and_a_returning_console_resumes_them() {
+    let app = App::with_presence_grace(std::time::Duration::from_secs(1)).await;
+    let admin = app.login("admin").await;
+    let ravi = json!({"username": "ravi", "password": PASSWORD, "role": "operator", "display_name": "Ravi",
+        "languages": ["hi", "en"]});
+    let made = app.send("POST", "/api/staff", Some(&admin), Some(&ravi.to_string())).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    round_the_clock(&app, &admin, "operator", &["asha", "ravi"]).await;
+    let (asha, ravi) = (app.login("asha").await, app.login("ravi").await);
+    app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
+    app.send("POST", "/api/agent/session", Some(&ravi), Some(r#"{"seat_id": 2}"#)).await;
+    let mut ravis = app.stream("/api/agent/stream", Some(&ravi)).await;
+    assert_eq!(ravis.next().await.0, "snapshot");
+    // Asha has been ready longest, so she is offered the chat; but no console of hers listens.
+    app.send("POST", "/api/agent/ready", Some(&asha), None).await;
+    app.send("POST", "/api/agent/ready", Some(&ravi), None).await;
+    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
+    let id =
+        app.send("POST", "/api/contacts", None, Some(&start)).await.body["contact_id"].as_str().unwrap().to_owned();
+    let offered_at = std::time::Instant::now();
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.body["offer"]["contact_id"], id.as_str(), "{:?}", state.body);
+
+    // Within the grace (and long before the offer's 15 s) she is paused and the offer moves to Ravi.
+    let offer = ravis.until("update", |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], id.as_str());
+    assert!(offered_at.elapsed() < std::time::Duration::from_secs(5), "{:?}", offered_at.elapsed());
+    let state = app.send("GET", "/api/agent/state", Some(&asha), None).await;
+    assert_eq!(state.body["state"], "paused", "{:?}", state.body);
+    assert_eq!(state.body["reason"], routing::CONSOLE_GONE);
+    assert_eq!(state.body["offer"], Value::Null);
+
+    // Her console opens again: she is ready again (and says so in its snapshot).
+    let mut ashas = app.stream("/api/agent/stream", Some(&asha)).await;
+    let (name, snap) = ashas.next().await;
+    assert_eq!((name.as_str(), &snap["state"]), ("snapshot", &json!("idle")), "{snap}");
+
+    // Ravi takes the chat, then his console goes: he is paused but keeps the chat.
+    let accepted = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&ravi), None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    drop(ravis);
+    let state = agent_state_until(&app, &ravi, |s| s["state"] == "paused").await;
+    assert_eq!(state["reason"], routing::CONSOLE_GONE);
+    assert_eq!(state["contacts"][0]["contact_id"], id.as_str(), "{state}");
+    assert_eq!(state["contacts"][0]["status"], "connected");
+    let mut ravis = app.stream("/api/agent/stream", Some(&ravi)).await;
+    let (_, snap) = ravis.next().await;
+    assert_eq!(snap["state"], "busy", "{snap}");
+    assert_eq!(snap["contacts"][0]["contact_id"], id.as_str());
+
+    // One who paused themselves stays paused when their console comes back.
+    app.send("POST", "/api/agent/pause", Some(&asha), Some(r#"{"reason": "break"}"#)).await;
+    drop(ashas);
+    // Nothing to wait on for a change that must not happen: twice the grace is past any check.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut ashas = app.stream("/api/agent/stream", Some(&asha)).await;
+    let (_, snap) = ashas.next().await;
+    assert_eq!((&snap["state"], &snap["reason"]), (&json!("paused"), &json!("break")), "{snap}");
 }

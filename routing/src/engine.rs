@@ -272,6 +272,21 @@ pub enum RoutingError {
     NotConnected(ContactId),
 }
 
+/// The pause reason of an agent whose console is gone (no console has
+/// listened for their offers for a while). Unlike a pause the agent asks
+/// for, it is taken while they hold contacts: they keep those, and get no
+/// new offers until their console is back and makes them ready.
+pub const CONSOLE_GONE: &str = "console gone";
+
+/// The offer ringing at an agent, for a console that (re)connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ringing {
+    pub contact: ContactId,
+    pub until: Millis,
+    /// The agent calls the patient back.
+    pub callback: bool,
+}
+
 /// What an agent is doing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -539,6 +554,19 @@ impl Engine {
 
     pub fn agent_state(&self, agent: AgentId) -> Option<&AgentState> {
         self.agents.get(&agent).map(|a| &a.state)
+    }
+
+    /// The offer ringing at `agent`, if any.
+    pub fn ringing(&self, agent: AgentId) -> Option<Ringing> {
+        let AgentState::Offered { contact, until } = &self.agents.get(&agent)?.state else { return None };
+        let tk = self.offered_task(agent, contact)?;
+        Some(Ringing { contact: contact.clone(), until: *until, callback: self.tasks[&tk].callback })
+    }
+
+    /// The contacts `agent` is connected to, in the order they took them
+    /// (none when not logged in).
+    pub fn handling(&self, agent: AgentId) -> Vec<ContactId> {
+        self.agents.get(&agent).map(|a| a.handling.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default()
     }
 
     /// Every logged-in agent, their seat and state.
@@ -939,7 +967,8 @@ impl Engine {
             }
             Event::Pause { agent, reason } => {
                 let a = self.logged_in(agent)?;
-                if !a.handling.is_empty() {
+                // A console gone pauses an agent on a contact too: the contact stays theirs.
+                if !a.handling.is_empty() && reason != CONSOLE_GONE {
                     return Err(RoutingError::AgentBusy(agent));
                 }
                 let offered = match &a.state {

@@ -546,3 +546,36 @@ fn timers_that_fall_due_during_a_refused_event_still_run_and_report_with_the_nex
     assert!(out.contains(&Action::Withdraw { contact: c("a"), agent: AgentId(1) }), "{out:?}");
     assert_eq!(offers(&out), vec![("a".into(), 2)]);
 }
+
+#[test]
+fn a_console_gone_pauses_the_agent_moves_their_offer_at_once_and_leaves_them_their_contacts() {
+    let t = 7 * H;
+    let (a1, a2) = (AgentId(1), AgentId(2));
+    let mut e = ready(t, &[1, 2]);
+    let out = e.handle(t + S, contact("a", "hi", false)).unwrap();
+    assert_eq!(offers(&out), vec![("a".into(), 1)]);
+    let until = t + S + RoutingConfig::default().offer_timeout;
+    assert_eq!(e.ringing(a1), Some(Ringing { contact: c("a"), until, callback: false }));
+
+    // Agent 1's console is gone: the offer moves to agent 2 in the same step, not when it runs out.
+    let out = e.handle(t + 2 * S, Event::Pause { agent: a1, reason: CONSOLE_GONE.into() }).unwrap();
+    assert!(out.contains(&Action::Withdraw { contact: c("a"), agent: a1 }), "{out:?}");
+    assert_eq!(offers(&out), vec![("a".into(), 2)]);
+    assert_eq!(e.ringing(a1), None);
+    assert_eq!(e.agent_state(a1), Some(&AgentState::Paused { reason: CONSOLE_GONE.into() }));
+
+    // Agent 2 takes it; their console then goes too: they keep the contact and get no offers...
+    e.handle(t + 3 * S, Event::Accept { agent: a2, contact: c("a") }).unwrap();
+    assert_eq!(e.handling(a2), vec![c("a")]);
+    e.handle(t + 4 * S, Event::Pause { agent: a2, reason: CONSOLE_GONE.into() }).unwrap();
+    assert_eq!(e.handling(a2), vec![c("a")]);
+    let out = e.handle(t + 5 * S, contact("b", "hi", false)).unwrap();
+    assert_eq!(offers(&out), vec![]);
+    // ...the contact still ends normally, and they stay paused until their console makes them ready.
+    e.handle(t + 6 * S, Event::End { contact: c("a") }).unwrap();
+    assert_eq!(e.handling(a2), vec![]);
+    assert_eq!(e.agent_state(a2), Some(&AgentState::Paused { reason: CONSOLE_GONE.into() }));
+    let out = e.handle(t + 7 * S, Event::Ready { agent: a1 }).unwrap();
+    assert_eq!(offers(&out), vec![("b".into(), 1)]);
+    assert_eq!(e.handling(AgentId(99)), vec![]);
+}

@@ -1,6 +1,8 @@
 // A patient's chat from /call to an operator and back, in two headless
-// Chromium contexts: offer rings, accept by keyboard, messages both ways,
-// the patient reloads and rejoins, the operator ends and wraps up.
+// Chromium contexts: offer rings (and rings on after the operator's page
+// reloads), accept by keyboard, messages both ways, the patient reloads and
+// rejoins, the operator reloads and still gets the patient's messages, the
+// operator ends and wraps up.
 // A screenshot per step. Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_ARTIFACTS.
 import { base, launch, screenshots, signIn, takeSeat, watch, wrapUp } from './lib.mjs';
 
@@ -28,6 +30,14 @@ try {
   const countdown = Number(await operator.textContent('#countdown'));
   console.log(`offer rings, ${countdown} s left`);
   await shot(operator, 'offer-rings');
+  // A reload while it rings: the console's snapshot restores the offer and its countdown.
+  await operator.reload();
+  await operator.waitForSelector('#agent[data-stream=open]');
+  await operator.waitForSelector('#offer:not([hidden])');
+  const left = Number(await operator.textContent('#countdown'));
+  if (!(left > 0 && left <= countdown)) throw new Error(`after a reload the offer shows ${left} s, before it ${countdown} s`);
+  await shot(operator, 'offer-rings-after-reload');
+  console.log(`offer rings on after the operator's reload, ${left} s left`);
   await operator.keyboard.press('a');
   await operator.waitForSelector('#contact:not([hidden])');
   await patient.waitForSelector('#chat:not([hidden])');
@@ -49,6 +59,19 @@ try {
   await patient.waitForFunction(() => document.querySelectorAll('#messages li').length === 2);
   await shot(patient, 'patient-rejoined');
   console.log('patient rejoined after reload');
+
+  // The operator reloads: the chat and its messages come back, and the patient's next message arrives.
+  await operator.reload();
+  await operator.waitForSelector('#agent[data-stream=open]');
+  await operator.waitForFunction(() => document.querySelectorAll('#agent-messages li').length === 2);
+  await patient.fill('#message-form input[name=body]', 'He is four');
+  await patient.click('#message-form button');
+  await operator.waitForFunction(() =>
+    [...document.querySelectorAll('#agent-messages li.patient')].some((li) => li.textContent === 'He is four'));
+  const state = await operator.textContent('#agent-state');
+  if (state !== 'busy') throw new Error(`after a reload the operator's state shows ${state}`);
+  await shot(operator, 'operator-reloaded');
+  console.log('operator reloaded and got the next message');
 
   await operator.keyboard.press('e');
   await operator.waitForSelector('#wrap-up:not([hidden])');

@@ -354,10 +354,15 @@ async fn a_restarted_node_rebuilds_the_queue_from_the_stream() {
     shared.drop_all().await;
 }
 
-/// The first update a patient's stream sends, within `secs` (none: `Null`).
-async fn first_update(url: String, secs: u64) -> Value {
+/// The first update a patient's stream sends after its snapshot, within
+/// `secs` (none: `Null`), and the snapshot's place and wait.
+async fn first_update(url: String, secs: u64) -> (Value, Value) {
     let mut rx = sse(url, None).await;
-    tokio::time::timeout(Duration::from_secs(secs), rx.recv()).await.ok().flatten().unwrap_or(Value::Null)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut next = async || tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten().unwrap_or(Value::Null);
+    let snapshot = next().await;
+    let place = json!({"position": snapshot["position"], "estimated_wait_seconds": snapshot["estimated_wait_seconds"]});
+    (next().await, place)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -369,18 +374,20 @@ async fn a_waiting_patient_whose_page_listens_late_is_told_its_place_on_either_n
     let (_first, _) = start_contact(&a.base, "chat", "9810000011").await;
     let (id, token) = start_contact(&a.base, "chat", "9810000012").await;
     let path = format!("/api/contacts/{id}/stream?token={token}");
-    let on_a = first_update(a.url(&path), 5).await;
+    let (on_a, snapshot_a) = first_update(a.url(&path), 5).await;
     assert_eq!((on_a["type"].as_str(), on_a["position"].as_u64()), (Some("position"), Some(2)), "{on_a}");
     assert!(on_a["estimated_wait_seconds"].as_i64().unwrap() > 0, "{on_a}");
+    // The snapshot the stream starts with says the same.
+    assert_eq!(snapshot_a, json!({"position": 2, "estimated_wait_seconds": on_a["estimated_wait_seconds"]}));
     // Node B applies A's entries from the stream in the background: it tells the same.
-    let mut on_b = Value::Null;
+    let mut on_b = (Value::Null, Value::Null);
     for _ in 0..20 {
         on_b = first_update(b.url(&path), 1).await;
-        if on_b["type"] == "position" {
+        if on_b.0["type"] == "position" {
             break;
         }
     }
-    assert_eq!(on_b, on_a);
+    assert_eq!(on_b, (on_a, snapshot_a));
     drop((a, b));
     shared.drop_all().await;
 }

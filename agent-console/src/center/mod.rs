@@ -33,9 +33,11 @@
 //! - `update`: [`Update`], what consoles and patients are told;
 //! - `roster`: the routing roster read from the store;
 //! - `local`: the Local backing's restore from the `routing_event` log;
+//! - `presence`: which agents have a console listening, and pausing those who have none;
 //! - `redis`: the Redis backing (the replica, its follower, the relay of updates).
 
 mod local;
+mod presence;
 mod redis;
 mod roster;
 mod update;
@@ -49,12 +51,23 @@ use routing::{Action, AgentId, Engine, Event, RoutingConfig, RoutingError};
 use tokio::sync::{Mutex, Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub use self::presence::{Presence, PresenceGuard};
 pub use self::redis::RedisRouting;
 use self::redis::{RedisBacking, Relayed, publish_updates};
 use crate::store::{RoutingEventRow, Store};
 pub use roster::{roster_and_shift_names_around, roster_around};
 pub use update::Update;
 use update::at;
+
+/// An agent as the engine sees them now: [`Center::agent_view`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentView {
+    pub seat: i64,
+    pub state: routing::AgentState,
+    pub ringing: Option<routing::Ringing>,
+    /// The contacts they are connected to.
+    pub handling: Vec<routing::ContactId>,
+}
 
 /// Where the routing state lives.
 enum Backing {
@@ -295,6 +308,18 @@ impl Center {
         let id = routing::ContactId(contact.to_owned());
         let (position, wait) = self.read(|e| e.announced(&id)).await.flatten()?;
         Some(Update::Position { contact: contact.to_owned(), position, estimated_wait_seconds: wait / 1000 })
+    }
+
+    /// An agent's seat, state, ringing offer and connected contacts, read at
+    /// once (one engine state); `None` when not logged in.
+    pub async fn agent_view(&self, agent: i64) -> Result<Option<AgentView>, CenterError> {
+        let id = AgentId(agent);
+        self.read(|e| {
+            let (_, seat, state) = e.agents().find(|(a, _, _)| *a == id)?;
+            Some(AgentView { seat: seat.0, state: state.clone(), ringing: e.ringing(id), handling: e.handling(id) })
+        })
+        .await
+        .ok_or_else(|| CenterError::Unavailable("the routing state is being rebuilt or not yet connected".into()))
     }
 
     /// The state of an agent, if logged in.

@@ -53,6 +53,10 @@ pub enum Update {
     },
     Message {
         contact: String,
+        /// The message's `chat_message_id`: a reader that resynchronises
+        /// asks for the messages after the last one it has.
+        #[serde(default)]
+        id: i64,
         sender: String,
         body: String,
         at: DateTime<Utc>,

@@ -9,12 +9,9 @@ use std::convert::Infallible;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chrono::Utc;
-use futures_util::Stream;
 use routing::{AgentId, ContactId, Event, RoutingError};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -139,10 +136,6 @@ pub(super) async fn party(store: &Store, id: &str, token: Option<&str>, user: Op
     }
 }
 
-fn sse_event(update: &Update) -> SseEvent {
-    SseEvent::default().event("update").json_data(update).unwrap_or_default()
-}
-
 pub(super) fn status_update(c: &Contact) -> Option<Update> {
     match c.status {
         crate::store::ContactStatus::Connected => {
@@ -158,37 +151,11 @@ pub(super) fn status_update(c: &Contact) -> Option<Update> {
 pub(super) fn message_update(m: &ChatMessage) -> Option<Update> {
     Some(Update::Message {
         contact: m.contact_id.clone(),
+        id: m.chat_message_id,
         sender: m.sender.clone(),
         body: m.body.clone(),
         at: m.created_at,
     })
-}
-
-pub(super) fn stream_updates(
-    first: Vec<Update>,
-    rx: tokio::sync::broadcast::Receiver<Update>,
-    shutdown: tokio_util::sync::CancellationToken,
-    mut keep: impl FnMut(&Update) -> bool + Send + 'static,
-) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
-    let initial = futures_util::stream::iter(first.into_iter().map(|u| Ok(sse_event(&u))));
-    let live = futures_util::stream::unfold((rx, shutdown), move |(mut rx, shutdown)| async move {
-        loop {
-            let got = tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                got = rx.recv() => got,
-            };
-            match got {
-                Ok(update) => return Some((update, (rx, shutdown))),
-                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "a stream fell behind"),
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    });
-    let live = futures_util::StreamExt::filter_map(live, move |u| {
-        let keep = keep(&u);
-        async move { keep.then(|| Ok(sse_event(&u))) }
-    });
-    Sse::new(futures_util::StreamExt::chain(initial, live)).keep_alive(KeepAlive::default())
 }
 
 /// A contact's record, for staff working on it.

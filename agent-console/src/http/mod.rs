@@ -13,6 +13,7 @@ mod desk;
 pub mod error;
 mod health;
 pub mod json;
+mod live;
 mod media;
 mod pages;
 pub(crate) mod patient_side;
@@ -68,6 +69,9 @@ pub struct AppState {
     /// The media plane: the server's peer connections for every call.
     #[from_ref(skip)]
     pub sfu: telemed::sfu::Sfu,
+    /// Which agents have a console listening here; pauses those who have none.
+    #[from_ref(skip)]
+    pub presence: crate::center::Presence,
 }
 
 /// Settings the handlers read.
@@ -89,6 +93,9 @@ pub struct Settings {
     pub dispatch_retry_seconds: u64,
     /// Where the media plane listens, the ICE servers clients get, the rejoin grace.
     pub media: telemed::sfu::SfuConfig,
+    /// How long an agent may have no console listening before the engine
+    /// pauses them (`console gone`) and their offer moves on.
+    pub presence_grace: Duration,
 }
 
 impl AppState {
@@ -104,6 +111,7 @@ impl AppState {
             .redis_url
             .clone()
             .map(|url| crate::center::RedisRouting { url, prefix: settings.redis_prefix.clone() });
+        let local = redis.is_none();
         // With Redis, node names must differ across machines too (every container's careline may be pid 1).
         let node = match &redis {
             None => format!("node-{}", std::process::id()),
@@ -118,7 +126,10 @@ impl AppState {
             tasks,
         )
         .await?;
+        let presence = crate::center::Presence::new(settings.presence_grace, local);
+        tasks.spawn(presence.clone().run(center.clone(), shutdown.clone()));
         Ok(AppState {
+            presence,
             hims: Arc::new(crate::hims::Builtin::new(store.clone())),
             store,
             metrics: Metrics::new(),

@@ -16,13 +16,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::contacts::{MaybeUser, Party, message_update, party, status_update, stream_updates};
+use super::contacts::{MaybeUser, Party, message_update, party, status_update};
 use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
+use super::live::{Reader, json_event, live, update_event};
 use super::patients::normalise_phone;
 use crate::auth::{new_token, token_hash};
 use crate::center::{CenterError, Update};
-use crate::store::{AbhaNumber, Channel, ChatMessage, ContactChange, NewContact, Store};
+use crate::store::{AbhaNumber, Channel, ChatMessage, ContactChange, ContactStatus, NewContact, Store};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -136,7 +137,77 @@ pub(super) struct TokenQuery {
     after: Option<i64>,
 }
 
-/// A contact's updates for its patient: position and wait, connected, messages, ended.
+/// Where a patient's contact stands: the first `snapshot` event of their stream.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+struct PatientSnapshot {
+    contact_id: String,
+    /// `waiting`, `callback`, `connected`, `wrap_up`, `ended` or `abandoned`.
+    status: ContactStatus,
+    /// Their place in the queue and the estimated wait, while they wait and were told one.
+    position: Option<usize>,
+    estimated_wait_seconds: Option<i64>,
+    /// The last chat message's id (`None` before the first).
+    last_message_id: Option<i64>,
+}
+
+/// A patient's stream: their contact's updates, from its snapshot.
+struct PatientReader {
+    state: AppState,
+    id: String,
+    /// The last message the patient was sent: a fresh snapshot sends the ones after it.
+    after: i64,
+}
+
+impl Reader for PatientReader {
+    async fn snapshot(&mut self) -> Result<Vec<SseEvent>> {
+        let contact = self.state.store.contact(&self.id).await?;
+        let position = self.state.center.position(&self.id).await;
+        let messages = self.state.store.chat_messages(&self.id, self.after).await?;
+        let last_message_id = match messages.last() {
+            Some(m) => Some(m.chat_message_id),
+            None => self.state.store.last_chat_message_id(&self.id).await?,
+        };
+        let (place, wait) = match &position {
+            Some(Update::Position { position, estimated_wait_seconds, .. }) => {
+                (Some(*position), Some(*estimated_wait_seconds))
+            }
+            _ => (None, None),
+        };
+        let snap = PatientSnapshot {
+            contact_id: contact.contact_id.clone(),
+            status: contact.status,
+            position: place,
+            estimated_wait_seconds: wait,
+            last_message_id,
+        };
+        // Then the same as updates, for pages that only read those: where the
+        // contact stands, and the messages the reader has not had.
+        let mut events = vec![json_event("snapshot", &snap)];
+        events.extend([status_update(&contact), position].iter().flatten().map(update_event));
+        for m in &messages {
+            events.extend(message_update(m).as_ref().map(update_event));
+        }
+        self.after = last_message_id.unwrap_or(self.after);
+        Ok(events)
+    }
+
+    fn pass(&mut self, u: &Update) -> bool {
+        let keep = u.contact() == Some(self.id.as_str())
+            && !matches!(
+                u,
+                Update::Offer { .. } | Update::Withdraw { .. } | Update::Alert { .. } | Update::Caption { .. }
+            );
+        if keep && let Update::Message { id, .. } = u {
+            self.after = self.after.max(*id);
+        }
+        keep
+    }
+}
+
+/// A contact's updates for its patient: first a `snapshot` event (where it
+/// stands: its place and estimated wait, or connected), then `update`s:
+/// position and wait, connected, messages, ended; a fresh `snapshot` when
+/// the stream fell behind.
 #[utoipa::path(get, path = "/api/contacts/{id}/stream", tag = "contacts", params(("id" = String, Path), TokenQuery),
     responses((status = 200, content_type = "text/event-stream", body = Update), (status = 401), (status = 403)))]
 async fn patient_stream(
@@ -145,21 +216,9 @@ async fn patient_stream(
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
-    let contact = state.store.contact(&id).await?;
-    // What a reconnecting page missed: where the contact stands (its place in
-    // the queue while it waits), and the messages.
-    let mut first = vec![status_update(&contact), state.center.position(&id).await];
-    for m in state.store.chat_messages(&id, q.after.unwrap_or(0)).await? {
-        first.push(message_update(&m));
-    }
     let rx = state.center.subscribe();
-    Ok(stream_updates(first.into_iter().flatten().collect(), rx, state.shutdown.clone(), move |u| {
-        u.contact() == Some(id.as_str())
-            && !matches!(
-                u,
-                Update::Offer { .. } | Update::Withdraw { .. } | Update::Alert { .. } | Update::Caption { .. }
-            )
-    }))
+    let shutdown = state.shutdown.clone();
+    live(PatientReader { state, id, after: q.after.unwrap_or(0) }, rx, shutdown).await
 }
 
 /// A chat's messages (patient by token, or staff on the contact).

@@ -270,6 +270,33 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// The contacts `staff` worked on that ended since `since` and still
+    /// await their disposition (status `wrap_up`), oldest first: what a
+    /// (re)connecting console shows in its wrap-up panel.
+    pub async fn contacts_to_wrap_up(&self, staff: StaffId, since: DateTime<Utc>) -> Result<Vec<Contact>> {
+        let sql = format!(
+            "select {CONTACT_COLUMNS} from contact \
+             where contact_id in (select contact_id from contact_staff where staff_id = $1) \
+             and status = 'wrap_up' and disposition is null and ended_at >= $2 order by ended_at"
+        );
+        let rows: Vec<ContactRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(staff.0).bind(since).fetch_all(pool).await)
+                .map_err(StoreError::from_sqlx)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The id of a chat's last message, if it has any.
+    pub async fn last_chat_message_id(&self, contact: &str) -> Result<Option<i64>> {
+        let row: (Option<i64>,) = on_pool!(self, pool => sqlx::query_as(
+            "select max(chat_message_id) from chat_message where contact_id = $1",
+        )
+        .bind(contact)
+        .fetch_one(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(row.0)
+    }
+
     /// Contacts that arrived in `[from, to)`, oldest first: the day's report.
     pub async fn contacts_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Contact>> {
         let sql = format!(
