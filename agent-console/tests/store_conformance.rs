@@ -656,6 +656,18 @@ async fn the_hims_link_keeps_references_patients_and_consult_records(store: &Sto
     store.add_slot(lnh, "paediatrics", start, start + Duration::minutes(15), 1).await.unwrap();
     let slot = store.slot_at(lnh, "paediatrics", start).await.unwrap();
     assert_eq!((slot.capacity, slot.booked), (1, 0));
+    // The HIMS moves the slot's end: the working copy follows, keeping its bookings.
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let ravi = store.create_patient(&new_patient("Ravi", "+919810000009")).await.unwrap();
+    store.book_appointment(slot.slot_id, ravi.patient_id, asha.staff_id, None, Utc::now()).await.unwrap();
+    let new_end = start + Duration::minutes(20);
+    let moved = store.add_slot(lnh, "paediatrics", start, new_end, 1).await.unwrap();
+    assert_eq!(
+        (moved.slot_id, moved.ends_at.timestamp(), moved.booked),
+        (slot.slot_id, new_end.timestamp(), 1),
+        "the upsert returns the slot with the new end"
+    );
+    assert_eq!(store.slot_at(lnh, "paediatrics", start).await.unwrap(), moved);
     assert!(matches!(store.slot_at(lnh, "surgery", start).await, Err(StoreError::NotFound)));
 
     // A HIMS patient updates the local copy with the same card (and gives it the HIMS id), or is added.
