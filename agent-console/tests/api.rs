@@ -55,7 +55,7 @@ impl App {
             redis_url: None,
             redis_prefix: "careline".into(),
             dispatch_webhook: None,
-            dispatch_retry_seconds: 30,
+            dispatch: Default::default(),
             media: telemed::sfu::SfuConfig::default(),
         };
         let tasks = tokio_util::task::TaskTracker::new();
@@ -573,7 +573,7 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         redis_url: None,
         redis_prefix: "careline".into(),
         dispatch_webhook: None,
-        dispatch_retry_seconds: 30,
+        dispatch: Default::default(),
         media: telemed::sfu::SfuConfig::default(),
     };
     let tasks = tokio_util::task::TaskTracker::new();

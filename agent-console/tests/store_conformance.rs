@@ -16,8 +16,8 @@ use agent_console::store::{
     NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
 };
 use agent_console::store::{
-    AmbulanceRequest, ComplaintCategory, ConsultNote, Faq, NewFacility, RoutingEventRow, Scheme, StoredPrescription,
-    UNNAMED_REFERENCE,
+    AmbulanceRequest, ComplaintCategory, ConsultNote, Delivery, Faq, NewFacility, RoutingEventRow, Scheme,
+    StoredPrescription, UNNAMED_REFERENCE,
 };
 use agent_console::store::{Channel, ConsultRecord, ContactChange, ContactStatus, HimsKind, NewCaption, NewContact};
 use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
@@ -970,8 +970,9 @@ async fn shifts_secrets_audit_and_mail_read_back(store: &Store, _url: &str) {
     assert!(matches!(store.mail(queued.mail_id + 1).await, Err(StoreError::NotFound)));
 }
 
-async fn ambulance_requests_keep_their_delivery(store: &Store, _url: &str) {
+async fn ambulance_requests_keep_their_delivery(store: &Store, url: &str) {
     let (operator, kamla) = doctor_contact(store, "c-amb").await;
+    let t0 = now();
     let request = AmbulanceRequest {
         ambulance_request_id: "amb-1".into(),
         contact_id: "c-amb".into(),
@@ -980,26 +981,61 @@ async fn ambulance_requests_keep_their_delivery(store: &Store, _url: &str) {
         location: "Gate 3, Kalkaji Mandir".into(),
         urgency: "critical".into(),
         note: "Chest pain".into(),
-        created_at: now(),
+        created_at: t0,
         delivered_at: None,
         attempts: 0,
         last_error: None,
+        next_attempt_at: None,
     };
     store.create_ambulance_request(&request).await.unwrap();
     assert_eq!(store.ambulance_request("amb-1").await.unwrap(), request);
     assert!(matches!(store.ambulance_request("amb-9").await, Err(StoreError::NotFound)));
-    assert_eq!(store.undelivered_ambulance_requests(20).await.unwrap(), ["amb-1"]);
-    store.record_ambulance_delivery("amb-1", Err("connection refused".into())).await.unwrap();
-    let failed = store.ambulance_request("amb-1").await.unwrap();
+    assert_eq!(store.due_ambulance_requests(t0).await.unwrap(), ["amb-1"], "due at once");
+    // Failed attempts: each kept with its error; the request is due again at the retry time, never dropped.
+    let mut at = t0;
+    for (n, wait) in [(1, 2), (2, 4), (3, 8)] {
+        let failed = Delivery::Failed { error: format!("refused {n}"), retry_at: at + Duration::seconds(wait) };
+        let after = store.record_ambulance_delivery("amb-1", &failed, at).await.unwrap();
+        assert_eq!(
+            (after.attempts, after.last_error.as_deref(), after.delivered_at, after.next_attempt_at),
+            (n, Some(format!("refused {n}").as_str()), None, Some(at + Duration::seconds(wait)))
+        );
+        assert!(store.due_ambulance_requests(at + Duration::seconds(wait - 1)).await.unwrap().is_empty());
+        at += Duration::seconds(wait);
+        assert_eq!(store.due_ambulance_requests(at).await.unwrap(), ["amb-1"]);
+    }
+    // Undelivered a minute after it was made: the alarm's list has it, with what the attempts said.
+    assert!(store.undelivered_ambulance_requests(t0 - Duration::seconds(1)).await.unwrap().is_empty());
+    let alarms = store.undelivered_ambulance_requests(t0 + Duration::seconds(60)).await.unwrap();
     assert_eq!(
-        (failed.attempts, failed.last_error.as_deref(), failed.delivered_at),
-        (1, Some("connection refused"), None)
+        alarms.iter().map(|r| (r.ambulance_request_id.as_str(), r.attempts)).collect::<Vec<_>>(),
+        [("amb-1", 3)]
     );
-    let at = now();
-    store.record_ambulance_delivery("amb-1", Ok(at)).await.unwrap();
-    let delivered = store.ambulance_request("amb-1").await.unwrap();
-    assert_eq!((delivered.attempts, delivered.delivered_at), (2, Some(at)));
-    assert!(store.undelivered_ambulance_requests(20).await.unwrap().is_empty());
+    // A restart finds it still due.
+    let reopened = Store::open(url).await.unwrap();
+    assert_eq!(reopened.due_ambulance_requests(at).await.unwrap(), ["amb-1"]);
+    reopened.close().await;
+    let delivered = store.record_ambulance_delivery("amb-1", &Delivery::Delivered, at).await.unwrap();
+    assert_eq!(
+        (delivered.attempts, delivered.delivered_at, delivered.next_attempt_at, delivered.last_error.as_deref()),
+        (4, Some(at), None, Some("refused 3"))
+    );
+    assert!(store.due_ambulance_requests(at + Duration::days(1)).await.unwrap().is_empty());
+    assert!(
+        store.undelivered_ambulance_requests(at + Duration::days(1)).await.unwrap().is_empty(),
+        "delivered clears the alarm"
+    );
+    let attempts = store.ambulance_attempts("amb-1").await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.error.as_deref()).collect::<Vec<_>>(),
+        [Some("refused 1"), Some("refused 2"), Some("refused 3"), None]
+    );
+    assert_eq!(attempts[3].attempted_at, at);
+    assert!(store.ambulance_attempts("amb-9").await.unwrap().is_empty());
+    assert!(matches!(
+        store.record_ambulance_delivery("amb-9", &Delivery::Delivered, at).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// The public methods of `Store`: each `pub fn` / `pub async fn` inside an
