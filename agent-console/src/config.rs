@@ -60,9 +60,15 @@ pub struct ServeConfig {
     #[arg(long = "dispatch-webhook", env = "CARELINE_DISPATCH_WEBHOOK")]
     pub dispatch_webhook: Option<String>,
 
-    /// Seconds between resends of ambulance requests the webhook has not taken (20 tries in all).
-    #[arg(long = "dispatch-retry-seconds", env = "CARELINE_DISPATCH_RETRY_SECONDS", default_value_t = 30)]
+    /// Seconds before the first resend of an ambulance request the webhook
+    /// has not taken; each later wait doubles, to at most 30 s. It is never given up.
+    #[arg(long = "dispatch-retry-seconds", env = "CARELINE_DISPATCH_RETRY_SECONDS", default_value_t = 2)]
     pub dispatch_retry_seconds: u64,
+
+    /// Seconds an ambulance request may stay undelivered before the
+    /// supervisors' wallboard raises the alarm to phone 102/108.
+    #[arg(long = "dispatch-alarm-seconds", env = "CARELINE_DISPATCH_ALARM_SECONDS", default_value_t = 60)]
+    pub dispatch_alarm_seconds: u64,
 
     /// The HIMS as a FHIR R4 server: its service base URL, e.g.
     /// `https://hims.example.org/fhir`. Patients, facilities, slots and
@@ -232,6 +238,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("dispatch_webhook", &self.dispatch_webhook.as_deref().map(redact_url))
+            .field("dispatch_retry_seconds", &self.dispatch_retry_seconds)
+            .field("dispatch_alarm_seconds", &self.dispatch_alarm_seconds)
             .field("hims_fhir_url", &self.hims_fhir_url.as_deref().map(redact_url))
             .field("media_addresses", &self.media_addresses)
             .field("ice_servers", &self.ice_servers)

@@ -12,6 +12,7 @@
 //! - [`accounts`]: creating staff accounts (CLI and API).
 //! - [`auth`]: password hashing, session tokens, login throttling.
 //! - [`demo`]: the demo roster for `careline serve --demo`.
+//! - [`dispatch`]: ambulance requests to the dispatch webhook, retried and never given up; the wallboard's alarm.
 //! - [`config`], [`i18n`], [`metrics`], [`time`]: settings, Hindi/English words, Prometheus, IST.
 
 pub mod accounts;
@@ -20,6 +21,7 @@ pub mod captions;
 pub mod center;
 pub mod config;
 pub mod demo;
+pub mod dispatch;
 pub mod hims;
 pub mod http;
 pub mod i18n;

@@ -356,7 +356,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         redis_url: config.redis_url.clone(),
         redis_prefix: config.redis_prefix.clone(),
         dispatch_webhook: config.dispatch_webhook.clone(),
-        dispatch_retry_seconds: config.dispatch_retry_seconds.max(1),
+        dispatch: agent_console::dispatch::DispatchPolicy {
+            first_backoff: chrono::Duration::seconds(config.dispatch_retry_seconds.max(1) as i64),
+            alarm_after: chrono::Duration::seconds(config.dispatch_alarm_seconds as i64),
+            ..Default::default()
+        },
         media: config.media(),
         presence_grace: std::time::Duration::from_secs(config.presence_grace_seconds),
     };

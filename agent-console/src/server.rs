@@ -19,8 +19,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tasks.spawn(purge_sessions(state.clone(), shutdown.clone()));
     if let Some(url) = state.settings.dispatch_webhook.clone() {
-        let every = Duration::from_secs(state.settings.dispatch_retry_seconds.max(1));
-        tasks.spawn(retry_ambulances(state.store.clone(), url, every, shutdown.clone()));
+        tasks.spawn(crate::dispatch::run(state.store.clone(), url, state.settings.dispatch, shutdown.clone()));
     }
     if let Some(mailer) = state.mailer.clone() {
         tasks.spawn(mailer.run(state.store.clone(), shutdown.clone()));
@@ -35,28 +34,6 @@ pub async fn run(
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resends undelivered ambulance requests every `period`, 20 tries in all.
-async fn retry_ambulances(store: crate::store::Store, url: String, period: Duration, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(period);
-    every.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        match store.undelivered_ambulance_requests(20).await {
-            Ok(ids) => {
-                for id in ids {
-                    if let Err(e) = crate::http::deliver_ambulance(&store, Some(&url), &id).await {
-                        tracing::warn!(error = %e, "ambulance retry");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "ambulance retry"),
-        }
-    }
 }
 
 /// Deletes expired sessions every hour.

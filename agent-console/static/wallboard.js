@@ -50,8 +50,22 @@ function show(board) {
   $('wb-agents').textContent = ['idle', 'offered', 'busy', 'wrap_up', 'paused']
     .map((s) => `${s} ${board.agents.filter((a) => a.state === s).length}`).join(' · ');
   calls(board.calls);
+  alarms(board.ambulance_alarms);
   $('wb-status').textContent = `${$('wallboard').dataset.live} ${new Date(board.at).toLocaleTimeString()}`;
   $('wallboard').dataset.updated = board.at;
+}
+
+// Ambulance requests dispatch has not taken: the supervisor phones 102/108.
+function alarms(list) {
+  const box = $('wb-ambulance');
+  box.hidden = list.length === 0;
+  $('wb-ambulance-list').replaceChildren(...list.map((a) => {
+    const li = document.createElement('li');
+    li.dataset.request = a.ambulance_request_id;
+    li.textContent = `${a.urgency} · ${a.location} · ${Math.round(a.undelivered_seconds / 60)} min · `
+      + `${a.attempts} ${box.dataset.tries}${a.last_error ? ` · ${a.last_error}` : ''}`;
+    return li;
+  }));
 }
 
 // The call being monitored, if any.

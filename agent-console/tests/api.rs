@@ -60,7 +60,7 @@ impl App {
             redis_url: None,
             redis_prefix: "careline".into(),
             dispatch_webhook: None,
-            dispatch_retry_seconds: 30,
+            dispatch: Default::default(),
             media: telemed::sfu::SfuConfig::default(),
             presence_grace: grace,
         };
@@ -640,7 +640,7 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
         redis_url: None,
         redis_prefix: "careline".into(),
         dispatch_webhook: None,
-        dispatch_retry_seconds: 30,
+        dispatch: Default::default(),
         media: telemed::sfu::SfuConfig::default(),
         presence_grace: std::time::Duration::from_secs(5),
     };

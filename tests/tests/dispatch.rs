@@ -1,6 +1,8 @@
 //! Ambulance requests reach the dispatch service's webhook, a real HTTP
 //! server on loopback here; when it cannot be reached the request is still
-//! stored, with the reason.
+//! stored, with the reason, retried seconds apart and never given up, and
+//! after `--dispatch-alarm-seconds` the supervisors' wallboard raises the
+//! alarm to phone 102/108 until dispatch takes it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -40,6 +42,81 @@ fn webhook_on(listener: TcpListener) -> (String, mpsc::Receiver<(String, Value)>
         let _ = tx.send((request_line, serde_json::from_slice(&body).unwrap()));
     });
     (url, rx)
+}
+
+/// Answers every HTTP request: the first `failures` with 503, then 200;
+/// hands over each request's JSON body with the status it was answered.
+fn flaky_webhook(failures: usize) -> (String, mpsc::Receiver<(u16, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/dispatch", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n < failures { 503 } else { 200 };
+            let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+            let mut stream = stream;
+            write!(stream, "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+            if tx.send((status, serde_json::from_slice(&body).unwrap())).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// Careline's own record of a request and its attempts (their errors), read from its database.
+async fn stored_delivery(dir: &std::path::Path, id: &str) -> (i64, bool, Vec<Option<String>>) {
+    let url = format!("sqlite://{}", dir.join("careline.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open careline's database");
+    let (attempts, delivered): (i64, Option<String>) =
+        sqlx::query_as("select attempts, delivered_at from ambulance_request where ambulance_request_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let errors: Vec<(Option<String>,)> = sqlx::query_as(
+        "select error from ambulance_attempt where ambulance_request_id = $1 order by ambulance_attempt_id",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    (attempts, delivered.is_some(), errors.into_iter().map(|e| e.0).collect())
+}
+
+/// Polls `probe` every 200 ms until it gives a value, for at most `seconds`.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(seconds: u64, what: &str, probe: impl Fn() -> F) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "not within {seconds} s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn wallboard_alarms(server: &Careline, token: &str) -> Vec<Value> {
+    let res = tests::client().get(server.url("/api/wallboard")).bearer_auth(token).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let board: Value = res.json().await.unwrap();
+    board["ambulance_alarms"].as_array().unwrap_or_else(|| panic!("no ambulance_alarms: {board}")).clone()
 }
 
 async fn answered_contact(server: &Careline, token: &str) -> String {
@@ -114,4 +191,111 @@ async fn an_unreachable_dispatch_service_still_stores_the_request_and_it_is_rese
     let (_, body) = received.recv_timeout(std::time::Duration::from_secs(15)).expect("resent within 15 s");
     assert_eq!(body["location"], "Sector 6, Rohini");
     assert_eq!(body["request_id"], request["ambulance_request_id"]);
+}
+
+#[tokio::test]
+async fn a_webhook_that_fails_for_a_while_gets_the_request_once_it_recovers() {
+    let (url, received) = flaky_webhook(2);
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Careline::start(dir.path(), &["--demo", "--dispatch-webhook", &url, "--dispatch-retry-seconds", "1"], &[]);
+    server.round_the_clock("operator", "asha").await;
+    let asha = server.bearer("asha").await;
+    let id = answered_contact(&server, &asha).await;
+    let (status, request) = server
+        .post(
+            &asha,
+            &format!("/api/contacts/{id}/ambulance"),
+            json!({"location": "Sector 6, Rohini", "urgency": "critical"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{request}");
+    assert_eq!((request["attempts"].as_i64(), request["delivered_at"].is_null()), (Some(1), true), "{request}");
+    assert!(request["last_error"].as_str().unwrap().contains("503"), "{request}");
+    let request_id = request["ambulance_request_id"].as_str().unwrap().to_owned();
+    // Two refusals, then taken: 1 s and 2 s apart.
+    let wait = std::time::Duration::from_secs(15);
+    let answered: Vec<(u16, Value)> =
+        (0..3).map(|_| received.recv_timeout(wait).expect("a delivery attempt")).collect();
+    assert_eq!(answered.iter().map(|a| a.0).collect::<Vec<_>>(), [503, 503, 200]);
+    assert!(answered.iter().all(|(_, body)| body["request_id"] == request_id.as_str()));
+    let (attempts, delivered, errors) = wait_for(10, "the delivery recorded", || async {
+        let stored = stored_delivery(dir.path(), &request_id).await;
+        stored.1.then_some(stored)
+    })
+    .await;
+    assert_eq!((attempts, delivered), (3, true));
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[..2].iter().all(|e| e.as_deref().is_some_and(|e| e.contains("503"))), "{errors:?}");
+    assert_eq!(errors[2], None, "the attempt that delivered it has no error");
+    // Delivered once: no more attempts come (the retry period, twice over).
+    assert!(received.recv_timeout(std::time::Duration::from_secs(3)).is_err(), "a delivered request is not resent");
+    server.stop();
+}
+
+#[tokio::test]
+async fn an_undelivered_request_raises_the_wallboard_alarm_until_dispatch_takes_it() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{closed}/dispatch");
+    let flags =
+        ["--demo", "--dispatch-webhook", &url, "--dispatch-retry-seconds", "1", "--dispatch-alarm-seconds", "2"];
+    let server = Careline::start(dir.path(), &flags, &[]);
+    server.round_the_clock("operator", "asha").await;
+    let asha = server.bearer("asha").await;
+    let meera = server.bearer("meera").await;
+    let id = answered_contact(&server, &asha).await;
+    let (status, request) = server
+        .post(
+            &asha,
+            &format!("/api/contacts/{id}/ambulance"),
+            json!({"location": "Gate 3, Kalkaji Mandir", "urgency": "critical"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{request}");
+    let request_id = request["ambulance_request_id"].as_str().unwrap().to_owned();
+    // The supervisor's wallboard raises the alarm, with what the attempts said.
+    let alarm = wait_for(20, "the ambulance alarm on the wallboard", || async {
+        wallboard_alarms(&server, &meera).await.into_iter().find(|a| a["ambulance_request_id"] == request_id.as_str())
+    })
+    .await;
+    assert_eq!(
+        (alarm["urgency"].as_str(), alarm["location"].as_str()),
+        (Some("critical"), Some("Gate 3, Kalkaji Mandir"))
+    );
+    assert_eq!(alarm["contact_id"], id.as_str());
+    assert!(alarm["undelivered_seconds"].as_i64().unwrap() >= 2, "{alarm}");
+    assert!(alarm["last_error"].as_str().unwrap().contains("could not be reached"), "{alarm}");
+    // The wallboard says what to do, in English and in Hindi.
+    for (lang, words) in [("en", "phone 102 / 108 now"), ("hi", "अभी 102 / 108 पर फ़ोन करें")]
+    {
+        let page = tests::client()
+            .get(server.url(&format!("/supervisor?lang={lang}")))
+            .bearer_auth(&meera)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(words), "the {lang} wallboard lacks `{words}`");
+    }
+    // Never given up: the attempts go on, recorded each with its error.
+    let (attempts, _, errors) = wait_for(20, "a fourth attempt", || async {
+        let stored = stored_delivery(dir.path(), &request_id).await;
+        (stored.0 >= 4).then_some(stored)
+    })
+    .await;
+    assert_eq!(errors.len() as i64, attempts);
+    assert!(errors.iter().all(|e| e.as_deref().is_some_and(|e| e.contains("could not be reached"))), "{errors:?}");
+    // Dispatch comes back: the request is taken, and the alarm is cleared.
+    let (_, received) = webhook_on(TcpListener::bind(closed).expect("the port is free again"));
+    let (_, body) = received.recv_timeout(std::time::Duration::from_secs(40)).expect("resent within 40 s");
+    assert_eq!(body["request_id"], request_id.as_str());
+    wait_for(10, "the alarm cleared", || async {
+        let alarms = wallboard_alarms(&server, &meera).await;
+        (!alarms.iter().any(|a| a["ambulance_request_id"] == request_id.as_str())).then_some(())
+    })
+    .await;
+    server.stop();
 }

@@ -107,7 +107,7 @@ const CARD: &str = "urn:careline:delhi-ehealth-card";
 const ABHA: &str = "https://healthid.ndhm.gov.in";
 
 /// Two Delhi hospitals with their services and OPD schedules, a family of
-/// three sharing a phone, and slots: three free in two days, one busy, one past.
+/// three sharing a phone, and slots: four free in two days, one busy, one past.
 async fn seed(fhir: &FhirServer) -> chrono::DateTime<chrono::Utc> {
     let day = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
     let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc();
@@ -195,6 +195,7 @@ async fn seed(fhir: &FhirServer) -> chrono::DateTime<chrono::Utc> {
         slot("slot-1", "s-medicine", at(4, 10), "free"),
         slot("slot-2", "s-medicine", at(4, 25), "free"),
         slot("slot-3", "s-paeds", at(5, 10), "free"),
+        slot("slot-4", "s-paeds", at(5, 25), "free"),
         slot("slot-busy", "s-medicine", at(4, 40), "busy"),
         slot("slot-past", "s-medicine", past, "free"),
     ])
@@ -282,7 +283,7 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     let (status, slots) = get(&server, &asha, &format!("/api/facilities/{fid}/slots")).await;
     assert_eq!(status, 200, "{slots}");
     let slots = slots.as_array().unwrap().clone();
-    assert_eq!(slots.len(), 3, "{slots:?}");
+    assert_eq!(slots.len(), 4, "{slots:?}");
     assert_eq!(slots[0]["starts_at"].as_str().unwrap(), instant(first_slot));
     let (_, medicine) =
         get(&server, &asha, &format!("/api/facilities/{fid}/slots?department=general%20medicine")).await;
@@ -340,6 +341,35 @@ async fn identify_book_and_record_a_consult_through_a_fhir_server() {
     assert_eq!(statuses, [201, 409], "{a:?} {b:?}");
     assert_eq!(fhir.search("Appointment").await.len(), 2, "one Appointment per slot on the FHIR server");
     assert_eq!(count(dir.path(), "appointment").await, 2);
+
+    // The HIMS moves a slot's end after Careline has seen it: the next search
+    // updates the working copy, and the Appointment booked in it ends with its Slot.
+    let slot_4_start = slots[3]["starts_at"].as_str().unwrap().to_owned();
+    let mut moved = fhir.search(&format!("Slot?start=eq{slot_4_start}")).await.remove(0);
+    let new_end =
+        instant(chrono::DateTime::parse_from_rfc3339(&slot_4_start).unwrap().to_utc() + chrono::Duration::minutes(25));
+    moved["end"] = json!(new_end);
+    let moved_ref = format!("Slot/{}", moved["id"].as_str().unwrap());
+    moved.as_object_mut().unwrap().remove("meta");
+    fhir.transaction(vec![json!({"resource": moved, "request": {"method": "PUT", "url": moved_ref}})]).await;
+    assert_eq!(fhir.get(&moved_ref).await["end"], new_end.as_str(), "the FHIR server took the new end");
+    let (_, again) = get(&server, &asha, &format!("/api/facilities/{fid}/slots?department=paediatrics")).await;
+    let slot_4 = again.as_array().unwrap().iter().find(|s| s["starts_at"] == slot_4_start.as_str()).unwrap().clone();
+    assert_eq!(
+        slot_4["ends_at"].as_str().map(|e| instant(chrono::DateTime::parse_from_rfc3339(e).unwrap().to_utc())),
+        Some(new_end.clone()),
+        "{slot_4}"
+    );
+    let (status, booked_4) =
+        server.post(&asha, "/api/appointments", json!({"slot_id": slot_4["slot_id"], "patient_id": kusum_id})).await;
+    assert_eq!(status, 201, "{booked_4}");
+    let in_slot_4 =
+        fhir.search("Appointment").await.into_iter().find(|a| a["slot"][0]["reference"] == moved_ref.as_str()).unwrap();
+    assert_eq!(
+        (in_slot_4["start"].as_str(), in_slot_4["end"].as_str()),
+        (Some(slot_4_start.as_str()), Some(new_end.as_str())),
+        "{in_slot_4}"
+    );
 
     // The consult ends and is written into the HIMS record.
     let record_url = format!("/api/contacts/{contact}/hims-record");

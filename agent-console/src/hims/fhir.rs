@@ -390,8 +390,8 @@ impl Hims for FhirHims {
         let mut out = Vec::new();
         for (reference, dept, start, end) in read {
             // A FHIR Slot is one appointment (R4 Slot: `busy` once booked).
-            self.store.add_slot(facility, &dept, start, end, 1).await?;
-            let slot = self.store.slot_at(facility, &dept, start).await?;
+            // The server's word wins: a slot already in the working copy takes its end.
+            let slot = self.store.add_slot(facility, &dept, start, end, 1).await?;
             self.store.set_hims_ref(HimsKind::Slot, slot.slot_id, &reference).await?;
             if slot.booked < slot.capacity {
                 out.push(slot);

@@ -1,6 +1,6 @@
 //! Ambulances: an agent requests one for the patient on a contact; it is
 //! stored, logged, and sent to the dispatch webhook (and resent until the
-//! webhook takes it).
+//! webhook takes it: [`crate::dispatch`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +14,6 @@ use super::contacts::on_contact;
 use super::error::{ApiError, FieldError, Result};
 use super::json::ApiJson;
 use super::{AppState, StaffOnDuty};
-use crate::store::Store;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(request_ambulance))
@@ -66,6 +65,7 @@ async fn request_ambulance(
         delivered_at: None,
         attempts: 0,
         last_error: None,
+        next_attempt_at: None,
     };
     state.store.create_ambulance_request(&request).await?;
     tracing::warn!(contact = %id, urgency = %request.urgency, "ambulance requested");
@@ -79,48 +79,8 @@ async fn request_ambulance(
             detail: format!("{} at {}", request.urgency, request.location),
         })
         .await?;
-    deliver_ambulance(&state.store, state.settings.dispatch_webhook.as_deref(), &request.ambulance_request_id).await?;
+    let webhook = state.settings.dispatch_webhook.as_deref();
+    crate::dispatch::deliver(&state.store, webhook, &state.settings.dispatch, &request.ambulance_request_id).await?;
     let stored = state.store.ambulance_request(&request.ambulance_request_id).await?;
     Ok((StatusCode::CREATED, axum::Json(stored)))
-}
-
-/// Sends a stored ambulance request to the dispatch webhook and records the outcome.
-pub async fn deliver_ambulance(store: &Store, webhook: Option<&str>, request_id: &str) -> crate::store::Result<bool> {
-    let request = store.ambulance_request(request_id).await?;
-    let contact = store.contact(&request.contact_id).await?;
-    let outcome = match webhook {
-        None => Err("no dispatch webhook is configured; call the dispatch service (102)".to_owned()),
-        Some(url) => {
-            let patient = match request.patient_id {
-                Some(p) => store.patient(p).await.ok(),
-                None => None,
-            };
-            let requested_by = store.staff(request.requested_by).await.map(|s| s.display_name).unwrap_or_default();
-            let body = serde_json::json!({
-                "request_id": request.ambulance_request_id,
-                "contact_id": request.contact_id,
-                "urgency": request.urgency,
-                "location": request.location,
-                "note": request.note,
-                "caller_phone": contact.caller_phone,
-                "patient": patient.map(|p| serde_json::json!({"name": p.name, "age_years": p.age_years, "sex": p.sex})),
-                "requested_by": requested_by,
-                "requested_at": request.created_at,
-            });
-            match reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() {
-                Err(e) => Err(format!("no HTTP client: {e}")),
-                Ok(client) => match client.post(url).json(&body).send().await {
-                    Ok(res) if res.status().is_success() => Ok(Utc::now()),
-                    Ok(res) => Err(format!("the dispatch webhook answered {}", res.status())),
-                    Err(e) => Err(format!("the dispatch webhook could not be reached: {e}")),
-                },
-            }
-        }
-    };
-    if let Err(e) = &outcome {
-        tracing::error!(request = %request_id, error = %e, "ambulance request not delivered");
-    }
-    let delivered = outcome.is_ok();
-    store.record_ambulance_delivery(request_id, outcome).await?;
-    Ok(delivered)
 }

@@ -5,7 +5,6 @@
 
 mod agent;
 mod ambulance;
-pub use ambulance::deliver_ambulance;
 mod auth;
 mod consult;
 mod contacts;
@@ -89,8 +88,8 @@ pub struct Settings {
     pub redis_prefix: String,
     /// The ambulance dispatch service's webhook, when configured.
     pub dispatch_webhook: Option<String>,
-    /// Seconds between resends of undelivered ambulance requests.
-    pub dispatch_retry_seconds: u64,
+    /// How undelivered ambulance requests are retried, and when the wallboard raises the alarm.
+    pub dispatch: crate::dispatch::DispatchPolicy,
     /// Where the media plane listens, the ICE servers clients get, the rejoin grace.
     pub media: telemed::sfu::SfuConfig,
     /// How long an agent may have no console listening before the engine

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::error::Result;
 use super::{AppState, Management};
+use crate::dispatch::DispatchPolicy;
 use crate::report::{Figures, day_report, day_start};
 use crate::store::{ContactStatus, Store};
 
@@ -51,6 +52,24 @@ pub struct Wallboard {
     pub agents: Vec<AgentAtSeat>,
     /// Voice and video calls in progress, which a supervisor may join.
     pub calls: Vec<LiveCall>,
+    /// Ambulance requests the dispatch webhook has not taken within the
+    /// alarm time (`--dispatch-alarm-seconds`), oldest first: phone 102/108.
+    /// Each leaves the list when it is delivered.
+    pub ambulance_alarms: Vec<AmbulanceAlarm>,
+}
+
+/// An ambulance request still undelivered after the alarm time.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AmbulanceAlarm {
+    pub ambulance_request_id: String,
+    pub contact_id: String,
+    pub urgency: String,
+    pub location: String,
+    pub requested_at: DateTime<Utc>,
+    pub undelivered_seconds: i64,
+    /// Delivery attempts so far; they go on until the webhook takes it.
+    pub attempts: i64,
+    pub last_error: Option<String>,
 }
 
 /// A voice or video call in progress.
@@ -71,7 +90,12 @@ pub struct AgentAtSeat {
     pub state: String,
 }
 
-async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>) -> Result<Wallboard> {
+async fn build(
+    store: &Store,
+    center: &crate::center::Center,
+    dispatch: &DispatchPolicy,
+    now: DateTime<Utc>,
+) -> Result<Wallboard> {
     let day = crate::time::to_local(now).date_naive();
     let start = day_start(day);
     let contacts = store.contacts_between(start - Duration::days(1), start + Duration::days(1)).await?;
@@ -131,6 +155,20 @@ async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>
                 answered_at: c.answered_at,
             })
             .collect(),
+        ambulance_alarms: crate::dispatch::alarms(store, dispatch, now)
+            .await?
+            .into_iter()
+            .map(|r| AmbulanceAlarm {
+                undelivered_seconds: (now - r.created_at).num_seconds(),
+                ambulance_request_id: r.ambulance_request_id,
+                contact_id: r.contact_id,
+                urgency: r.urgency,
+                location: r.location,
+                requested_at: r.created_at,
+                attempts: r.attempts,
+                last_error: r.last_error,
+            })
+            .collect(),
     })
 }
 
@@ -138,7 +176,7 @@ async fn build(store: &Store, center: &crate::center::Center, now: DateTime<Utc>
 #[utoipa::path(get, path = "/api/wallboard", tag = "reports",
     responses((status = 200, body = Wallboard), (status = 401), (status = 403)))]
 async fn snapshot(State(state): State<AppState>, _who: Management) -> Result<axum::Json<Wallboard>> {
-    Ok(axum::Json(build(&state.store, &state.center, Utc::now()).await?))
+    Ok(axum::Json(build(&state.store, &state.center, &state.settings.dispatch, Utc::now()).await?))
 }
 
 /// The wallboard as server-sent events (`event: wallboard`), one every 5 s.
@@ -148,15 +186,17 @@ async fn stream(State(state): State<AppState>, _who: Management) -> Sse<impl Str
     let store = state.store.clone();
     let center = state.center.clone();
     let shutdown = state.shutdown.clone();
-    let events =
-        futures_util::stream::unfold((store, center, shutdown, true), |(store, center, shutdown, first)| async move {
+    let dispatch = state.settings.dispatch;
+    let events = futures_util::stream::unfold(
+        (store, center, shutdown, true),
+        move |(store, center, shutdown, first)| async move {
             if !first {
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(StdDuration::from_secs(5)) => {}
                 }
             }
-            let event = match build(&store, &center, Utc::now()).await {
+            let event = match build(&store, &center, &dispatch, Utc::now()).await {
                 Ok(board) => Event::default().event("wallboard").json_data(&board).unwrap_or_default(),
                 Err(e) => {
                     tracing::warn!(error = %e, "wallboard");
@@ -164,6 +204,7 @@ async fn stream(State(state): State<AppState>, _who: Management) -> Sse<impl Str
                 }
             };
             Some((Ok(event), (store, center, shutdown, false)))
-        });
+        },
+    );
     Sse::new(events).keep_alive(KeepAlive::default())
 }

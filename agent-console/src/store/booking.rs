@@ -58,7 +58,10 @@ impl From<SlotRow> for Slot {
 const SLOT_COLUMNS: &str = "slot_id, facility_id, department, starts_at, ends_at, capacity, booked";
 
 impl Store {
-    /// Adds a bookable slot; an existing one at the same start is left as it is.
+    /// Adds a bookable slot, or updates the one of the facility's department
+    /// at the same start: it takes the new end, so a working copy of a
+    /// HIMS's Slot ends when the HIMS says (an Appointment booked in it then
+    /// matches its Slot). Its capacity and bookings stay as they are.
     pub async fn add_slot(
         &self,
         facility: i64,
@@ -66,23 +69,25 @@ impl Store {
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
         capacity: i64,
-    ) -> Result<()> {
+    ) -> Result<Slot> {
         if ends_at <= starts_at || capacity <= 0 {
             return Err(StoreError::Refused("a slot ends after it starts and has room for someone".into()));
         }
-        on_pool!(self, pool => sqlx::query(
+        let sql = format!(
             "insert into slot (facility_id, department, starts_at, ends_at, capacity) values ($1, $2, $3, $4, $5) \
-             on conflict (facility_id, department, starts_at) do nothing",
-        )
-        .bind(facility)
-        .bind(department)
-        .bind(starts_at)
-        .bind(ends_at)
-        .bind(capacity)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .map_err(StoreError::from_sqlx)
+             on conflict (facility_id, department, starts_at) do update set ends_at = excluded.ends_at \
+             returning {SLOT_COLUMNS}"
+        );
+        let row: SlotRow = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(facility)
+            .bind(department)
+            .bind(starts_at)
+            .bind(ends_at)
+            .bind(capacity)
+            .fetch_one(pool)
+            .await)
+        .map_err(StoreError::refers_to("facility_id"))?;
+        Ok(row.into())
     }
 
     /// Slots with room, starting between `from` and `to`.

@@ -53,7 +53,7 @@ impl Store {
         .bind(now)
         .fetch_one(pool)
         .await)
-        .map_err(StoreError::from_sqlx)?;
+        .map_err(StoreError::refers_to("contact_id"))?;
         Ok(Caption {
             caption_id: row.0,
             contact_id: c.contact_id.to_owned(),

@@ -87,13 +87,18 @@ fn like_pattern(text: &str) -> Option<String> {
 }
 
 /// Errors of the store. Constraint violations are told apart because the
-/// HTTP edge answers them with 409/422 rather than 500.
+/// HTTP edge answers them with 409/422 rather than 500; they name the
+/// request field they concern, the same on both backends (see
+/// [`StoreError::from_sqlx`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
+    /// A unique key is taken: the field (column) whose value clashes.
     #[error("already exists: {0}")]
     Conflict(String),
+    /// A foreign key names no record: the field that refers to it, or
+    /// [`UNNAMED_REFERENCE`] where the query does not say which.
     #[error("invalid reference: {0}")]
     InvalidReference(String),
     /// The request breaks a rule of the records (a full slot, more vacant beds than beds).
@@ -111,23 +116,90 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// What [`StoreError::InvalidReference`] says when the query did not name
+/// the field: SQLite's foreign-key error does not say which key failed, so
+/// PostgreSQL's constraint name is not used either (the answer would
+/// depend on the backend).
+pub const UNNAMED_REFERENCE: &str = "a referenced record";
+
 impl StoreError {
-    /// Maps a sqlx error to a store error, naming the constraint that failed.
+    /// Maps a sqlx error to a store error. A unique violation becomes
+    /// [`StoreError::Conflict`] with the field whose value clashes, read from
+    /// the key's columns: SQLite says `UNIQUE constraint failed: t.a, t.b`,
+    /// PostgreSQL's detail says `Key (a, b)=(..) already exists.`; a key of
+    /// several columns is named by [`key_field`]. A foreign-key violation
+    /// becomes [`StoreError::InvalidReference`] with [`UNNAMED_REFERENCE`];
+    /// the query that knows which of its references a request gave names it
+    /// with [`StoreError::refers_to`].
     pub(crate) fn from_sqlx(err: sqlx::Error) -> Self {
         if let sqlx::Error::RowNotFound = err {
             return StoreError::NotFound;
         }
         if let sqlx::Error::Database(db) = &err {
-            let what = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
             if db.is_unique_violation() {
-                return StoreError::Conflict(what);
+                return StoreError::Conflict(unique_key(db.as_ref()));
             }
             if db.is_foreign_key_violation() {
-                return StoreError::InvalidReference(what);
+                return StoreError::InvalidReference(UNNAMED_REFERENCE.to_owned());
             }
         }
         StoreError::Database(err)
     }
+
+    /// Names the field of an [`StoreError::InvalidReference`], for a query
+    /// whose only reference a request can get wrong is `field` (the others
+    /// come from the session or were read just before).
+    pub(crate) fn refers_to(field: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+        move |e| match StoreError::from_sqlx(e) {
+            StoreError::InvalidReference(_) => StoreError::InvalidReference(field.to_owned()),
+            other => other,
+        }
+    }
+}
+
+/// The field a unique violation concerns, the same on both backends.
+fn unique_key(db: &dyn sqlx::error::DatabaseError) -> String {
+    let parsed = if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        // `Key (slot_id, patient_id)=(3, 7) already exists.`
+        let columns = pg.detail().and_then(|d| d.strip_prefix("Key (")).and_then(|d| d.split_once(")=(")).map(|c| c.0);
+        pg.table()
+            .zip(columns)
+            .map(|(table, columns)| (table.to_owned(), columns.split(", ").map(str::to_owned).collect()))
+    } else {
+        // `UNIQUE constraint failed: appointment.slot_id, appointment.patient_id`
+        db.message().strip_prefix("UNIQUE constraint failed: ").and_then(|list| {
+            let mut table = None;
+            let mut columns = Vec::new();
+            for qualified in list.split(", ") {
+                let (t, c) = qualified.split_once('.')?;
+                table = Some(t.to_owned());
+                columns.push(c.to_owned());
+            }
+            table.map(|t| (t, columns))
+        })
+    };
+    match parsed {
+        Some((table, columns)) => key_field(&table, &columns),
+        // An expression index names no columns; both backends name the index.
+        None => db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()),
+    }
+}
+
+/// The request field a unique key of several columns concerns: the one the
+/// caller chose, the rest being the context (the facility and department of
+/// a slot's start). A key of one column is that column.
+fn key_field(table: &str, columns: &[String]) -> String {
+    let chosen = match (table, columns.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
+        ("slot", ["facility_id", "department", "starts_at"]) => "starts_at",
+        ("appointment", ["slot_id", "patient_id"]) => "slot_id",
+        ("faq", ["topic", "question_en"]) => "question_en",
+        ("hims_ref", ["kind", "fhir_id"]) => "fhir_id",
+        ("hims_ref", ["kind", "local_id"]) => "local_id",
+        ("family_link", ["patient_id", "relative_id"]) => "relative_id",
+        (_, [one]) => one,
+        _ => return columns.join(", "),
+    };
+    chosen.to_owned()
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -41,7 +41,7 @@ impl Store {
         .execute(pool)
         .await
         .map(|_| ()))
-        .map_err(StoreError::from_sqlx)
+        .map_err(StoreError::refers_to("scheme_code"))
     }
 
     /// The schemes a patient or anyone of their family is mapped to.
