@@ -580,6 +580,11 @@ async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
     let t2 = now + Duration::minutes(9);
     let c = store.update_contact("c-1", &ContactChange::Ended, t2).await.unwrap();
     assert_eq!(c.status, ContactStatus::WrapUp);
+    // Owed a disposition by the staff who worked on it, from when it ended.
+    let owed = store.contacts_to_wrap_up(asha.staff_id, now).await.unwrap();
+    assert_eq!(owed.iter().map(|c| c.contact_id.as_str()).collect::<Vec<_>>(), vec!["c-1"]);
+    assert!(store.contacts_to_wrap_up(doctor.staff_id, now).await.unwrap().is_empty(), "not on contact_staff");
+    assert!(store.contacts_to_wrap_up(asha.staff_id, t2 + Duration::seconds(1)).await.unwrap().is_empty());
     // An ended call cannot be abandoned.
     assert!(matches!(store.update_contact("c-1", &ContactChange::Abandoned, t2).await, Err(StoreError::Refused(_))));
     let c = store
@@ -591,6 +596,7 @@ async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
         .await
         .unwrap();
     assert_eq!((c.status, c.disposition.as_deref()), (ContactStatus::Ended, Some("escalated")));
+    assert!(store.contacts_to_wrap_up(asha.staff_id, now).await.unwrap().is_empty(), "wrapped up");
     assert_eq!(store.contacts_of_patient(kamla.patient_id).await.unwrap().len(), 1);
     assert_eq!(store.contacts_between(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap().len(), 1);
     assert!(matches!(store.update_contact("nope", &ContactChange::Ended, t2).await, Err(StoreError::NotFound)));
@@ -598,7 +604,9 @@ async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
     let chat = NewContact { channel: Some(Channel::Chat), language: "en".into(), ..Default::default() };
     store.create_contact("c-3", &chat, "hash-3", now).await.unwrap();
     let m1 = store.add_chat_message("c-3", "patient", None, "Is GTB open on Sunday?", now).await.unwrap();
-    store.add_chat_message("c-3", "staff", Some(asha.staff_id), "Emergency is open 24x7.", now).await.unwrap();
+    let m2 = store.add_chat_message("c-3", "staff", Some(asha.staff_id), "Emergency is open 24x7.", now).await.unwrap();
+    assert_eq!(store.last_chat_message_id("c-3").await.unwrap(), Some(m2.chat_message_id));
+    assert_eq!(store.last_chat_message_id("c-1").await.unwrap(), None, "a call has no messages");
     assert_eq!(store.chat_messages("c-3", 0).await.unwrap().len(), 2);
     let after = store.chat_messages("c-3", m1.chat_message_id).await.unwrap();
     assert_eq!(after.iter().map(|m| m.sender.as_str()).collect::<Vec<_>>(), vec!["staff"]);
