@@ -38,7 +38,7 @@ const BYE_WAIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for calls to send their BYEs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long start waits for rsipstack's TCP listener to accept.
-const TCP_READY: Duration = Duration::from_secs(3);
+const TCP_READY: Duration = Duration::from_secs(5);
 
 fn stack_err(e: rsipstack::Error) -> SipError {
     SipError::Stack(e.to_string())
@@ -91,8 +91,15 @@ pub(super) async fn start(
 ) -> Result<SocketAddr, SipError> {
     let stack_cancel = CancellationToken::new();
     let transport = TransportLayer::new(stack_cancel.clone());
+    // Port 0: a port free for both UDP and TCP (an ephemeral UDP port can be
+    // some TCP connection's local port), so that both transports share it.
+    let mut config = config;
+    if config.listen.port() == 0 {
+        config.listen.set_port(free_udp_and_tcp_port(config.listen.ip())?);
+    }
+    let listen = config.listen;
     let listen_err =
-        |e: rsipstack::Error| SipError::Listen { addr: config.listen, source: std::io::Error::other(e.to_string()) };
+        |e: rsipstack::Error| SipError::Listen { addr: listen, source: std::io::Error::other(e.to_string()) };
     // UDP first, so port 0 is resolved before TCP binds the same number.
     let udp = UdpConnection::create_connection(config.listen, None, Some(stack_cancel.child_token()))
         .await
@@ -769,4 +776,21 @@ impl CallTask {
             debug!(id = %self.id, "event after the receiver was dropped");
         }
     }
+}
+
+/// A port on `ip` where both a UDP socket and a TCP listener bind now.
+fn free_udp_and_tcp_port(ip: std::net::IpAddr) -> Result<u16, SipError> {
+    let mut last = None;
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind((ip, 0))?;
+        let port = udp.local_addr()?.port();
+        match std::net::TcpListener::bind((ip, port)) {
+            Ok(_) => return Ok(port),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(SipError::Listen {
+        addr: SocketAddr::new(ip, 0),
+        source: last.unwrap_or_else(|| std::io::Error::other("no port free for both UDP and TCP")),
+    })
 }
