@@ -489,7 +489,7 @@ async fn tier_two_consult_prescribes_by_the_rules_books_a_follow_up_mails_it_and
     let end: chrono::DateTime<chrono::Utc> = booked[0]["slot"]["ends_at"].as_str().unwrap().parse().unwrap();
     assert!(ics.contains(&format!("DTSTART:{}", start.format("%Y%m%dT%H%M%SZ"))), "{ics}");
     assert!(ics.contains(&format!("DTEND:{}", end.format("%Y%m%dT%H%M%SZ"))), "{ics}");
-    assert!(ics.contains("ATTENDEE;CN=Fatima Begum") && ics.contains("mailto:fatima.begum@example.in"), "{ics}");
+    assert!(ics.contains("ATTENDEE;CN=\"Fatima Begum\"") && ics.contains("mailto:fatima.begum@example.in"), "{ics}");
     assert!(ics.contains("LOCATION:Lok Nayak Hospital"), "{ics}");
     assert!(mail.text.contains("AMOXICILLIN 500 mg: 1 capsule three times a day, 5 days"), "{}", mail.text);
     assert!(!mail.text.contains("ALPRAZOLAM"), "{}", mail.text);
