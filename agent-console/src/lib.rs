@@ -9,12 +9,14 @@
 //! - [`server`]: `run(listener, state, shutdown)`: serves until shutdown, with background tasks.
 //! - [`http`]: the routers, auth extractors, problem-details errors, pages.
 //! - [`store`]: the database on SQLite or PostgreSQL, with migrations.
+//! - [`access`]: the one rule for patient data (pure).
 //! - [`accounts`]: creating staff accounts (CLI and API).
 //! - [`auth`]: password hashing, session tokens, login throttling.
 //! - [`demo`]: the demo roster for `careline serve --demo`.
 //! - [`dispatch`]: ambulance requests to the dispatch webhook, retried and never given up; the wallboard's alarm.
 //! - [`config`], [`i18n`], [`metrics`], [`time`]: settings, Hindi/English words, Prometheus, IST.
 
+pub mod access;
 pub mod accounts;
 pub mod auth;
 pub mod captions;

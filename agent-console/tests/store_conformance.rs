@@ -19,7 +19,9 @@ use agent_console::store::{
     AmbulanceRequest, ComplaintCategory, ConsultNote, Delivery, Faq, NewFacility, RoutingEventRow, Scheme,
     StoredPrescription, UNNAMED_REFERENCE,
 };
-use agent_console::store::{Channel, ConsultRecord, ContactChange, ContactStatus, HimsKind, NewCaption, NewContact};
+use agent_console::store::{
+    Channel, ConsultRecord, ContactChange, ContactStatus, HimsKind, NewCaption, NewContact, RecordWrite,
+};
 use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use sqlx::Connection;
 
@@ -125,6 +127,8 @@ conformance!(
     reference_data_upserts_update_in_place,
     shifts_secrets_audit_and_mail_read_back,
     ambulance_requests_keep_their_delivery,
+    a_routing_event_and_its_record_change_are_written_together,
+    patient_access_facts_list_every_relation,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -819,6 +823,120 @@ async fn routing_events_come_back_in_the_order_logged(store: &Store, _url: &str)
     assert_eq!(store.routing_events_since(t0 - Duration::hours(1)).await.unwrap(), vec![arrived.clone(), accepted]);
     assert_eq!(store.routing_events_since(t0 - Duration::hours(3)).await.unwrap()[0], old);
     assert!(store.routing_events_since(t0 + Duration::hours(1)).await.unwrap().is_empty());
+}
+
+async fn a_routing_event_and_its_record_change_are_written_together(store: &Store, _url: &str) {
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let t0 = now();
+    let row = |kind: &str, contact: &str| RoutingEventRow {
+        at: t0,
+        kind: kind.into(),
+        contact_id: Some(contact.to_owned()),
+        agent_id: None,
+        body: format!(r#"{{"type":"{kind}"}}"#),
+    };
+    let new = NewContact { channel: Some(Channel::Chat), language: "hi".into(), ..Default::default() };
+    let create = RecordWrite::Create { contact_id: "c-1".into(), new: new.clone(), token_hash: "hash-1".into() };
+    assert_eq!(create.contact_id(), Some("c-1"));
+    store.log_routing_event("node-a", &row("contact_arrived", "c-1"), &create).await.unwrap();
+    assert_eq!(store.contact("c-1").await.unwrap().status, ContactStatus::Waiting);
+    assert_eq!(store.routing_events_since(t0 - Duration::seconds(1)).await.unwrap().len(), 1);
+    // The same contact again: the insert fails, and the event is not logged either.
+    let again = store.log_routing_event("node-a", &row("contact_arrived", "c-1"), &create).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(store.routing_events_since(t0 - Duration::seconds(1)).await.unwrap().len(), 1, "neither");
+    // A change with its staff member.
+    let answer = RecordWrite::Change {
+        contact_id: "c-1".into(),
+        change: ContactChange::Answered { by: asha.staff_id },
+        staff: Some(asha.staff_id),
+    };
+    store.log_routing_event("node-a", &row("accepted", "c-1"), &answer).await.unwrap();
+    let c = store.contact("c-1").await.unwrap();
+    assert_eq!((c.status, c.answered_by), (ContactStatus::Connected, Some(asha.staff_id)));
+    assert!(store.works_on_contact(asha.staff_id, "c-1").await.unwrap());
+    // A change the record's status refuses writes nothing, the event included.
+    let abandon = RecordWrite::Change { contact_id: "c-1".into(), change: ContactChange::Abandoned, staff: None };
+    let refused = store.log_routing_event("node-a", &row("abandoned", "c-1"), &abandon).await;
+    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert_eq!(store.routing_events_since(t0 - Duration::seconds(1)).await.unwrap().len(), 2);
+    assert_eq!(store.contact("c-1").await.unwrap().status, ContactStatus::Connected);
+    // Nothing to write: the event alone; and a write on its own.
+    store.log_routing_event("node-a", &row("tick", "c-1"), &RecordWrite::Nothing).await.unwrap();
+    assert_eq!(store.routing_events_since(t0 - Duration::seconds(1)).await.unwrap().len(), 3);
+    let end = RecordWrite::Change { contact_id: "c-1".into(), change: ContactChange::Ended, staff: None };
+    store.write_contact(&end, t0).await.unwrap();
+    assert_eq!(store.contact("c-1").await.unwrap().status, ContactStatus::WrapUp);
+    assert!(matches!(store.write_contact(&abandon, t0).await, Err(StoreError::Refused(_))));
+}
+
+async fn patient_access_facts_list_every_relation(store: &Store, _url: &str) {
+    use agent_console::access::{ContactFact, Facts, Link};
+    demo_desk(store).await;
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let ravi = store.create_staff(&new_staff("ravi", Role::Operator)).await.unwrap();
+    let kamla = store.create_patient(&new_patient("Kamla Devi", "9810000001")).await.unwrap();
+    let raju = store.create_patient(&new_patient("Raju", "9810000002")).await.unwrap();
+    let other = store.create_patient(&new_patient("Someone Else", "9810000003")).await.unwrap();
+    store.link_family(kamla.patient_id, raju.patient_id, "son", "mother").await.unwrap();
+    let t0 = now();
+    let chat = NewContact { channel: Some(Channel::Chat), language: "hi".into(), ..Default::default() };
+    // c-1 is Kamla's, worked on by asha; on c-2 asha found `other` by a lookup.
+    store.create_contact("c-1", &chat, "hash-1", t0).await.unwrap();
+    store.update_contact("c-1", &ContactChange::Identified { patient: kamla.patient_id }, t0).await.unwrap();
+    store.add_contact_staff("c-1", asha.staff_id, t0).await.unwrap();
+    store.create_contact("c-2", &chat, "hash-2", t0).await.unwrap();
+    store.add_contact_staff("c-2", asha.staff_id, t0).await.unwrap();
+    store.add_contact_lookup("c-2", asha.staff_id, other.patient_id, t0).await.unwrap();
+    store.add_contact_lookup("c-2", asha.staff_id, other.patient_id, t0).await.unwrap();
+    assert!(matches!(
+        store.add_contact_lookup("c-404", asha.staff_id, other.patient_id, t0).await,
+        Err(StoreError::InvalidReference(_))
+    ));
+    let fact =
+        |id: &str, link| ContactFact { contact_id: id.into(), status: ContactStatus::Waiting, ended_at: None, link };
+    let facts = |staff, patient| store.patient_access_facts(staff, false, patient, t0);
+    assert_eq!(facts(asha.staff_id, kamla.patient_id).await.unwrap().contacts, vec![fact("c-1", Link::Patient)]);
+    assert_eq!(facts(asha.staff_id, raju.patient_id).await.unwrap().contacts, vec![fact("c-1", Link::Relative)]);
+    assert_eq!(facts(asha.staff_id, other.patient_id).await.unwrap().contacts, vec![fact("c-2", Link::LookedUp)]);
+    assert_eq!(facts(ravi.staff_id, kamla.patient_id).await.unwrap(), Facts::default());
+    assert!(store.patient_access_facts(ravi.staff_id, true, kamla.patient_id, t0).await.unwrap().supervisor);
+
+    // A complaint task ravi holds, and a follow-up he booked, open Kamla to him.
+    let complaint = store
+        .create_complaint(
+            &NewComplaint {
+                category: store.complaint_categories().await.unwrap()[0].code.clone(),
+                facility_id: None,
+                patient_id: Some(kamla.patient_id),
+                contact_id: None,
+                description: "The pharmacy had no insulin".into(),
+                created_by: asha.staff_id,
+            },
+            t0,
+        )
+        .await
+        .unwrap();
+    store
+        .add_complaint_task(complaint.complaint_id, "call her back", t0 + Duration::days(2), ravi.staff_id, t0)
+        .await
+        .unwrap();
+    assert_eq!(facts(ravi.staff_id, kamla.patient_id).await.unwrap().tasks, vec![complaint.ticket.clone()]);
+    // Break the glass: the audit entry is the record of it.
+    let entry = store
+        .append_audit(&NewAudit {
+            staff_id: Some(ravi.staff_id),
+            action: agent_console::store::BREAK_GLASS_ACTION.into(),
+            patient_id: Some(raju.patient_id),
+            contact_id: None,
+            detail: "mother on the line".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(facts(ravi.staff_id, raju.patient_id).await.unwrap().broke_glass_at, Some(entry.created_at));
+    let listed = store.audit_by_action(agent_console::store::BREAK_GLASS_ACTION, 10).await.unwrap();
+    assert_eq!(listed, vec![entry]);
+    assert!(store.audit_by_action("nothing.like.this", 10).await.unwrap().is_empty());
 }
 
 async fn prescriptions_and_consult_notes_round_trip(store: &Store, _url: &str) {

@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::presence::{Presence, PresenceGuard};
 pub use self::redis::RedisRouting;
 use self::redis::{RedisBacking, Relayed, publish_updates};
-use crate::store::{RoutingEventRow, Store};
+use crate::store::{RecordWrite, RoutingEventRow, Store, StoreError};
 pub use roster::{roster_and_shift_names_around, roster_around};
 pub use update::Update;
 use update::at;
@@ -191,6 +191,18 @@ impl Center {
 
     /// Applies `event` now: logs it, and publishes what the engine decided.
     pub async fn handle(&self, event: Event) -> Result<Vec<Action>, CenterError> {
+        self.handle_recording(event, RecordWrite::Nothing).await
+    }
+
+    /// Applies `event` now and makes the contact record's change that goes
+    /// with it, only if the engine accepts the event. With the `Local`
+    /// backing the change is written in the same transaction as the event's
+    /// log row (write-ahead: both or neither, then the decisions go out), so
+    /// after any crash the records agree with the engine restored from the
+    /// log. With Redis the stream is the routing state and the record is
+    /// written after the entry is applied; a failed write there is a 500
+    /// and an error in the log.
+    pub async fn handle_recording(&self, event: Event, write: RecordWrite) -> Result<Vec<Action>, CenterError> {
         let now = Utc::now();
         let actions = match &self.inner.backing {
             Backing::Local(local) => {
@@ -204,13 +216,18 @@ impl Center {
                 }
                 let Some(engine) = guard.as_mut() else { unreachable!("rebuilt above") };
                 let actions = engine.handle(now.timestamp_millis(), event.clone())?;
-                if (!matches!(event, Event::Tick) || !actions.is_empty())
-                    && let Err(e) = self.log(now, &event).await
+                if (!matches!(event, Event::Tick) || !actions.is_empty() || write != RecordWrite::Nothing)
+                    && let Err(e) = self.log(now, &event, &write).await
                 {
                     // What the engine decided is not in the log: drop that engine before any of
                     // its decisions goes out; the next event rebuilds it from the log.
-                    tracing::error!(error = %e, "routing event not logged; the engine will be rebuilt from the log");
                     *guard = None;
+                    if let StoreError::Refused(why) = e {
+                        // The record does not allow the change (it moved on): nothing was written.
+                        tracing::warn!(%why, "routing event refused by the contact record; the engine will be rebuilt");
+                        return Err(CenterError::Store(StoreError::Refused(why)));
+                    }
+                    tracing::error!(error = %e, "routing event not logged; the engine will be rebuilt from the log");
                     return Err(CenterError::Unavailable(format!("the routing event could not be recorded: {e}")));
                 }
                 drop(guard);
@@ -234,7 +251,13 @@ impl Center {
                 };
                 self.carry_out(&submitted.applied).await;
                 drop(guard);
-                submitted.result?
+                let actions = submitted.result?;
+                if write != RecordWrite::Nothing {
+                    self.inner.store.write_contact(&write, now).await.inspect_err(|e| {
+                        tracing::error!(error = %e, contact = ?write.contact_id(), "routing entry applied, record not written");
+                    })?;
+                }
+                actions
             }
         };
         self.inner.wake.notify_one();
@@ -242,7 +265,7 @@ impl Center {
     }
 
     /// Appends `event`, applied at `at`, to the store's history.
-    async fn log(&self, at: DateTime<Utc>, event: &Event) -> crate::store::Result<()> {
+    async fn log(&self, at: DateTime<Utc>, event: &Event, write: &RecordWrite) -> crate::store::Result<()> {
         let (kind, contact_id, agent_id) = describe(event);
         let row = RoutingEventRow {
             at,
@@ -251,7 +274,7 @@ impl Center {
             agent_id,
             body: serde_json::to_string(event).expect("events serialize"),
         };
-        self.inner.store.append_routing_event(&self.inner.node, &row).await
+        self.inner.store.log_routing_event(&self.inner.node, &row, write).await
     }
 
     /// Carries out this node's entries among `applied` (other nodes carry
@@ -266,7 +289,7 @@ impl Center {
             // With Redis the stream is the routing state, and every replica already
             // applied this entry; the row is the store's history (reports), so a
             // failed write is logged and the actions still carried out.
-            if let Err(e) = self.log(at(a.at), &a.event).await {
+            if let Err(e) = self.log(at(a.at), &a.event, &RecordWrite::Nothing).await {
                 tracing::error!(error = %e, entry = %a.id, "routing event not written to the store's history");
             }
             for action in actions {

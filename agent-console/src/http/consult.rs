@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::contacts::{on_contact, party};
+use super::contacts::{on_contact, party_reading};
 use super::error::{ApiError, FieldError, Result};
 use super::json::ApiJson;
 use super::{AppState, AuthUser};
@@ -243,7 +243,7 @@ async fn read_note(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<crate::store::ConsultNote>> {
-    party(&store, &id, None, Some(user)).await?;
+    party_reading(&store, &id, None, Some(user), "contact.consult").await?;
     store
         .consult_note(&id)
         .await?
@@ -269,7 +269,7 @@ async fn fhir_bundle(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>> {
     let staff_id = user.staff.staff_id;
-    party(&store, &id, None, Some(user)).await?;
+    party_reading(&store, &id, None, Some(user), "contact.fhir").await?;
     let consult = gather_consult(&store, &id, staff_id).await?;
     Ok(axum::Json(crate::hims::consult_bundle(&consult)))
 }

@@ -17,11 +17,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, FieldError, Result};
-use super::json::{ApiJson, ApiQuery};
+use super::json::ApiJson;
 use super::{AppState, AuthUser, StaffOnDuty};
 use crate::auth::token_hash;
 use crate::center::Update;
-use crate::store::{ChatMessage, Contact, ContactChange, Role, Staff, StaffId, Store, StoreError};
+use crate::store::{ChatMessage, Contact, ContactChange, RecordWrite, Role, Staff, StaffId, Store, StoreError};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -95,16 +95,6 @@ where
     }
 }
 
-/// Whether the patient (by token) or a staff member on the contact (or a supervisor) may see it.
-pub(super) async fn may_see_contact(
-    store: &Store,
-    id: &str,
-    token: Option<&str>,
-    user: Option<AuthUser>,
-) -> Result<()> {
-    party(store, id, token, user).await.map(|_| ())
-}
-
 /// Who is asking about a contact: its patient (by token) or a staff member who works on it.
 pub(super) enum Party {
     Patient,
@@ -127,13 +117,56 @@ pub(super) async fn party(store: &Store, id: &str, token: Option<&str>, user: Op
     let Some(user) = user else {
         return Err(ApiError::Unauthorized);
     };
-    store.contact(id).await.map_err(not_found(id))?;
+    let contact = store.contact(id).await.map_err(not_found(id))?;
     let staff = user.staff;
-    if staff.role == Role::Supervisor || store.works_on_contact(staff.staff_id, id).await? {
-        Ok(Party::Staff(staff))
-    } else {
-        Err(ApiError::Forbidden("only staff working on this contact may see it".into()))
+    if staff.role == Role::Supervisor {
+        return Ok(Party::Staff(staff));
     }
+    // The contact's own staff while it is live and for a while after (the
+    // patient-data rule's window); after that, only what opens its patient.
+    let now = Utc::now();
+    if crate::access::contact_is_open(contact.status, contact.ended_at, now)
+        && store.works_on_contact(staff.staff_id, id).await?
+    {
+        return Ok(Party::Staff(staff));
+    }
+    if staff.role != Role::Admin
+        && let Some(patient) = contact.patient_id
+    {
+        let facts = store.patient_access_facts(staff.staff_id, false, patient, now).await?;
+        if crate::access::decide(&facts, Some(id), now).is_some() {
+            return Ok(Party::Staff(staff));
+        }
+    }
+    Err(ApiError::Forbidden(format!(
+        "only staff working on this contact may see it, until {} minutes after it ends",
+        crate::access::RECENT.num_minutes()
+    )))
+}
+
+/// [`party`], and for staff an audit entry of the read (`action`), with the
+/// contact's patient when it is identified: contacts carry patient data.
+pub(super) async fn party_reading(
+    store: &Store,
+    id: &str,
+    token: Option<&str>,
+    user: Option<AuthUser>,
+    action: &str,
+) -> Result<Party> {
+    let who = party(store, id, token, user).await?;
+    if let Party::Staff(staff) = &who {
+        let patient = store.contact(id).await.map_err(not_found(id))?.patient_id;
+        store
+            .append_audit(&crate::store::NewAudit {
+                staff_id: Some(staff.staff_id),
+                action: action.into(),
+                patient_id: patient,
+                contact_id: Some(id.to_owned()),
+                detail: String::new(),
+            })
+            .await?;
+    }
+    Ok(who)
 }
 
 pub(super) fn status_update(c: &Contact) -> Option<Update> {
@@ -158,11 +191,12 @@ pub(super) fn message_update(m: &ChatMessage) -> Option<Update> {
     })
 }
 
-/// A contact's record, for staff working on it.
+/// A contact's record, for staff working on it (until 30 minutes after it
+/// ends) and supervisors. Audited.
 #[utoipa::path(get, path = "/api/contacts/{id}", tag = "contacts", params(("id" = String, Path)),
     responses((status = 200, body = Contact), (status = 401), (status = 403), (status = 404)))]
 async fn contact(State(store): State<Store>, user: AuthUser, Path(id): Path<String>) -> Result<axum::Json<Contact>> {
-    party(&store, &id, None, Some(user)).await?;
+    party_reading(&store, &id, None, Some(user), "contact.read").await?;
     Ok(axum::Json(store.contact(&id).await?))
 }
 
@@ -174,15 +208,18 @@ async fn accept(
     StaffOnDuty(staff): StaffOnDuty,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Contact>> {
-    state.center.handle(Event::Accept { agent: AgentId(staff.staff_id.0), contact: ContactId(id.clone()) }).await?;
-    let now = Utc::now();
-    state.store.add_contact_staff(&id, staff.staff_id, now).await?;
     let change = if staff.role == Role::Doctor {
         ContactChange::DoctorJoined { doctor: staff.staff_id }
     } else {
         ContactChange::Answered { by: staff.staff_id }
     };
-    let contact = state.store.update_contact(&id, &change, now).await?;
+    // The answer and the routing event in one transaction (see `Center::handle_recording`).
+    let record = RecordWrite::Change { contact_id: id.clone(), change, staff: Some(staff.staff_id) };
+    state
+        .center
+        .handle_recording(Event::Accept { agent: AgentId(staff.staff_id.0), contact: ContactId(id.clone()) }, record)
+        .await?;
+    let contact = state.store.contact(&id).await?;
     state.center.publish(Update::Connected { contact: id, agent: staff.staff_id.0 });
     Ok(axum::Json(contact))
 }
@@ -217,8 +254,8 @@ async fn end(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     on_contact(&state.store, staff.staff_id, &id).await?;
-    state.center.handle(Event::End { contact: ContactId(id.clone()) }).await?;
-    state.store.update_contact(&id, &ContactChange::Ended, Utc::now()).await?;
+    let record = RecordWrite::Change { contact_id: id.clone(), change: ContactChange::Ended, staff: None };
+    state.center.handle_recording(Event::End { contact: ContactId(id.clone()) }, record).await?;
     state.center.publish(Update::Ended { contact: id });
     Ok(StatusCode::NO_CONTENT)
 }
@@ -260,12 +297,16 @@ async fn escalate(
     }
     on_contact(&state.store, staff.staff_id, &id).await?;
     let urgent = input.urgent;
+    let record = RecordWrite::Change {
+        contact_id: id.clone(),
+        change: ContactChange::Escalated { specialty: specialty.clone() },
+        staff: None,
+    };
     state
         .center
-        .handle(Event::Escalate { contact: ContactId(id.clone()), specialty: specialty.clone(), urgent })
+        .handle_recording(Event::Escalate { contact: ContactId(id.clone()), specialty, urgent }, record)
         .await?;
     let now = Utc::now();
-    state.store.update_contact(&id, &ContactChange::Escalated { specialty }, now).await?;
     let note = format!("Escalated by {}: {}", staff.display_name, input.note.trim());
     state.store.add_chat_message(&id, "system", Some(staff.staff_id), &note, now).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -312,15 +353,16 @@ async fn wrap_up(
     // already ran out the engine made the agent ready itself, and the
     // disposition is still recorded; anything else (routing unavailable)
     // fails the request before the record is written, so a retry is safe.
-    match state.center.handle(Event::WrapUpDone { agent: AgentId(staff.staff_id.0) }).await {
-        Ok(_) | Err(crate::center::CenterError::Routing(RoutingError::NotInWrapUp(_))) => {}
+    let change = ContactChange::WrappedUp { disposition: input.disposition, note };
+    let record = RecordWrite::Change { contact_id: id.clone(), change: change.clone(), staff: None };
+    match state.center.handle_recording(Event::WrapUpDone { agent: AgentId(staff.staff_id.0) }, record).await {
+        Ok(_) => {}
+        Err(crate::center::CenterError::Routing(RoutingError::NotInWrapUp(_))) => {
+            state.store.update_contact(&id, &change, Utc::now()).await?;
+        }
         Err(e) => return Err(e.into()),
     }
-    let contact = state
-        .store
-        .update_contact(&id, &ContactChange::WrappedUp { disposition: input.disposition, note }, Utc::now())
-        .await?;
-    Ok(axum::Json(contact))
+    Ok(axum::Json(state.store.contact(&id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -329,7 +371,8 @@ struct IdentifyInput {
     patient_id: i64,
 }
 
-/// Records who the caller is (after the operator identified them).
+/// Records who the caller is (after the operator identified them): a
+/// patient open to you by the patient-data rule, e.g. found from this contact.
 #[utoipa::path(post, path = "/api/contacts/{id}/patient", tag = "contacts", params(("id" = String, Path)),
     request_body = IdentifyInput,
     responses((status = 200, body = Contact), (status = 401), (status = 403), (status = 404)))]
@@ -341,43 +384,29 @@ async fn identify(
 ) -> Result<axum::Json<Contact>> {
     on_contact(&store, staff.staff_id, &id).await?;
     let patient = crate::store::PatientId(input.patient_id);
-    store.patient(patient).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound(format!("patient {}", input.patient_id)),
-        other => other.into(),
-    })?;
-    Ok(axum::Json(store.update_contact(&id, &ContactChange::Identified { patient }, Utc::now()).await?))
+    // Only a patient open to this operator (found or registered from this
+    // contact, say) may be named: naming one opens their record.
+    let grant = super::access::check_patient(&store, &staff, patient, Some(&id)).await?;
+    let contact = store.update_contact(&id, &ContactChange::Identified { patient }, Utc::now()).await?;
+    super::access::audit(&store, &staff, "contact.identify", patient, Some(id), &grant).await?;
+    Ok(axum::Json(contact))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ContactParam {
     /// The contact on whose behalf the record is read.
+    #[allow(dead_code)] // read by the `PatientData` extractor
     contact: Option<String>,
 }
 
-/// A patient's past contacts with the helpline, latest first. Audited as a read of the record.
+/// A patient's past contacts with the helpline, latest first. Open by the
+/// patient-data rule; audited as a read of the record.
 #[utoipa::path(get, path = "/api/patients/{id}/contacts", tag = "contacts", params(("id" = i64, Path), ContactParam),
     responses((status = 200, body = [Contact]), (status = 401), (status = 403), (status = 404)))]
 async fn patient_contacts(
     State(store): State<Store>,
-    StaffOnDuty(staff): StaffOnDuty,
-    Path(id): Path<i64>,
-    ApiQuery(q): ApiQuery<ContactParam>,
+    access: super::access::PatientData<super::access::action::Contacts>,
 ) -> Result<axum::Json<Vec<Contact>>> {
-    super::patients::may_read_patients(&store, &staff, q.contact.as_deref()).await?;
-    let patient = crate::store::PatientId(id);
-    store.patient(patient).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound(format!("patient {id}")),
-        other => other.into(),
-    })?;
-    store
-        .append_audit(&crate::store::NewAudit {
-            staff_id: Some(staff.staff_id),
-            action: "patient.contacts".into(),
-            patient_id: Some(patient),
-            contact_id: q.contact,
-            detail: String::new(),
-        })
-        .await?;
-    Ok(axum::Json(store.contacts_of_patient(patient).await?))
+    Ok(axum::Json(store.contacts_of_patient(access.patient).await?))
 }

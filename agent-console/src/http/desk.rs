@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::access::{PatientData, action, check_patient, lookup_from};
 use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
 use super::{AppState, StaffOnDuty};
@@ -157,6 +158,7 @@ async fn faq(
 #[into_params(parameter_in = Query)]
 struct ContactParam {
     /// The contact on whose behalf the record is read; written to the audit log.
+    #[allow(dead_code)] // read by the `PatientData` extractor
     contact: Option<String>,
 }
 
@@ -165,14 +167,9 @@ struct ContactParam {
     responses((status = 200, body = [Scheme]), (status = 401), (status = 403), (status = 404)))]
 async fn patient_schemes(
     State(store): State<Store>,
-    StaffOnDuty(staff): StaffOnDuty,
-    Path(id): Path<i64>,
-    ApiQuery(ctx): ApiQuery<ContactParam>,
+    access: PatientData<action::Schemes>,
 ) -> Result<axum::Json<Vec<Scheme>>> {
-    super::patients::may_read_patients(&store, &staff, ctx.contact.as_deref()).await?;
-    store.patient(PatientId(id)).await.map_err(not_found(format!("patient {id}")))?;
-    audit(&store, &staff, "patient.schemes", Some(PatientId(id)), ctx.contact, String::new()).await?;
-    Ok(axum::Json(store.schemes_of_family(PatientId(id)).await?))
+    Ok(axum::Json(store.schemes_of_family(access.patient).await?))
 }
 
 /// Kinds of complaint and their service levels.
@@ -229,6 +226,9 @@ async fn create_complaint(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
+    if let Some(p) = input.patient_id {
+        check_patient(&store, &staff, PatientId(p), input.contact_id.as_deref()).await?;
+    }
     let complaint = store
         .create_complaint(
             &NewComplaint {
@@ -246,15 +246,59 @@ async fn create_complaint(
     Ok((StatusCode::CREATED, axum::Json(complaint)))
 }
 
-/// A complaint by its ticket number, with its follow-up tasks.
-#[utoipa::path(get, path = "/api/complaints/{ticket}", tag = "desk", params(("ticket" = String, Path)),
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ComplaintContext {
+    /// The live contact you act from (the caller quoted the ticket): it
+    /// opens the complaint, and its patient, to you on that contact.
+    contact: Option<String>,
+}
+
+/// Whether `staff` may see or change complaint `c`: supervisors; whoever
+/// registered it or holds one of its tasks; staff the patient-data rule lets
+/// in to its patient; or staff on a live contact where the caller quoted the
+/// ticket (a lookup: its patient then opens to them there). Audited as `action`.
+async fn check_complaint(
+    store: &Store,
+    staff: &crate::store::Staff,
+    c: &Complaint,
+    contact: Option<&str>,
+    action: &str,
+) -> Result<()> {
+    let mine = c.created_by == staff.staff_id || c.tasks.iter().any(|t| t.created_by == staff.staff_id);
+    let allowed = if staff.role == crate::store::Role::Supervisor || mine {
+        true
+    } else if let Some(p) = c.patient_id {
+        match check_patient(store, staff, p, contact).await {
+            Ok(_) => true,
+            Err(ApiError::Forbidden(_)) => false,
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    let from = if allowed { None } else { lookup_from(store, staff, contact).await? };
+    if let (Some(contact), Some(p)) = (&from, c.patient_id) {
+        store.add_contact_lookup(contact, staff.staff_id, p, Utc::now()).await?;
+    }
+    let contact = from.or(contact.map(str::to_owned));
+    audit(store, staff, action, c.patient_id, contact, c.ticket.clone()).await
+}
+
+/// A complaint by its ticket number, with its follow-up tasks: for whoever
+/// registered it or holds its task, staff its patient is open to,
+/// supervisors, or from the live contact where the caller quoted it. Audited.
+#[utoipa::path(get, path = "/api/complaints/{ticket}", tag = "desk", params(("ticket" = String, Path), ComplaintContext),
     responses((status = 200, body = Complaint), (status = 401), (status = 403), (status = 404)))]
 async fn complaint(
     State(store): State<Store>,
-    _staff: StaffOnDuty,
+    StaffOnDuty(staff): StaffOnDuty,
     Path(ticket): Path<String>,
+    ApiQuery(q): ApiQuery<ComplaintContext>,
 ) -> Result<axum::Json<Complaint>> {
-    Ok(axum::Json(store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?))
+    let c = store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?;
+    check_complaint(&store, &staff, &c, q.contact.as_deref(), "complaint.read").await?;
+    Ok(axum::Json(c))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -264,18 +308,19 @@ struct StatusInput {
 }
 
 /// Moves a complaint on (in progress, resolved, closed).
-#[utoipa::path(post, path = "/api/complaints/{ticket}/status", tag = "desk", params(("ticket" = String, Path)),
+#[utoipa::path(post, path = "/api/complaints/{ticket}/status", tag = "desk", params(("ticket" = String, Path), ComplaintContext),
     request_body = StatusInput,
     responses((status = 200, body = Complaint), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn set_complaint_status(
     State(store): State<Store>,
     StaffOnDuty(staff): StaffOnDuty,
     Path(ticket): Path<String>,
+    ApiQuery(q): ApiQuery<ComplaintContext>,
     ApiJson(input): ApiJson<StatusInput>,
 ) -> Result<axum::Json<Complaint>> {
     let c = store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?;
+    check_complaint(&store, &staff, &c, q.contact.as_deref(), "complaint.status").await?;
     let c = store.set_complaint_status(c.complaint_id, input.status, Utc::now()).await?;
-    audit(&store, &staff, "complaint.status", c.patient_id, None, format!("{} {}", c.ticket, c.status)).await?;
     Ok(axum::Json(c))
 }
 
@@ -288,13 +333,14 @@ struct TaskInput {
 }
 
 /// Adds a follow-up task to a complaint.
-#[utoipa::path(post, path = "/api/complaints/{ticket}/tasks", tag = "desk", params(("ticket" = String, Path)),
+#[utoipa::path(post, path = "/api/complaints/{ticket}/tasks", tag = "desk", params(("ticket" = String, Path), ComplaintContext),
     request_body = TaskInput,
     responses((status = 201, body = ComplaintTask), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn add_complaint_task(
     State(store): State<Store>,
     StaffOnDuty(staff): StaffOnDuty,
     Path(ticket): Path<String>,
+    ApiQuery(q): ApiQuery<ComplaintContext>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> Result<(StatusCode, axum::Json<ComplaintTask>)> {
     let now = Utc::now();
@@ -309,6 +355,7 @@ async fn add_complaint_task(
         return Err(ApiError::Invalid(errors));
     }
     let c = store.complaint_by_ticket(&ticket).await.map_err(not_found(format!("complaint {ticket}")))?;
+    check_complaint(&store, &staff, &c, q.contact.as_deref(), "complaint.task").await?;
     let task = store.add_complaint_task(c.complaint_id, input.note.trim(), input.due_at, staff.staff_id, now).await?;
     Ok((StatusCode::CREATED, axum::Json(task)))
 }
@@ -320,12 +367,18 @@ struct DueTask {
     task: ComplaintTask,
 }
 
-/// Follow-up tasks that are due now: the reminders.
+/// Your follow-up tasks that are due now: the reminders (supervisors see everyone's).
 #[utoipa::path(get, path = "/api/complaint-tasks/due", tag = "desk",
     responses((status = 200, body = [DueTask]), (status = 401), (status = 403)))]
-async fn due_tasks(State(store): State<Store>, _staff: StaffOnDuty) -> Result<axum::Json<Vec<DueTask>>> {
+async fn due_tasks(State(store): State<Store>, StaffOnDuty(staff): StaffOnDuty) -> Result<axum::Json<Vec<DueTask>>> {
     let due = store.due_complaint_tasks(Utc::now()).await?;
-    Ok(axum::Json(due.into_iter().map(|(ticket, task)| DueTask { ticket, task }).collect()))
+    let everyone = staff.role == crate::store::Role::Supervisor;
+    Ok(axum::Json(
+        due.into_iter()
+            .filter(|(_, task)| everyone || task.created_by == staff.staff_id)
+            .map(|(ticket, task)| DueTask { ticket, task })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -372,6 +425,7 @@ async fn book_appointment(
     ApiJson(input): ApiJson<BookingInput>,
 ) -> Result<(StatusCode, axum::Json<Appointment>)> {
     let store = &state.store;
+    check_patient(store, &staff, PatientId(input.patient_id), input.contact_id.as_deref()).await?;
     let patient =
         store.patient(PatientId(input.patient_id)).await.map_err(not_found(format!("patient {}", input.patient_id)))?;
     let now = Utc::now();
@@ -419,14 +473,9 @@ async fn book_appointment(
     responses((status = 200, body = [Appointment]), (status = 401), (status = 403), (status = 404)))]
 async fn patient_appointments(
     State(store): State<Store>,
-    StaffOnDuty(staff): StaffOnDuty,
-    Path(id): Path<i64>,
-    ApiQuery(ctx): ApiQuery<ContactParam>,
+    access: PatientData<action::Appointments>,
 ) -> Result<axum::Json<Vec<Appointment>>> {
-    super::patients::may_read_patients(&store, &staff, ctx.contact.as_deref()).await?;
-    store.patient(PatientId(id)).await.map_err(not_found(format!("patient {id}")))?;
-    audit(&store, &staff, "patient.appointments", Some(PatientId(id)), ctx.contact, String::new()).await?;
-    Ok(axum::Json(store.appointments_of(PatientId(id)).await?))
+    Ok(axum::Json(store.appointments_of(access.patient).await?))
 }
 
 /// Cancels a booked appointment and frees its place.
@@ -437,7 +486,8 @@ async fn cancel_appointment(
     StaffOnDuty(staff): StaffOnDuty,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Appointment>> {
-    store.appointment(id).await.map_err(not_found(format!("appointment {id}")))?;
+    let booked = store.appointment(id).await.map_err(not_found(format!("appointment {id}")))?;
+    check_patient(&store, &staff, booked.patient_id, booked.contact_id.as_deref()).await?;
     let appointment = store.cancel_appointment(id, Utc::now()).await?;
     audit(&store, &staff, "appointment.cancel", Some(appointment.patient_id), None, format!("appointment {id}"))
         .await?;

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::contacts::{MaybeUser, Party, party};
+use super::contacts::{MaybeUser, Party, party, party_reading};
 use super::error::{ApiError, Result};
 use super::json::ApiQuery;
 use super::patient_side::TokenQuery;
@@ -191,7 +191,7 @@ async fn transcript(
     Path(id): Path<String>,
     user: AuthUser,
 ) -> Result<axum::Json<Vec<crate::store::Caption>>> {
-    let Party::Staff(_) = party(&state.store, &id, None, Some(user)).await? else {
+    let Party::Staff(_) = party_reading(&state.store, &id, None, Some(user), "contact.transcript").await? else {
         return Err(ApiError::Forbidden("staff only".into()));
     };
     Ok(axum::Json(state.store.captions(&id).await?))

@@ -3,6 +3,7 @@
 //! Each module has its own `router()`; [`router`] merges them with the
 //! OpenAPI document that utoipa builds from the handlers' annotations.
 
+mod access;
 mod agent;
 mod ambulance;
 mod auth;
@@ -169,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(staff::router())
         .merge(patients::router())
+        .merge(access::router())
         .merge(roster::router())
         .merge(desk::router())
         .merge(patient_side::router())

@@ -16,14 +16,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::contacts::{MaybeUser, Party, message_update, party, status_update};
+use super::contacts::{MaybeUser, Party, message_update, party, party_reading, status_update};
 use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
 use super::live::{Reader, json_event, live, update_event};
 use super::patients::normalise_phone;
 use crate::auth::{new_token, token_hash};
 use crate::center::{CenterError, Update};
-use crate::store::{AbhaNumber, Channel, ChatMessage, ContactChange, ContactStatus, NewContact, Store};
+use crate::store::{AbhaNumber, Channel, ChatMessage, ContactChange, ContactStatus, NewContact, RecordWrite, Store};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -111,17 +111,21 @@ async fn start_contact(
 pub(crate) async fn open_contact(state: &AppState, new: &NewContact) -> Result<(String, String)> {
     let id = uuid::Uuid::new_v4().to_string();
     let token = new_token();
-    state.store.create_contact(&id, new, &token_hash(&token), Utc::now()).await?;
     let media = if new.channel == Some(Channel::Chat) { Media::Chat } else { Media::Voice };
+    // The record and the routing event in one transaction: a crash leaves both or neither.
+    let record = RecordWrite::Create { contact_id: id.clone(), new: new.clone(), token_hash: token_hash(&token) };
     state
         .center
-        .handle(Event::ContactArrived(RoutedContact {
-            id: ContactId(id.clone()),
-            media,
-            language: new.language.clone(),
-            emergency: new.emergency,
-            specialty: None,
-        }))
+        .handle_recording(
+            Event::ContactArrived(RoutedContact {
+                id: ContactId(id.clone()),
+                media,
+                language: new.language.clone(),
+                emergency: new.emergency,
+                specialty: None,
+            }),
+            record,
+        )
         .await?;
     let channel = new.channel.map(|c| c.to_string()).unwrap_or_default();
     tracing::info!(contact = %id, %channel, emergency = new.emergency, "contact started");
@@ -230,7 +234,7 @@ async fn messages(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<axum::Json<Vec<ChatMessage>>> {
-    party(&store, &id, q.token.as_deref(), user).await?;
+    party_reading(&store, &id, q.token.as_deref(), user, "contact.messages").await?;
     Ok(axum::Json(store.chat_messages(&id, q.after.unwrap_or(0)).await?))
 }
 
@@ -263,7 +267,13 @@ async fn send_message(
     }
     let (sender, staff) = match who {
         Party::Patient => ("patient", None),
-        Party::Staff(s) => ("staff", Some(s.staff_id)),
+        // Supervisors read any contact, but only those on it write into it.
+        Party::Staff(s) => {
+            if !state.store.works_on_contact(s.staff_id, &id).await? {
+                return Err(ApiError::Forbidden(format!("only staff on contact {id} write into it")));
+            }
+            ("staff", Some(s.staff_id))
+        }
     };
     let m = state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?;
     if let Some(u) = message_update(&m) {
@@ -281,8 +291,8 @@ async fn request_callback(
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<StatusCode> {
     let Party::Patient = party(&state.store, &id, q.token.as_deref(), None).await? else { unreachable!() };
-    state.center.handle(Event::RequestCallback { contact: ContactId(id.clone()) }).await?;
-    state.store.update_contact(&id, &ContactChange::CallbackRequested, Utc::now()).await?;
+    let record = RecordWrite::Change { contact_id: id.clone(), change: ContactChange::CallbackRequested, staff: None };
+    state.center.handle_recording(Event::RequestCallback { contact: ContactId(id.clone()) }, record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -302,13 +312,15 @@ async fn hang_up(
 /// The caller is gone: a waiting contact is abandoned, a connected one ends.
 pub(crate) async fn end_or_abandon(state: &AppState, id: &str) -> Result<()> {
     let contact = ContactId(id.to_owned());
-    match state.center.handle(Event::Abandon { contact: contact.clone() }).await {
-        Ok(_) => {
-            state.store.update_contact(id, &ContactChange::Abandoned, Utc::now()).await?;
-        }
+    let record = |change| RecordWrite::Change { contact_id: id.to_owned(), change, staff: None };
+    match state
+        .center
+        .handle_recording(Event::Abandon { contact: contact.clone() }, record(ContactChange::Abandoned))
+        .await
+    {
+        Ok(_) => {}
         Err(CenterError::Routing(RoutingError::Connected(_))) => {
-            state.center.handle(Event::End { contact }).await?;
-            state.store.update_contact(id, &ContactChange::Ended, Utc::now()).await?;
+            state.center.handle_recording(Event::End { contact }, record(ContactChange::Ended)).await?;
         }
         Err(e) => return Err(e.into()),
     }

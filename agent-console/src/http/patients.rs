@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::access::{PatientData, action, check_patient, lookup_from};
 use super::error::{ApiError, FieldError, Result};
 use super::json::{ApiJson, ApiQuery};
 use super::{AppState, Management, StaffOnDuty};
@@ -132,48 +133,55 @@ impl PatientInput {
     }
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RegisterQuery {
+    /// The live contact you register the caller from: the new record is then
+    /// open to you on it (as a lookup's results are).
+    contact: Option<String>,
+}
+
 /// Registers a patient with the helpline.
-#[utoipa::path(post, path = "/api/patients", tag = "patients", request_body = PatientInput,
+#[utoipa::path(post, path = "/api/patients", tag = "patients", request_body = PatientInput, params(RegisterQuery),
     responses((status = 201, body = Patient), (status = 401), (status = 403), (status = 409), (status = 422)))]
 async fn create_patient(
     State(store): State<Store>,
     StaffOnDuty(staff): StaffOnDuty,
+    ApiQuery(q): ApiQuery<RegisterQuery>,
     ApiJson(input): ApiJson<PatientInput>,
 ) -> Result<(StatusCode, axum::Json<Patient>)> {
     let new = input.validate()?;
+    let from = match q.contact.as_deref() {
+        Some(_) => lookup_from(&store, &staff, q.contact.as_deref()).await?,
+        None => None,
+    };
     let patient = store.create_patient(&new).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(field) => {
             ApiError::Conflict(format!("a patient with this {field} is already registered"))
         }
         other => other.into(),
     })?;
-    audit(&store, &staff, "patient.create", patient.patient_id, None).await?;
+    if let Some(contact) = &from {
+        store.add_contact_lookup(contact, staff.staff_id, patient.patient_id, chrono::Utc::now()).await?;
+    }
+    audit(&store, &staff, "patient.create", patient.patient_id, from).await?;
     Ok((StatusCode::CREATED, axum::Json(patient)))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ContactContext {
+pub(super) struct ContactContext {
     /// The contact (call or chat) on whose behalf the record is read; written to the audit log.
+    #[allow(dead_code)] // read by the `PatientData` extractor
     contact: Option<String>,
 }
 
-/// A patient's record, with family. Audited.
+/// A patient's record, with family. Open by the patient-data rule
+/// (`crate::access`); audited.
 #[utoipa::path(get, path = "/api/patients/{id}", tag = "patients", params(("id" = i64, Path), ContactContext),
     responses((status = 200, body = Patient), (status = 401), (status = 403), (status = 404)))]
-async fn read_patient(
-    State(store): State<Store>,
-    StaffOnDuty(staff): StaffOnDuty,
-    Path(id): Path<i64>,
-    ApiQuery(ctx): ApiQuery<ContactContext>,
-) -> Result<axum::Json<Patient>> {
-    may_read_patients(&store, &staff, ctx.contact.as_deref()).await?;
-    let patient = store.patient(PatientId(id)).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound => ApiError::NotFound(format!("patient {id}")),
-        other => other.into(),
-    })?;
-    audit(&store, &staff, "patient.read", patient.patient_id, ctx.contact).await?;
-    Ok(axum::Json(patient))
+async fn read_patient(State(store): State<Store>, access: PatientData<action::Read>) -> Result<axum::Json<Patient>> {
+    Ok(axum::Json(store.patient(access.patient).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -191,7 +199,9 @@ struct FindQuery {
 }
 
 /// Finds patients by exactly one key, in the HIMS (the built-in records or
-/// the FHIR server), with family. Each patient found is audited as read.
+/// the FHIR server), with family, from a live contact you work on
+/// (`contact`; supervisors need none). Each patient found is audited as read
+/// and becomes open to you on that contact.
 #[utoipa::path(get, path = "/api/patients", tag = "patients", params(FindQuery),
     responses((status = 200, body = [Patient]), (status = 401), (status = 403), (status = 422), (status = 502)))]
 async fn find_patients(
@@ -213,10 +223,15 @@ async fn find_patients(
     } else {
         PatientKey::HimsId(q.hims_id.clone().unwrap_or_default())
     };
-    may_read_patients(&store, &staff, q.contact.as_deref()).await?;
+    // Only a live contact's staff look up, and only what they find opens to them.
+    let from = lookup_from(&store, &staff, q.contact.as_deref()).await?;
     let found = hims.find_patients(&key).await?;
+    let now = chrono::Utc::now();
     for patient in &found {
-        audit(&store, &staff, "patient.lookup", patient.patient_id, q.contact.clone()).await?;
+        if let Some(contact) = &from {
+            store.add_contact_lookup(contact, staff.staff_id, patient.patient_id, now).await?;
+        }
+        audit(&store, &staff, "patient.lookup", patient.patient_id, from.clone().or(q.contact.clone())).await?;
     }
     Ok(axum::Json(found))
 }
@@ -237,10 +252,10 @@ pub(super) struct FamilyInput {
     responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn link_family(
     State(store): State<Store>,
-    StaffOnDuty(staff): StaffOnDuty,
-    Path(id): Path<i64>,
+    access: PatientData<action::FamilyLink>,
     ApiJson(input): ApiJson<FamilyInput>,
 ) -> Result<StatusCode> {
+    let (staff, id) = (&access.staff, access.patient.0);
     let mut errors = Vec::new();
     for (field, value) in [("relation", &input.relation), ("reverse_relation", &input.reverse_relation)] {
         if value.trim().is_empty() {
@@ -253,6 +268,8 @@ async fn link_family(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
+    // Both sides of the link must be open to whoever makes it.
+    let grant = check_patient(&store, staff, PatientId(input.relative_id), access.contact.as_deref()).await?;
     store
         .link_family(PatientId(id), PatientId(input.relative_id), input.relation.trim(), input.reverse_relation.trim())
         .await
@@ -260,7 +277,15 @@ async fn link_family(
             crate::store::StoreError::InvalidReference(_) => ApiError::NotFound("patient or relative".into()),
             other => other.into(),
         })?;
-    audit(&store, &staff, "patient.family.link", PatientId(id), None).await?;
+    super::access::audit(
+        &store,
+        staff,
+        "patient.family.link",
+        PatientId(input.relative_id),
+        access.contact.clone(),
+        &grant,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -273,19 +298,6 @@ async fn patient_audit(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Vec<AuditEntry>>> {
     Ok(axum::Json(store.audit_for_patient(PatientId(id)).await?))
-}
-
-/// Only staff working on a patient's contact may read patient records
-/// (supervisors, who review, may read any; every read is audited either way).
-pub(crate) async fn may_read_patients(store: &Store, staff: &Staff, contact: Option<&str>) -> Result<()> {
-    if staff.role == crate::store::Role::Supervisor {
-        return Ok(());
-    }
-    let refuse = || {
-        ApiError::Forbidden("patient records are read from a contact you are working on: pass it as `contact`".into())
-    };
-    let contact = contact.filter(|c| !c.is_empty()).ok_or_else(refuse)?;
-    if store.works_on_contact(staff.staff_id, contact).await? { Ok(()) } else { Err(refuse()) }
 }
 
 async fn audit(store: &Store, staff: &Staff, action: &str, patient: PatientId, contact: Option<String>) -> Result<()> {

@@ -95,7 +95,7 @@ async fn page(
         StoreError::NotFound => ApiError::NotFound(format!("prescription {id}")),
         other => other.into(),
     })?;
-    super::contacts::may_see_contact(&state.store, &rx.contact_id, q.token.as_deref(), user).await?;
+    super::contacts::party_reading(&state.store, &rx.contact_id, q.token.as_deref(), user, "prescription.read").await?;
     let sig = signature(&state.store, &rx).await?;
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:8080");
     let scheme = if state.settings.secure_cookies { "https" } else { "http" };

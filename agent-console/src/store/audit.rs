@@ -73,4 +73,18 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
+
+    /// The newest `limit` entries of one action (e.g. break-glass), newest first.
+    pub async fn audit_by_action(&self, action: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> = on_pool!(self, pool => sqlx::query_as(
+            "select audit_log_id, created_at, staff_id, action, patient_id, contact_id, detail \
+             from audit_log where action = $1 order by audit_log_id desc limit $2",
+        )
+        .bind(action)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
 }

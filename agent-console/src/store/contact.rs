@@ -142,6 +142,176 @@ pub enum ContactChange {
     Identified { patient: PatientId },
 }
 
+/// A value bound into one of the contact writes below.
+pub(super) enum Bind {
+    Text(String),
+    OptText(Option<String>),
+    I64(i64),
+    OptI64(Option<i64>),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+/// Binds `$binds` in order into the query `$q`, whichever backend it is for.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                $crate::store::contact::Bind::Text(v) => q.bind(v),
+                $crate::store::contact::Bind::OptText(v) => q.bind(v),
+                $crate::store::contact::Bind::I64(v) => q.bind(v),
+                $crate::store::contact::Bind::OptI64(v) => q.bind(v),
+                $crate::store::contact::Bind::Bool(v) => q.bind(v),
+                $crate::store::contact::Bind::Time(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+pub(super) use bind_all;
+
+/// The insert of a new, waiting contact.
+pub(super) fn insert_contact(
+    contact_id: &str,
+    new: &NewContact,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> (String, Vec<Bind>) {
+    let sql = "insert into contact (contact_id, channel, language, emergency, caller_phone, ehealth_card, \
+         abha_number, patient_id, location, status, patient_token_hash, created_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $11)"
+        .to_owned();
+    let binds = vec![
+        Bind::Text(contact_id.to_owned()),
+        Bind::Text(new.channel.unwrap_or(Channel::Webrtc).as_str().to_owned()),
+        Bind::Text(new.language.clone()),
+        Bind::Bool(new.emergency),
+        Bind::OptText(new.caller_phone.clone()),
+        Bind::OptText(new.ehealth_card.clone()),
+        Bind::OptText(new.abha_number.clone()),
+        Bind::OptI64(new.patient_id.map(|p| p.0)),
+        Bind::OptText(new.location.clone()),
+        Bind::Text(token_hash.to_owned()),
+        Bind::Time(now),
+    ];
+    (sql, binds)
+}
+
+/// The update of one change; it touches no row when the contact's status
+/// does not allow the change.
+pub(super) fn change_contact(id: &str, change: &ContactChange, now: DateTime<Utc>) -> (&'static str, Vec<Bind>) {
+    let mut binds = vec![Bind::Text(id.to_owned()), Bind::Time(now)];
+    let sql = match change {
+        ContactChange::Answered { by } => {
+            binds.push(Bind::I64(by.0));
+            "update contact set status = 'connected', answered_at = coalesce(answered_at, $2), \
+             answered_by = coalesce(answered_by, $3) where contact_id = $1"
+        }
+        ContactChange::Escalated { specialty } => {
+            binds.push(Bind::Text(specialty.clone()));
+            "update contact set tier = 2, specialty = $3, escalated_at = $2 where contact_id = $1"
+        }
+        ContactChange::DoctorJoined { doctor } => {
+            binds.push(Bind::I64(doctor.0));
+            "update contact set doctor_id = $3, status = 'connected', answered_at = coalesce(answered_at, $2) \
+             where contact_id = $1"
+        }
+        ContactChange::CallbackRequested => {
+            "update contact set status = 'callback' where contact_id = $1 and status = 'waiting' and $2 = $2"
+        }
+        ContactChange::Ended => {
+            "update contact set status = 'wrap_up', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
+             and status in ('waiting', 'connected', 'callback')"
+        }
+        ContactChange::Abandoned => {
+            "update contact set status = 'abandoned', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
+             and status in ('waiting', 'callback')"
+        }
+        ContactChange::WrappedUp { disposition, note } => {
+            binds.push(Bind::Text(disposition.clone()));
+            binds.push(Bind::OptText(note.clone()));
+            "update contact set status = case when status = 'wrap_up' then 'ended' else status end, \
+             disposition = $3, wrap_up_note = $4, ended_at = coalesce(ended_at, $2) where contact_id = $1"
+        }
+        ContactChange::Identified { patient } => {
+            binds.push(Bind::I64(patient.0));
+            "update contact set patient_id = $3 where contact_id = $1 and $2 = $2"
+        }
+    };
+    (sql, binds)
+}
+
+pub(super) const ADD_CONTACT_STAFF: &str =
+    "insert into contact_staff (contact_id, staff_id, joined_at) values ($1, $2, $3) on conflict do nothing";
+
+/// A change to the contact records that goes with a routing event: with the
+/// `Local` backing it is written in the same transaction as the event's log
+/// row (`Store::log_routing_event`), so the records and the routing log
+/// agree after any crash.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecordWrite {
+    /// The event changes no record.
+    Nothing,
+    /// A new contact, waiting (its arrival).
+    Create { contact_id: String, new: NewContact, token_hash: String },
+    /// One change to a contact; `staff` joins its `contact_staff` first.
+    Change { contact_id: String, change: ContactChange, staff: Option<StaffId> },
+}
+
+impl RecordWrite {
+    /// The contact it writes, if any.
+    pub fn contact_id(&self) -> Option<&str> {
+        match self {
+            RecordWrite::Nothing => None,
+            RecordWrite::Create { contact_id, .. } | RecordWrite::Change { contact_id, .. } => Some(contact_id),
+        }
+    }
+}
+
+/// Runs `write` on the executor `$exec` (a pool, or `&mut *tx`); evaluates
+/// to `Result<()>`, `StoreError::Refused` when a change does not apply.
+macro_rules! run_write {
+    ($exec:expr, $write:expr, $now:expr) => {
+        async {
+            match $write {
+                $crate::store::RecordWrite::Nothing => Ok(()),
+                $crate::store::RecordWrite::Create { contact_id, new, token_hash } => {
+                    let (sql, binds) = $crate::store::contact::insert_contact(contact_id, new, token_hash, $now);
+                    $crate::store::contact::bind_all!(sqlx::query(&sql), binds)
+                        .execute(&mut *$exec)
+                        .await
+                        .map_err($crate::store::StoreError::from_sqlx)?;
+                    Ok(())
+                }
+                $crate::store::RecordWrite::Change { contact_id, change, staff } => {
+                    if let Some(staff) = staff {
+                        sqlx::query($crate::store::contact::ADD_CONTACT_STAFF)
+                            .bind(contact_id)
+                            .bind(staff.0)
+                            .bind($now)
+                            .execute(&mut *$exec)
+                            .await
+                            .map_err($crate::store::StoreError::from_sqlx)?;
+                    }
+                    let (sql, binds) = $crate::store::contact::change_contact(contact_id, change, $now);
+                    let done = $crate::store::contact::bind_all!(sqlx::query(sql), binds)
+                        .execute(&mut *$exec)
+                        .await
+                        .map_err($crate::store::StoreError::from_sqlx)?;
+                    if done.rows_affected() == 0 {
+                        return Err($crate::store::StoreError::Refused(format!(
+                            "contact {contact_id}: that change does not apply now"
+                        )));
+                    }
+                    Ok(())
+                }
+            }
+        }
+    };
+}
+pub(super) use run_write;
+
 impl Store {
     /// Records a new contact, waiting. `token_hash` is the SHA-256 of the
     /// patient's one-time token for the media session.
@@ -152,27 +322,22 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Contact> {
-        let sql = format!(
-            "insert into contact (contact_id, channel, language, emergency, caller_phone, ehealth_card, abha_number, \
-             patient_id, location, status, patient_token_hash, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10, $11) returning {CONTACT_COLUMNS}"
-        );
-        let row: ContactRow = on_pool!(self, pool => sqlx::query_as(&sql)
-            .bind(contact_id)
-            .bind(new.channel.unwrap_or(Channel::Webrtc).as_str())
-            .bind(&new.language)
-            .bind(new.emergency)
-            .bind(&new.caller_phone)
-            .bind(&new.ehealth_card)
-            .bind(&new.abha_number)
-            .bind(new.patient_id.map(|p| p.0))
-            .bind(&new.location)
-            .bind(token_hash)
-            .bind(now)
-            .fetch_one(pool)
-            .await)
-        .map_err(StoreError::from_sqlx)?;
-        Ok(row.into())
+        let write = RecordWrite::Create {
+            contact_id: contact_id.to_owned(),
+            new: new.clone(),
+            token_hash: token_hash.to_owned(),
+        };
+        self.write_contact(&write, now).await?;
+        self.contact(contact_id).await
+    }
+
+    /// Carries out one [`RecordWrite`] in a transaction of its own.
+    pub async fn write_contact(&self, write: &RecordWrite, now: DateTime<Utc>) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
+            run_write!(tx, write, now).await?;
+            tx.commit().await.map_err(StoreError::from_sqlx)
+        })
     }
 
     pub async fn contact(&self, id: &str) -> Result<Contact> {
@@ -190,64 +355,23 @@ impl Store {
         Ok(row.into())
     }
 
-    /// Applies one change to a contact's record.
+    /// Applies one change to a contact's record; a change its status does
+    /// not allow is `StoreError::Refused`, naming the status.
     pub async fn update_contact(&self, id: &str, change: &ContactChange, now: DateTime<Utc>) -> Result<Contact> {
-        macro_rules! exec {
-            ($sql:expr $(, $bind:expr)*) => {
-                on_pool!(self, pool => sqlx::query($sql).bind(id).bind(now)$(.bind($bind))*.execute(pool).await.map(|r| r.rows_affected()))
-                    .map_err(StoreError::from_sqlx)?
-            };
+        let write = RecordWrite::Change { contact_id: id.to_owned(), change: change.clone(), staff: None };
+        match self.write_contact(&write, now).await {
+            Ok(()) => self.contact(id).await,
+            Err(StoreError::Refused(_)) => {
+                let contact = self.contact(id).await?;
+                Err(StoreError::Refused(format!("contact {id} is {}, so that change does not apply", contact.status)))
+            }
+            Err(e) => Err(e),
         }
-        let changed = match change {
-            ContactChange::Answered { by } => exec!(
-                "update contact set status = 'connected', answered_at = coalesce(answered_at, $2), \
-                 answered_by = coalesce(answered_by, $3) where contact_id = $1",
-                by.0
-            ),
-            ContactChange::Escalated { specialty } => {
-                exec!("update contact set tier = 2, specialty = $3, escalated_at = $2 where contact_id = $1", specialty)
-            }
-            ContactChange::DoctorJoined { doctor } => exec!(
-                "update contact set doctor_id = $3, status = 'connected', answered_at = coalesce(answered_at, $2) \
-                 where contact_id = $1",
-                doctor.0
-            ),
-            ContactChange::CallbackRequested => {
-                exec!("update contact set status = 'callback' where contact_id = $1 and status = 'waiting' and $2 = $2")
-            }
-            ContactChange::Ended => exec!(
-                "update contact set status = 'wrap_up', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
-                 and status in ('waiting', 'connected', 'callback')"
-            ),
-            ContactChange::Abandoned => exec!(
-                "update contact set status = 'abandoned', ended_at = coalesce(ended_at, $2) where contact_id = $1 \
-                 and status in ('waiting', 'callback')"
-            ),
-            ContactChange::WrappedUp { disposition, note } => exec!(
-                "update contact set status = case when status = 'wrap_up' then 'ended' else status end, \
-                 disposition = $3, wrap_up_note = $4, ended_at = coalesce(ended_at, $2) where contact_id = $1",
-                disposition,
-                note
-            ),
-            ContactChange::Identified { patient } => {
-                exec!("update contact set patient_id = $3 where contact_id = $1 and $2 = $2", patient.0)
-            }
-        };
-        let contact = self.contact(id).await?;
-        if changed == 0 {
-            return Err(StoreError::Refused(format!(
-                "contact {id} is {}, so that change does not apply",
-                contact.status
-            )));
-        }
-        Ok(contact)
     }
 
     /// Notes that a staff member worked on a contact; idempotent.
     pub async fn add_contact_staff(&self, contact: &str, staff: StaffId, now: DateTime<Utc>) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(
-            "insert into contact_staff (contact_id, staff_id, joined_at) values ($1, $2, $3) on conflict do nothing",
-        )
+        on_pool!(self, pool => sqlx::query(ADD_CONTACT_STAFF)
         .bind(contact)
         .bind(staff.0)
         .bind(now)

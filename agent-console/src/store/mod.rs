@@ -20,6 +20,7 @@
 //!   `facility` (beds, stock), `faq`, `scheme`, `complaint` (tasks,
 //!   tickets) and `booking` (slots, appointments).
 
+mod access;
 mod ambulance;
 mod audit;
 mod booking;
@@ -48,6 +49,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use access::BREAK_GLASS_ACTION;
 pub use ambulance::*;
 pub use booking::*;
 pub use caption::{Caption, NewCaption};

@@ -3,7 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use super::contact::{RecordWrite, run_write};
 use super::{Result, Store, StoreError, on_pool};
+
+const INSERT_EVENT: &str =
+    "insert into routing_event (node, at, kind, contact_id, agent_id, body) values ($1, $2, $3, $4, $5, $6)";
 
 /// One routing event as logged (the history reports and restarts are built from).
 #[derive(Clone, Debug, PartialEq)]
@@ -19,9 +23,7 @@ pub struct RoutingEventRow {
 impl Store {
     /// Appends a routing event to the log.
     pub async fn append_routing_event(&self, node: &str, e: &RoutingEventRow) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(
-            "insert into routing_event (node, at, kind, contact_id, agent_id, body) values ($1, $2, $3, $4, $5, $6)",
-        )
+        on_pool!(self, pool => sqlx::query(INSERT_EVENT)
         .bind(node)
         .bind(e.at)
         .bind(&e.kind)
@@ -32,6 +34,28 @@ impl Store {
         .await
         .map(|_| ()))
         .map_err(StoreError::from_sqlx)
+    }
+
+    /// Appends a routing event to the log and makes the record change that
+    /// goes with it, in one transaction: both or neither. A change the
+    /// contact's status does not allow is `StoreError::Refused` and logs
+    /// nothing.
+    pub async fn log_routing_event(&self, node: &str, e: &RoutingEventRow, write: &RecordWrite) -> Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
+            run_write!(tx, write, e.at).await?;
+            sqlx::query(INSERT_EVENT)
+                .bind(node)
+                .bind(e.at)
+                .bind(&e.kind)
+                .bind(&e.contact_id)
+                .bind(e.agent_id)
+                .bind(&e.body)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            tx.commit().await.map_err(StoreError::from_sqlx)
+        })
     }
 
     /// The routing events at or after `since`, in the order they were logged.
