@@ -892,6 +892,13 @@ async fn a_routing_event_the_store_cannot_log_is_a_503_and_changes_nothing() {
     let refused = app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
     assert_problem(&refused, StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.body["detail"].as_str().unwrap().contains("could not be recorded"), "{:?}", refused.body);
+    // A patient's start whose routing event cannot be logged leaves no record either
+    // (write-ahead: the contact and its arrival are one transaction).
+    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
+    assert_problem(&app.send("POST", "/api/contacts", None, Some(&start)).await, StatusCode::SERVICE_UNAVAILABLE);
+    let day = chrono::Utc::now();
+    let stored = app.store.contacts_between(day - chrono::Duration::hours(1), day + chrono::Duration::hours(1));
+    assert!(stored.await.unwrap().is_empty(), "a contact stored without its routing event");
     sqlx::query("drop trigger refuse_routing_log").execute(&db).await.unwrap();
     // The engine did not keep the login the log lacks: taking the seat now works.
     let seat = app.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 1}"#)).await;
