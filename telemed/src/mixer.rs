@@ -757,8 +757,8 @@ mod tests {
         for _ in 0..20 {
             inlet.pop();
         }
-        for n in 0..5 {
-            inlet.push(ts(1_000 + n), &packets[n]);
+        for (n, packet) in packets.iter().enumerate().take(5) {
+            inlet.push(ts(1_000 + n), packet);
         }
         let before = inlet.stats().played;
         for _ in 0..5 {

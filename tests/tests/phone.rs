@@ -267,7 +267,7 @@ async fn a_phone_caller_and_an_operator_in_chromium_hear_each_other_through_the_
             .await
             .unwrap_or_else(|_| panic!("no '{want}' from the browser; it said:\n{}", log.join("\n")))
             .unwrap();
-        let Some(line) = line else { return None };
+        let line = line?;
         log.push(line.clone());
         if line.starts_with(want) {
             return Some(std::time::Instant::now());
