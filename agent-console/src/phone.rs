@@ -9,9 +9,18 @@
 //! 20 ms clock, queues the caller as a `phone` contact, asks for a callback
 //! and hangs up.
 //!
-//! Not built yet: the audio bridge between the phone leg and the agent's
-//! browser (the mixer): an agent who accepts a phone contact sees it, with
-//! the caller's number, and can end it, but does not hear the caller.
+//! Once an agent answers, the call joins the contact's media session as a
+//! phone line ([`telemed::sfu::Line`], the participant `patient`): on each
+//! tick the caller's audio, through the jitter buffer, is spoken into the
+//! call, and what the line hears (the mix of everyone the session routes
+//! to it) is sent to the caller in the call's G.711 law. While the line
+//! hears nobody (the agent holds the caller, or has not connected yet) the
+//! caller hears hold music. An escalation keeps the line in the session:
+//! the doctor joins it and hears the caller. The line leaves when the
+//! caller hangs up or the contact ends.
+//!
+//! Not built yet: with several nodes, the agent's media is not routed to
+//! the node that holds the SIP call (the agent must be on the same node).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -25,6 +34,8 @@ use routing::{ContactId, Event as RoutingEvent};
 use telemed::ivr::{Action, Event, Ivr, IvrConfig, Prompt};
 use telemed::phone::dtmf::{EventReceiver, ToneDetector};
 use telemed::phone::g711::Law;
+use telemed::phone::jitter::{self, JitterBuffer};
+use telemed::sfu::Line;
 use telemed::sip::{Codec, IncomingCall, LegEvent, SipConfig, SipServer};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -136,6 +147,10 @@ struct PhoneMetrics {
     calls: IntCounterVec,
     outcomes: IntCounterVec,
     digits: IntCounterVec,
+    /// RTP of bridged calls by direction and fate: `from_caller` is the
+    /// phone leg's jitter buffer, `to_caller` the line's mixer inlets (the
+    /// agents' Opus).
+    rtp: IntCounterVec,
 }
 
 impl PhoneMetrics {
@@ -150,7 +165,55 @@ impl PhoneMetrics {
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(outcomes.clone()))?;
         registry.register(Box::new(digits.clone()))?;
-        Ok(PhoneMetrics { calls, outcomes, digits })
+        let rtp = IntCounterVec::new(
+            Opts::new(
+                "phone_rtp_total",
+                "Audio frames of phone calls by direction (from_caller: the trunk's G.711; to_caller: the agents' \
+                 Opus into the mixer) and outcome (played, late, lost, concealed, duplicate, overflow, malformed).",
+            ),
+            &["direction", "outcome"],
+        )?;
+        registry.register(Box::new(rtp.clone()))?;
+        Ok(PhoneMetrics { calls, outcomes, digits, rtp })
+    }
+}
+
+/// The counts of one call's audio already added to [`PhoneMetrics::rtp`],
+/// so each report adds only what is new.
+#[derive(Default)]
+struct RtpReported {
+    from_caller: jitter::Stats,
+    to_caller: telemed::mixer::Stats,
+}
+
+impl RtpReported {
+    fn report(&mut self, rtp: &IntCounterVec, from: jitter::Stats, to: Option<telemed::mixer::Stats>) {
+        let add = |direction: &str, outcome: &str, now: u64, before: u64| {
+            // `lost` can fall (a late packet was not lost after all): only rises count.
+            if now > before {
+                rtp.with_label_values(&[direction, outcome]).inc_by(now - before);
+            }
+        };
+        let (b, d) = (&self.from_caller, "from_caller");
+        add(d, "played", from.played, b.played);
+        add(d, "late", from.late, b.late);
+        add(d, "lost", from.lost, b.lost);
+        add(d, "concealed", from.concealed, b.concealed);
+        add(d, "duplicate", from.duplicate, b.duplicate);
+        add(d, "overflow", from.overflow, b.overflow);
+        add(d, "malformed", from.malformed, b.malformed);
+        let lost = from.lost.max(self.from_caller.lost);
+        self.from_caller = jitter::Stats { lost, ..from };
+        if let Some(to) = to {
+            let (b, d) = (&self.to_caller, "to_caller");
+            add(d, "played", to.played, b.played);
+            add(d, "late", to.late, b.late);
+            add(d, "concealed", to.concealed, b.concealed);
+            add(d, "duplicate", to.duplicate, b.duplicate);
+            add(d, "overflow", to.overflow, b.overflow);
+            add(d, "malformed", to.malformed, b.malformed);
+            self.to_caller = to;
+        }
     }
 }
 
@@ -218,6 +281,19 @@ struct Player {
 }
 
 impl Player {
+    /// The next 20 ms of hold music (A-law), whatever else is queued: for a
+    /// line that hears nobody.
+    fn music(&mut self, hold: &[u8]) -> [u8; FRAME] {
+        let mut frame = [0xD5u8; FRAME];
+        if !hold.is_empty() {
+            for b in frame.iter_mut() {
+                *b = hold[self.hold_at % hold.len()];
+                self.hold_at += 1;
+            }
+        }
+        frame
+    }
+
     /// The next 20 ms frame (A-law) and, when a play just ran out, its id.
     fn next(&mut self, hold: &[u8]) -> ([u8; FRAME], Option<telemed::ivr::PlaybackId>) {
         // A-law's code for silence.
@@ -266,6 +342,12 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
     let mut rfc4733 = EventReceiver::new();
     let mut tones = ToneDetector::new();
     let mut contact: Option<String> = None;
+    // The caller's audio for the agents: reordered, concealed, on our clock.
+    let mut jitter = JitterBuffer::new(law, jitter::Config::default());
+    // In the contact's media session once an agent answered.
+    let mut line: Option<Line> = None;
+    let mut reported = RtpReported::default();
+    let mut ticks: u64 = 0;
     let mut clock = tokio::time::interval(Duration::from_millis(20));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut pending = ivr.handle(now_ms(), Event::Answered);
@@ -344,8 +426,35 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
         tokio::select! {
             _ = cx.shutdown.cancelled() => return Ok(()),
             _ = clock.tick() => {
-                let (frame, finished) = player.next(&cx.hold);
-                let payload = if law == Law::A { frame.to_vec() } else { Law::Mu.encode(&Law::A.decode(&frame)) };
+                // Popped every tick, bridged or not, so its clock is the call's.
+                let caller = jitter.pop();
+                // The player's frames are A-law; the call's law may be µ-law.
+                let to_law = |frame: [u8; FRAME]| {
+                    if law == Law::A { frame.to_vec() } else { Law::Mu.encode(&Law::A.decode(&frame)) }
+                };
+                let mut finished = None;
+                // What the caller hears: the agents' mix once bridged, else the IVR's player.
+                let payload = match &mut line {
+                    Some(line) => {
+                        if let Err(e) = line.speak(&caller.pcm).await {
+                            // One frame the agents miss (and conceal); the call goes on.
+                            tracing::warn!(call = %call.id, error = %e, "the caller's audio was not encoded");
+                        }
+                        match line.hear() {
+                            Some(pcm) => law.encode(&pcm),
+                            None => to_law(player.music(&cx.hold)),
+                        }
+                    }
+                    None => {
+                        let (frame, done) = player.next(&cx.hold);
+                        finished = done;
+                        to_law(frame)
+                    }
+                };
+                ticks += 1;
+                if ticks.is_multiple_of(50) {
+                    reported.report(&cx.metrics.rtp, jitter.stats(), line.as_ref().map(Line::stats));
+                }
                 if let Err(e) = call.handle.send_rtp(call.codec.payload_type(), &payload, FRAME as u32, false).await {
                     tracing::debug!(call = %call.id, error = %e, "RTP not sent; the call is ending");
                 }
@@ -355,9 +464,12 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
             }
             _ = sleep_or_never(timer) => pending.extend(ivr.handle(now_ms(), Event::Tick)),
             event = call.events.recv() => {
-                let Some(event) = event else { return caller_gone(&cx, &mut ivr, contact.as_deref()).await };
+                let Some(event) = event else {
+                    leave(line.take(), &mut reported, &cx, &jitter).await;
+                    return caller_gone(&cx, &mut ivr, contact.as_deref()).await;
+                };
                 match event {
-                    LegEvent::Rtp { payload_type, timestamp, payload, .. } => {
+                    LegEvent::Rtp { payload_type, seq, timestamp, payload, .. } => {
                         if Some(payload_type) == call.telephone_event {
                             // A malformed event packet is the sender's fault: counted, and the call goes on.
                             if let Err(e) = rfc4733.push(timestamp, &payload) {
@@ -368,6 +480,8 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
                                 pending.extend(ivr.handle(now_ms(), Event::Key { key }));
                             }
                         } else if payload_type == call.codec.payload_type() {
+                            // How each packet fared is in the buffer's counts (the metrics).
+                            jitter.push(seq, timestamp, &payload);
                             tones.push(&law.decode(&payload));
                             while let Some(key) = tones.poll_digit() {
                                 cx.metrics.digits.with_label_values(&["inband"]).inc();
@@ -381,6 +495,7 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
                     }
                     LegEvent::Hold | LegEvent::Resume | LegEvent::Refreshed => {}
                     LegEvent::Cancelled | LegEvent::Hangup { .. } => {
+                        leave(line.take(), &mut reported, &cx, &jitter).await;
                         return caller_gone(&cx, &mut ivr, contact.as_deref()).await;
                     }
                 }
@@ -407,9 +522,17 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
                     },
                     Update::Offer { .. } => Event::Offered,
                     Update::Withdraw { .. } => Event::OfferWithdrawn,
-                    Update::Connected { .. } => Event::Connected,
+                    Update::Connected { .. } => {
+                        // The first answer bridges the call; an escalation's
+                        // doctor joins the same session, so the line stays.
+                        if line.is_none() {
+                            line = bridge(&cx, id).await;
+                        }
+                        Event::Connected
+                    }
                     Update::Ended { .. } => {
                         tracing::info!(call = %call.id, contact = %id, "the contact ended; hanging up the phone leg");
+                        leave(line.take(), &mut reported, &cx, &jitter).await;
                         call.handle.hangup().await?;
                         return Ok(());
                     }
@@ -418,6 +541,37 @@ async fn run_call(cx: CallContext, mut call: IncomingCall) -> anyhow::Result<()>
                 pending.extend(ivr.handle(now_ms(), event));
             }
         }
+    }
+}
+
+/// Joins the phone leg to the contact's media session, with the consent to
+/// recording the consult note holds (as a browser's join does). `None`
+/// when it cannot join: the caller then hears hold music, and the error is
+/// logged for the operator to see why.
+async fn bridge(cx: &CallContext, contact: &str) -> Option<Line> {
+    match cx.state.store.consult_note(contact).await {
+        Ok(Some(note)) => cx.state.sfu.set_recording(contact, note.recording_consent).await,
+        Ok(None) => {}
+        // Without the note nothing is recorded (the safe side); the call is bridged all the same.
+        Err(e) => tracing::error!(%contact, error = %e, "reading the consult note's consent to recording"),
+    }
+    match cx.state.sfu.attach_line(contact, "patient", telemed::media::Role::Patient).await {
+        Ok(line) => {
+            tracing::info!(%contact, "phone caller bridged into the call");
+            Some(line)
+        }
+        Err(e) => {
+            tracing::error!(%contact, error = %e, "the phone caller could not join the call");
+            None
+        }
+    }
+}
+
+/// Takes the line out of the call, with its last counts on `/metrics`.
+async fn leave(line: Option<Line>, reported: &mut RtpReported, cx: &CallContext, jitter: &JitterBuffer) {
+    reported.report(&cx.metrics.rtp, jitter.stats(), line.as_ref().map(Line::stats));
+    if let Some(line) = line {
+        line.leave().await;
     }
 }
 

@@ -16,6 +16,9 @@
 //! - [`media`]: a call's participants, who hears whom (hold, mute,
 //!   supervisor listen/whisper/barge), slots, rejoin grace, and the
 //!   signaling messages. Pure.
+//! - [`mixer`]: the audio bridge of a phone leg in a call: the Opus of
+//!   everyone it hears decoded to 8 kHz and mixed (playout buffer, PLC),
+//!   its own 8 kHz voice encoded to Opus once for every listener. Pure.
 //! - [`phone`]: the audio of a phone leg: G.711 A-law/µ-law, DTMF (RFC 4733
 //!   events and in-band Goertzel detection) and the playout jitter buffer.
 //!   Pure.
@@ -29,6 +32,7 @@ pub mod consult;
 pub mod fhir;
 pub mod ivr;
 pub mod media;
+pub mod mixer;
 pub mod phone;
 pub mod sfu;
 pub mod sip;

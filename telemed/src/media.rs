@@ -257,6 +257,31 @@ impl Session {
         self.participants.values().filter_map(|p| p.disconnected_at).min().map(|t| t + grace)
     }
 
+    /// Whether `id` is held by staff now.
+    pub fn is_held(&self, id: &str) -> bool {
+        self.participants.get(id).is_some_and(|p| p.held)
+    }
+
+    /// Whether `listener` waits for the call rather than being in it: held,
+    /// or hearing nobody with nobody there who could be heard but for
+    /// their mute (a phone line plays hold music while it waits; a muted
+    /// agent is silence, not music).
+    pub fn is_waiting(&self, listener: &str) -> bool {
+        let Some(l) = self.participants.get(listener) else { return true };
+        if l.held {
+            return true;
+        }
+        let could_hear = |(id, p): (&String, &Participant)| {
+            id != listener
+                && (self.hears(listener, id)
+                    || p.muted
+                        && !p.held
+                        && p.disconnected_at.is_none()
+                        && (p.role != Role::Supervisor || p.supervision == Supervision::Barge))
+        };
+        !self.participants.iter().any(could_hear)
+    }
+
     pub fn set_muted(&mut self, id: &str, muted: bool) -> Result<(), MediaError> {
         self.get_mut(id)?.muted = muted;
         Ok(())
@@ -609,6 +634,25 @@ mod tests {
         assert!(s.set_muted("nobody", true).is_err());
         assert_eq!(s.join("x", Role::Patient, 0, 0), Err(MediaError::NoAudio));
         assert_eq!(s.routes(), before);
+    }
+
+    #[test]
+    fn a_held_or_lonely_listener_waits_and_a_muted_speaker_is_no_wait() {
+        let mut s = Session::new();
+        s.join("pat", Role::Patient, 3, 0).unwrap();
+        assert!(s.is_waiting("pat"), "alone");
+        s.join("sup", Role::Supervisor, 3, 0).unwrap();
+        assert!(s.is_waiting("pat"), "a listening supervisor is not someone to talk to");
+        s.join("op", Role::Operator, 3, 0).unwrap();
+        assert!(!s.is_waiting("pat"));
+        s.set_muted("op", true).unwrap();
+        assert!(!s.is_waiting("pat"), "a muted agent is silence, not hold");
+        s.set_held("op", "pat", true).unwrap();
+        assert!(s.is_waiting("pat") && s.is_held("pat"));
+        s.set_held("op", "pat", false).unwrap();
+        s.disconnect("op", 5);
+        assert!(s.is_waiting("pat"), "the agent's connection dropped");
+        assert!(s.is_waiting("nobody"));
     }
 
     #[test]

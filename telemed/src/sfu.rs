@@ -7,6 +7,14 @@
 //! for SSRC, payload type, sequence number and timestamp, to the slots that
 //! [`Session::routes`] names. Nothing is transcoded. Incoming audio can also
 //! be subscribed to, decoded to 16 kHz mono PCM ([`Sfu::taps`]).
+//!
+//! A phone leg joins a call as a *line* ([`Sfu::attach_line`]): a
+//! participant of the same [`Session`] without a peer connection, whose
+//! slots feed a mixer ([`crate::mixer::Ear`]) instead of outgoing tracks,
+//! and whose voice, encoded to Opus once, is forwarded, recorded and
+//! tapped by the same code as a browser's microphone. So hold, mute,
+//! supervision, three-way calls and consent apply to phone callers by the
+//! same routes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +41,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::media::{ClientMessage, IceServer, Kind, MediaError, OfferShape, Role, RtpRewriter, ServerMessage, Session};
+use crate::mixer::{Ear, FRAME, InletConfig, Voice};
 
 /// Where the SFU listens and what it tells clients.
 #[derive(Debug, Clone)]
@@ -70,6 +79,10 @@ pub enum SfuError {
     BadCandidate(String),
     #[error("send an offer first")]
     NoConnection,
+    #[error("{0} is a phone line in this call; a browser cannot take its place")]
+    LineInCall(String),
+    #[error("{0} is in this call already")]
+    AlreadyInCall(String),
     #[error("media engine: {0}")]
     Internal(String),
 }
@@ -126,17 +139,32 @@ struct SessionState {
 }
 
 struct Peer {
-    pc: Arc<dyn PeerConnection>,
+    /// `None` for a phone line, which has no peer connection.
+    pc: Option<Arc<dyn PeerConnection>>,
     epoch: u64,
     outlets: HashMap<(Kind, usize), Arc<Outlet>>,
-    signal: mpsc::UnboundedSender<ServerMessage>,
+    /// `None` for a phone line: nobody reads its roster.
+    signal: Option<mpsc::UnboundedSender<ServerMessage>>,
+    /// A phone line's mixer, told which of its slots are routed on every change.
+    ear: Option<Arc<std::sync::Mutex<Ear>>>,
 }
 
-/// One outgoing track on a listener's connection.
+/// Where an outlet's packets go.
+enum Sink {
+    /// An outgoing track on a browser's connection.
+    Track(Arc<TrackLocalStaticRTP>),
+    /// A slot of a phone line's mixer. `std::sync::Mutex`: held only to
+    /// queue a packet or mix a frame, never across `.await`.
+    Ear { ear: Arc<std::sync::Mutex<Ear>>, slot: usize },
+}
+
+/// One slot on a listener: an outgoing track, or a line's mixer input.
 struct Outlet {
-    track: Arc<TrackLocalStaticRTP>,
+    sink: Sink,
     ssrc: u32,
     payload_type: u8,
+    /// Keeps the slot's stream continuous across route changes: the
+    /// generation of the route table it last saw, and its rewriter.
     rewriter: std::sync::Mutex<(u64, RtpRewriter)>,
 }
 
@@ -249,22 +277,7 @@ impl Sfu {
         role: Role,
         signal: mpsc::UnboundedSender<ServerMessage>,
     ) -> CallHandle {
-        let live = {
-            let mut sessions = self.inner.sessions.lock().await;
-            sessions
-                .entry(session.to_owned())
-                .or_insert_with(|| {
-                    let recording = self.inner.recording_allowed.lock().expect("consent lock").contains(session);
-                    Arc::new(LiveSession {
-                        id: session.to_owned(),
-                        state: Mutex::new(SessionState::default()),
-                        routes: RwLock::new(Arc::new(RouteTable::default())),
-                        recording: recording.into(),
-                        video_seen: Default::default(),
-                    })
-                })
-                .clone()
-        };
+        let live = self.live_session(session).await;
         let _ = signal.send(ServerMessage::Welcome {
             participant: participant.to_owned(),
             role,
@@ -281,6 +294,185 @@ impl Sfu {
     }
 }
 
+impl Sfu {
+    /// The live state of `session`, made on first use.
+    async fn live_session(&self, session: &str) -> Arc<LiveSession> {
+        let mut sessions = self.inner.sessions.lock().await;
+        sessions
+            .entry(session.to_owned())
+            .or_insert_with(|| {
+                let recording = self.inner.recording_allowed.lock().expect("consent lock").contains(session);
+                Arc::new(LiveSession {
+                    id: session.to_owned(),
+                    state: Mutex::new(SessionState::default()),
+                    routes: RwLock::new(Arc::new(RouteTable::default())),
+                    recording: recording.into(),
+                    video_seen: Default::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Enters a phone leg into the call of `session` as `participant` (a
+    /// phone caller is the contact's `patient`). It joins the session's
+    /// model with [`LINE_SLOTS`] audio slots and no video, so it hears up
+    /// to that many others, by the same routes as a browser. Refused when
+    /// `participant` is in the call already.
+    pub async fn attach_line(&self, session: &str, participant: &str, role: Role) -> Result<Line, SfuError> {
+        let live = self.live_session(session).await;
+        let ear = Arc::new(std::sync::Mutex::new(Ear::new(InletConfig::default())));
+        let epoch = EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let joined = {
+            let mut state = live.state.lock().await;
+            let joined = if state.model.contains(participant) {
+                Err(SfuError::AlreadyInCall(participant.to_owned()))
+            } else {
+                state.model.join(participant, role, LINE_SLOTS, 0).map_err(SfuError::from)
+            };
+            if joined.is_ok() {
+                let outlets = (0..LINE_SLOTS)
+                    .map(|slot| {
+                        let outlet = Outlet {
+                            sink: Sink::Ear { ear: ear.clone(), slot },
+                            ssrc: 0,
+                            payload_type: 0,
+                            rewriter: std::sync::Mutex::new((0, RtpRewriter::new(48_000))),
+                        };
+                        ((Kind::Audio, slot), Arc::new(outlet))
+                    })
+                    .collect();
+                let peer = Peer { pc: None, epoch, outlets, signal: None, ear: Some(ear.clone()) };
+                state.peers.insert(participant.to_owned(), peer);
+                publish(&live, &mut state);
+            }
+            joined
+        };
+        if let Err(e) = joined {
+            drop_if_empty(&self.inner, &live).await;
+            return Err(e);
+        }
+        tracing::info!(session = %live.id, participant, "phone line joined the call");
+        let ssrc = rand_ssrc();
+        // RFC 3550 §5.1: the first sequence number and timestamp are random.
+        let (seq, timestamp) = (rand::random::<u16>(), rand::random::<u32>());
+        Ok(Line {
+            speaker: Speaker {
+                inner: self.inner.clone(),
+                session: live,
+                key: (participant.to_owned(), Kind::Audio),
+                role,
+                epoch,
+                recorder: None,
+            },
+            ear,
+            voice: Voice::new(seq, timestamp),
+            ssrc,
+            left: false,
+        })
+    }
+}
+
+/// Audio slots of a phone line: how many others it can hear at once (an
+/// operator, a doctor, a supervisor and one more).
+pub const LINE_SLOTS: usize = 4;
+
+/// A phone leg in a call: what it says goes to whoever the session routes
+/// it to, and it hears the mix of whoever is routed to it. Leaving (or
+/// dropping it) takes it out of the call.
+pub struct Line {
+    speaker: Speaker,
+    ear: Arc<std::sync::Mutex<Ear>>,
+    voice: Voice,
+    ssrc: u32,
+    /// Whether [`Line::leave`] ran, so dropping it does nothing more.
+    left: bool,
+}
+
+impl Line {
+    pub fn participant(&self) -> &str {
+        &self.speaker.key.0
+    }
+
+    /// 20 ms of the caller at 8 kHz: encoded to Opus once, then recorded
+    /// (with consent), tapped at 16 kHz and forwarded to every listener,
+    /// as a browser's microphone is.
+    pub async fn speak(&mut self, pcm: &[i16; FRAME]) -> Result<(), SfuError> {
+        let spoken = self.voice.encode(pcm).map_err(|e| SfuError::Internal(e.to_string()))?;
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 111,
+                sequence_number: spoken.seq,
+                timestamp: spoken.timestamp,
+                ssrc: self.ssrc,
+                marker: spoken.marker,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from(spoken.payload),
+        };
+        let now = self.speaker.inner.now_ms();
+        self.speaker.record(&packet);
+        if self.speaker.inner.taps.receiver_count() > 0 {
+            self.speaker.tap(Arc::from(&spoken.wide[..]), now);
+        }
+        self.speaker.forward(&packet, now).await;
+        Ok(())
+    }
+
+    /// The next 20 ms of what the line hears at 8 kHz, or `None` while it
+    /// waits (held, or nobody else in the call to talk to): the phone leg
+    /// then plays hold music. Call once per 20 ms.
+    pub fn hear(&self) -> Option<[i16; FRAME]> {
+        self.ear.lock().expect("ear lock").mix()
+    }
+
+    /// The counts of the line's playout buffers: late, lost (concealed)
+    /// and dropped packets of what it hears, for metrics.
+    pub fn stats(&self) -> crate::mixer::Stats {
+        self.ear.lock().expect("ear lock").stats()
+    }
+
+    /// Leaves the call.
+    pub async fn leave(mut self) {
+        self.left = true;
+        self.speaker.stop_recording();
+        remove(&self.speaker.inner, &self.speaker.session, &self.speaker.key.0).await;
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        self.speaker.stop_recording();
+        let (inner, live, participant) =
+            (self.speaker.inner.clone(), self.speaker.session.clone(), self.speaker.key.0.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { remove(&inner, &live, &participant).await });
+            }
+            // Without a runtime the process is ending, and the call with it.
+            Err(_) => tracing::warn!(session = %live.id, %participant, "a phone line dropped outside the runtime"),
+        }
+    }
+}
+
+/// Takes `participant` out of the call and closes its connection, if any.
+async fn remove(inner: &Arc<Inner>, live: &Arc<LiveSession>, participant: &str) {
+    let pc = {
+        let mut state = live.state.lock().await;
+        state.model.leave(participant);
+        let peer = state.peers.remove(participant);
+        publish(live, &mut state);
+        peer.and_then(|p| p.pc)
+    };
+    if let Some(pc) = pc {
+        let _ = pc.close().await;
+    }
+    drop_if_empty(inner, live).await;
+}
+
 impl CallHandle {
     pub fn participant(&self) -> &str {
         &self.participant
@@ -293,7 +485,7 @@ impl CallHandle {
             ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
                 let pc = {
                     let state = self.session.state.lock().await;
-                    state.peers.get(&self.participant).map(|p| p.pc.clone()).ok_or(SfuError::NoConnection)?
+                    state.peers.get(&self.participant).and_then(|p| p.pc.clone()).ok_or(SfuError::NoConnection)?
                 };
                 let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
                 pc.add_ice_candidate(init).await.map_err(|e| SfuError::BadCandidate(e.to_string()))
@@ -322,6 +514,9 @@ impl CallHandle {
     /// A new connection for this participant (the first, or a rejoin after
     /// a reload or network change, which replaces the old one).
     async fn offer(&self, sdp: String) -> Result<(), SfuError> {
+        if self.session.state.lock().await.peers.get(&self.participant).is_some_and(|p| p.pc.is_none()) {
+            return Err(SfuError::LineInCall(self.participant.clone()));
+        }
         let shape = OfferShape::of(&sdp);
         if shape.audio == 0 {
             return Err(MediaError::NoAudio.into());
@@ -347,10 +542,8 @@ impl CallHandle {
             let mut outlets = HashMap::new();
             for (kind, count, pt) in [(Kind::Audio, shape.audio, opus), (Kind::Video, video, shape.vp8.unwrap_or(0))] {
                 for slot in 0..count {
-                    let outlet = outlet(kind, slot, pt, &self.participant);
-                    pc.add_track(outlet.track.clone() as Arc<dyn TrackLocal>)
-                        .await
-                        .map_err(|e| SfuError::Internal(e.to_string()))?;
+                    let (track, outlet) = outlet(kind, slot, pt, &self.participant);
+                    pc.add_track(track as Arc<dyn TrackLocal>).await.map_err(|e| SfuError::Internal(e.to_string()))?;
                     outlets.insert((kind, slot), outlet);
                 }
             }
@@ -372,21 +565,26 @@ impl CallHandle {
 
         let old = {
             let mut state = self.session.state.lock().await;
+            // A line that joined under this name meanwhile keeps it.
+            if state.peers.get(&self.participant).is_some_and(|p| p.pc.is_none()) {
+                drop(state);
+                let _ = pc.close().await;
+                return Err(SfuError::LineInCall(self.participant.clone()));
+            }
             if let Err(e) = state.model.join(&self.participant, self.role, shape.audio, video) {
                 drop(state);
                 let _ = pc.close().await;
                 return Err(e.into());
             }
             self.epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
-            let old = state
-                .peers
-                .insert(self.participant.clone(), Peer { pc: pc.clone(), epoch, outlets, signal: self.signal.clone() });
+            let peer = Peer { pc: Some(pc.clone()), epoch, outlets, signal: Some(self.signal.clone()), ear: None };
+            let old = state.peers.insert(self.participant.clone(), peer);
             let _ = self.signal.send(ServerMessage::Answer { sdp: answer });
             publish(&self.session, &mut state);
             old
         };
-        if let Some(old) = old {
-            let _ = old.pc.close().await;
+        if let Some(old) = old.and_then(|p| p.pc) {
+            let _ = old.close().await;
         }
         tracing::info!(session = %self.session.id, participant = %self.participant, audio = shape.audio, video, "media connected");
         Ok(())
@@ -394,17 +592,11 @@ impl CallHandle {
 
     /// Leaves the call for good.
     pub async fn leave(&self) {
-        let pc = {
-            let mut state = self.session.state.lock().await;
-            state.model.leave(&self.participant);
-            let peer = state.peers.remove(&self.participant);
-            publish(&self.session, &mut state);
-            peer.map(|p| p.pc)
-        };
-        if let Some(pc) = pc {
-            let _ = pc.close().await;
+        // A line of the same name is not this handle's to remove.
+        if self.session.state.lock().await.peers.get(&self.participant).is_some_and(|p| p.pc.is_none()) {
+            return;
         }
-        drop_if_empty(&self.inner, &self.session).await;
+        remove(&self.inner, &self.session, &self.participant).await;
     }
 
     /// The signaling socket closed without a goodbye: keep the place for
@@ -425,7 +617,8 @@ impl CallHandle {
 fn publish(live: &LiveSession, state: &mut SessionState) {
     state.generation += 1;
     let mut table = RouteTable { generation: state.generation, by_speaker: HashMap::new() };
-    for route in state.model.routes() {
+    let routes = state.model.routes();
+    for route in &routes {
         let Some(outlet) = state.peers.get(&route.listener).and_then(|p| p.outlets.get(&(route.kind, route.slot)))
         else {
             continue;
@@ -434,7 +627,13 @@ fn publish(live: &LiveSession, state: &mut SessionState) {
     }
     *live.routes.write().expect("route table lock") = Arc::new(table);
     for (id, peer) in &state.peers {
-        let _ = peer.signal.send(ServerMessage::Roster { participants: state.model.roster(id) });
+        if let Some(ear) = &peer.ear {
+            let slots = routes.iter().filter(|r| &r.listener == id && r.kind == Kind::Audio).map(|r| r.slot);
+            ear.lock().expect("ear lock").set_live(slots, state.model.is_waiting(id));
+        }
+        if let Some(signal) = &peer.signal {
+            let _ = signal.send(ServerMessage::Roster { participants: state.model.roster(id) });
+        }
     }
 }
 
@@ -454,7 +653,7 @@ async fn connection_lost(inner: &Arc<Inner>, live: &Arc<LiveSession>, participan
         let closed = {
             let mut state = live.state.lock().await;
             let gone = state.model.expire(inner.now_ms(), grace.as_millis() as u64);
-            let closed: Vec<_> = gone.iter().filter_map(|id| state.peers.remove(id)).map(|p| p.pc).collect();
+            let closed: Vec<_> = gone.iter().filter_map(|id| state.peers.remove(id)).filter_map(|p| p.pc).collect();
             if !gone.is_empty() {
                 tracing::info!(session = %live.id, ?gone, "left after the grace period");
                 publish(&live, &mut state);
@@ -478,7 +677,7 @@ async fn drop_if_empty(inner: &Inner, live: &Arc<LiveSession>) {
     }
 }
 
-fn outlet(kind: Kind, slot: usize, payload_type: u8, listener: &str) -> Arc<Outlet> {
+fn outlet(kind: Kind, slot: usize, payload_type: u8, listener: &str) -> (Arc<TrackLocalStaticRTP>, Arc<Outlet>) {
     let ssrc = rand_ssrc();
     let (codec_kind, codec) = match kind {
         Kind::Audio => (RtpCodecKind::Audio, opus_codec()),
@@ -500,12 +699,14 @@ fn outlet(kind: Kind, slot: usize, payload_type: u8, listener: &str) -> Arc<Outl
         }],
     ));
     let clock = if kind == Kind::Audio { 48_000 } else { 90_000 };
-    Arc::new(Outlet {
-        track: Arc::new(track),
+    let track = Arc::new(track);
+    let outlet = Outlet {
+        sink: Sink::Track(track.clone()),
         ssrc,
         payload_type,
         rewriter: std::sync::Mutex::new((0, RtpRewriter::new(clock))),
-    })
+    };
+    (track, Arc::new(outlet))
 }
 
 fn rand_ssrc() -> u32 {
@@ -601,12 +802,14 @@ impl PeerConnectionEventHandler for Handler {
             _ => Kind::Audio,
         };
         let forward = Forwarder {
-            inner: self.inner.clone(),
-            session: self.session.clone(),
-            participant: self.participant.clone(),
-            role: self.role,
-            kind,
-            epoch: self.epoch,
+            speaker: Speaker {
+                inner: self.inner.clone(),
+                session: self.session.clone(),
+                key: (self.participant.clone(), kind),
+                role: self.role,
+                epoch: self.epoch,
+                recorder: None,
+            },
             video_seen: (kind == Kind::Video).then(|| {
                 let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
                 self.session.video_seen.lock().expect("video lock").insert(self.participant.clone(), seen.clone());
@@ -632,20 +835,23 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-struct Forwarder {
+/// One participant's media into the call: recorded (audio, with consent),
+/// tapped, and forwarded by the route table. The one path of a browser's
+/// tracks ([`Forwarder`]) and a phone line's voice ([`Line::speak`]).
+struct Speaker {
     inner: Arc<Inner>,
     session: Arc<LiveSession>,
-    participant: String,
+    /// The participant and the kind of media: the route table's key.
+    key: (String, Kind),
     role: Role,
-    kind: Kind,
     epoch: u64,
-    /// For a video track: where its packets' arrival is noted.
-    video_seen: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The open recording of this audio, while the session allows it.
+    recorder: Option<Recorder>,
 }
 
 type Recorder = OggWriter<std::io::BufWriter<std::fs::File>>;
 
-impl Forwarder {
+impl Speaker {
     /// Opens this track's recording file, or says why not.
     fn open_recording(&self, dir: &std::path::Path) -> std::io::Result<Recorder> {
         let safe = |s: &str| {
@@ -655,17 +861,102 @@ impl Forwarder {
         };
         let dir = dir.join(safe(&self.session.id));
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}-{}-{}.ogg", self.role.as_str(), safe(&self.participant), self.epoch));
+        let path = dir.join(format!("{}-{}-{}.ogg", self.role.as_str(), safe(&self.key.0), self.epoch));
         let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
         tracing::info!(path = %path.display(), "recording");
         OggWriter::new(file, 48_000, 2).map_err(std::io::Error::other)
     }
 
-    async fn run(self, track: Arc<dyn TrackRemote>) {
-        let key = (self.participant.clone(), self.kind);
+    /// Writes an audio packet to the recording while the session's consent
+    /// stands (checked per packet), opening or closing the file as it changes.
+    fn record(&mut self, packet: &rtc::rtp::Packet) {
+        let Some(dir) = &self.inner.config.recordings else { return };
+        let allowed = self.session.recording.load(std::sync::atomic::Ordering::Relaxed);
+        if allowed && self.recorder.is_none() {
+            match self.open_recording(dir) {
+                Ok(r) => self.recorder = Some(r),
+                Err(e) => tracing::error!(error = %e, "cannot record"),
+            }
+        }
+        if !allowed {
+            self.stop_recording();
+        }
+        if let Some(r) = &mut self.recorder
+            && let Err(e) = r.write_rtp(packet)
+        {
+            tracing::warn!(error = %e, "recording");
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        if let Some(mut r) = self.recorder.take()
+            && let Err(e) = r.close()
+        {
+            // The file is what it is; the call goes on.
+            tracing::warn!(error = %e, "closing a recording");
+        }
+    }
+
+    /// Hands 16 kHz audio to the taps' subscribers.
+    fn tap(&self, pcm: Arc<[f32]>, at_ms: u64) {
+        let _ = self.inner.taps.send(AudioFrame {
+            session: self.session.id.clone(),
+            participant: self.key.0.clone(),
+            role: self.role,
+            at_ms,
+            pcm,
+        });
+    }
+
+    /// Sends a packet to every slot the route table gives this speaker:
+    /// rewritten for each outgoing track, or queued in a line's mixer.
+    async fn forward(&self, packet: &rtc::rtp::Packet, now: u64) {
+        let table = self.session.routes.read().expect("route table lock").clone();
+        let Some(outlets) = table.by_speaker.get(&self.key) else { return };
+        for outlet in outlets {
+            let (seq, ts) = {
+                let mut rewriter = outlet.rewriter.lock().expect("rewriter lock");
+                if rewriter.0 != table.generation {
+                    rewriter.0 = table.generation;
+                    rewriter.1.resync();
+                }
+                rewriter.1.rewrite(packet.header.ssrc, packet.header.sequence_number, packet.header.timestamp, now)
+            };
+            match &outlet.sink {
+                Sink::Track(track) => {
+                    let mut out = packet.clone();
+                    out.header.sequence_number = seq;
+                    out.header.timestamp = ts;
+                    out.header.ssrc = outlet.ssrc;
+                    out.header.payload_type = outlet.payload_type;
+                    // Extension ids are negotiated per connection: drop them.
+                    out.header.extension = false;
+                    out.header.extensions.clear();
+                    out.header.extensions_padding = 0;
+                    if let Err(e) = track.write_rtp(out).await {
+                        tracing::trace!(error = %e, "forward");
+                    }
+                }
+                // What the mixer does with it (late, a copy) is in its counts.
+                Sink::Ear { ear, slot } => {
+                    ear.lock().expect("ear lock").push(*slot, ts, &packet.payload);
+                }
+            }
+        }
+    }
+}
+
+struct Forwarder {
+    speaker: Speaker,
+    /// For a video track: where its packets' arrival is noted.
+    video_seen: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Forwarder {
+    async fn run(mut self, track: Arc<dyn TrackRemote>) {
+        let audio = self.speaker.key.1 == Kind::Audio;
         let mut decoder: Option<opus_rs::OpusDecoder> = None;
         let mut pcm = vec![0f32; 16_000 * 120 / 1000];
-        let mut recorder: Option<Recorder> = None;
         while let Some(event) = track.poll().await {
             let packet = match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => packet,
@@ -676,83 +967,30 @@ impl Forwarder {
             if packet.payload.is_empty() {
                 continue;
             }
-            let now = self.inner.now_ms();
+            let now = self.speaker.inner.now_ms();
             if let Some(seen) = &self.video_seen {
                 // `max(1)`: zero means "nothing yet".
                 seen.store(now.max(1), std::sync::atomic::Ordering::Relaxed);
             }
-            if self.kind == Kind::Audio
-                && let Some(dir) = &self.inner.config.recordings
-            {
-                let allowed = self.session.recording.load(std::sync::atomic::Ordering::Relaxed);
-                if allowed && recorder.is_none() {
-                    match self.open_recording(dir) {
-                        Ok(r) => recorder = Some(r),
-                        Err(e) => tracing::error!(error = %e, "cannot record"),
+            if audio {
+                self.speaker.record(&packet);
+            }
+            if audio && self.speaker.inner.taps.receiver_count() > 0 {
+                if decoder.is_none() {
+                    match opus_rs::OpusDecoder::new(16_000, 1) {
+                        Ok(d) => decoder = Some(d),
+                        // No taps of this track; it is still forwarded.
+                        Err(e) => tracing::warn!(error = e, "no opus decoder"),
                     }
                 }
-                if !allowed && let Some(mut r) = recorder.take() {
-                    let _ = r.close();
-                }
-                if let Some(r) = &mut recorder
-                    && let Err(e) = r.write_rtp(&packet)
+                if let Some(decoder) = &mut decoder
+                    && let Ok(n) = decoder.decode(&packet.payload, pcm.len(), &mut pcm)
                 {
-                    tracing::warn!(error = %e, "recording");
+                    self.speaker.tap(Arc::from(&pcm[..n]), now);
                 }
             }
-            if self.kind == Kind::Audio && self.inner.taps.receiver_count() > 0 {
-                let decoder = match &mut decoder {
-                    Some(d) => d,
-                    None => match opus_rs::OpusDecoder::new(16_000, 1) {
-                        Ok(d) => decoder.insert(d),
-                        Err(e) => {
-                            tracing::warn!(error = e, "no opus decoder");
-                            continue;
-                        }
-                    },
-                };
-                if let Ok(n) = decoder.decode(&packet.payload, pcm.len(), &mut pcm) {
-                    let _ = self.inner.taps.send(AudioFrame {
-                        session: self.session.id.clone(),
-                        participant: self.participant.clone(),
-                        role: self.role,
-                        at_ms: now,
-                        pcm: Arc::from(&pcm[..n]),
-                    });
-                }
-            }
-            let table = self.session.routes.read().expect("route table lock").clone();
-            let Some(outlets) = table.by_speaker.get(&key) else { continue };
-            for outlet in outlets {
-                let mut out = packet.clone();
-                {
-                    let mut rewriter = outlet.rewriter.lock().expect("rewriter lock");
-                    if rewriter.0 != table.generation {
-                        rewriter.0 = table.generation;
-                        rewriter.1.resync();
-                    }
-                    let (seq, ts) = rewriter.1.rewrite(
-                        packet.header.ssrc,
-                        packet.header.sequence_number,
-                        packet.header.timestamp,
-                        now,
-                    );
-                    out.header.sequence_number = seq;
-                    out.header.timestamp = ts;
-                }
-                out.header.ssrc = outlet.ssrc;
-                out.header.payload_type = outlet.payload_type;
-                // Extension ids are negotiated per connection: drop them.
-                out.header.extension = false;
-                out.header.extensions.clear();
-                out.header.extensions_padding = 0;
-                if let Err(e) = outlet.track.write_rtp(out).await {
-                    tracing::trace!(error = %e, "forward");
-                }
-            }
+            self.speaker.forward(&packet, now).await;
         }
-        if let Some(mut r) = recorder {
-            let _ = r.close();
-        }
+        self.speaker.stop_recording();
     }
 }

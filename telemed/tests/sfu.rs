@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use telemed::media::{ClientMessage, Role, ServerMessage, Supervision};
-use telemed::sfu::{Sfu, SfuConfig};
+use telemed::mixer::FRAME;
+use telemed::sfu::{Line, Sfu, SfuConfig, SfuError};
 use tokio::sync::mpsc;
 
 mod peer;
@@ -293,4 +294,157 @@ async fn video_flows_between_video_parties_and_stops_when_switched_off() {
     for c in [patient, doctor, operator] {
         c.close().await;
     }
+}
+
+/// A phone line driven as the phone task drives it: every 20 ms it says
+/// 20 ms of a tone at 8 kHz and keeps what it heard (`None`: it waited).
+struct LineDriver {
+    heard: std::sync::Arc<std::sync::Mutex<Vec<Option<[i16; FRAME]>>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Line>,
+}
+
+fn drive(mut line: Line, pitch: f32) -> LineDriver {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let kept = heard.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0usize.. {
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = tick.tick() => {}
+            }
+            let mut pcm = [0i16; FRAME];
+            for (i, s) in pcm.iter_mut().enumerate() {
+                let t = (n * FRAME + i) as f32 / 8_000.0;
+                *s = (0.3 * 32_767.0 * (2.0 * std::f32::consts::PI * pitch * t).sin()) as i16;
+            }
+            line.speak(&pcm).await.unwrap();
+            let frame = line.hear();
+            kept.lock().unwrap().push(frame);
+        }
+        line
+    });
+    LineDriver { heard, stop, task }
+}
+
+/// What a line should hear.
+#[derive(Debug, Clone, Copy)]
+enum Hears {
+    /// The mix, with this pitch in it.
+    Tone(f32),
+    /// The mix, silent (everyone muted).
+    Silence,
+    /// Nothing: the line waits (held or alone), and the phone plays hold music.
+    Nobody,
+}
+
+impl LineDriver {
+    /// Waits (bounded) until the last half second the line heard is what
+    /// `expected` says.
+    async fn until_hears(&self, who: &str, expected: Hears) {
+        let mut last = String::new();
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let heard = self.heard.lock().unwrap();
+            let tail = &heard[heard.len().saturating_sub(25)..];
+            if tail.len() < 25 {
+                continue;
+            }
+            let waiting = tail.iter().filter(|f| f.is_none()).count();
+            let pcm: Vec<f32> = tail.iter().flatten().flatten().map(|&s| f32::from(s) / 32_768.0).collect();
+            let rms = (pcm.iter().map(|x| x * x).sum::<f32>() / pcm.len().max(1) as f32).sqrt();
+            match expected {
+                Hears::Nobody if waiting == tail.len() => return,
+                Hears::Silence if waiting == 0 && rms < 0.001 => return,
+                Hears::Tone(f) if waiting == 0 && tone_share_at(&pcm, f, 8_000.0) > 0.3 => return,
+                Hears::Tone(f) => {
+                    last =
+                        format!("{waiting} waiting frames, {} of the energy at {f} Hz", tone_share_at(&pcm, f, 8_000.0))
+                }
+                _ => last = format!("{waiting} waiting frames, RMS {rms}"),
+            }
+        }
+        panic!("{who}: the line hears {last}, expected {expected:?}");
+    }
+
+    async fn stop(self) -> Line {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_line_and_a_browser_hear_each_other_and_a_held_line_hears_nobody() {
+    let sfu = sfu();
+    let mut taps = sfu.taps();
+    let line = sfu.attach_line("c8", "patient", Role::Patient).await.unwrap();
+    let operator = Client::join(&sfu, "c8", "op", Role::Operator, OPERATOR).await;
+    let line = drive(line, PATIENT);
+    until_hears("operator", &operator, &[PATIENT]).await;
+    line.until_hears("line", Hears::Tone(OPERATOR)).await;
+
+    // The line's voice reaches the taps at 16 kHz, as a browser's does.
+    let mut pcm = Vec::new();
+    while pcm.len() < 16_000 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), taps.recv()).await.unwrap().unwrap();
+        if frame.participant == "patient" {
+            assert_eq!((frame.session.as_str(), frame.role), ("c8", Role::Patient));
+            pcm.extend_from_slice(&frame.pcm);
+        }
+    }
+    let share = tone_share_at(&pcm[pcm.len() - 8_000..], PATIENT, 16_000.0);
+    assert!(share > 0.5, "the tap does not carry the line's 440 Hz ({share})");
+
+    // Neither a second line nor a browser takes the line's place.
+    assert!(matches!(
+        sfu.attach_line("c8", "patient", Role::Patient).await,
+        Err(SfuError::AlreadyInCall(who)) if who == "patient"
+    ));
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let intruder = sfu.attach("c8", "patient", Role::Patient, tx).await;
+    let refused = intruder.handle(ClientMessage::Offer { sdp: operator.offered.clone() }).await;
+    assert!(matches!(refused, Err(SfuError::LineInCall(_))), "{refused:?}");
+    intruder.leave().await;
+
+    // The operator holds the caller: the line hears nobody (the phone
+    // plays hold music) and is heard by nobody; then resumes.
+    operator.call.handle(ClientMessage::Hold { participant: "patient".into(), on: true }).await.unwrap();
+    line.until_hears("held line", Hears::Nobody).await;
+    until_hears("operator, caller held", &operator, &[]).await;
+    operator.call.handle(ClientMessage::Hold { participant: "patient".into(), on: false }).await.unwrap();
+    line.until_hears("resumed line", Hears::Tone(OPERATOR)).await;
+    until_hears("operator, caller resumed", &operator, &[PATIENT]).await;
+    // A muted operator is silence to the caller, not hold music.
+    operator.call.handle(ClientMessage::Mute { muted: true }).await.unwrap();
+    line.until_hears("line, operator muted", Hears::Silence).await;
+    operator.call.handle(ClientMessage::Mute { muted: false }).await.unwrap();
+
+    // A doctor joins (an escalation): the line hears both, both hear it.
+    let doctor = Client::join(&sfu, "c8", "doc", Role::Doctor, DOCTOR).await;
+    until_hears("doctor", &doctor, &[PATIENT, OPERATOR]).await;
+    line.until_hears("line, three-way (operator)", Hears::Tone(OPERATOR)).await;
+    line.until_hears("line, three-way (doctor)", Hears::Tone(DOCTOR)).await;
+    let stats = line.stop().await;
+    assert!(stats.stats().played > 50, "{:?}", stats.stats());
+    stats.leave().await;
+    until_hears("operator after the line left", &operator, &[DOCTOR]).await;
+    let mut left = sfu.participants("c8").await;
+    left.sort();
+    assert_eq!(left, vec![("doc".to_owned(), Role::Doctor), ("op".to_owned(), Role::Operator)]);
+
+    // A line dropped without leaving is taken out of the call too.
+    let dropped = sfu.attach_line("c8", "patient", Role::Patient).await.unwrap();
+    assert_eq!(sfu.participants("c8").await.len(), 3);
+    drop(dropped);
+    for _ in 0..40 {
+        if sfu.participants("c8").await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sfu.participants("c8").await.len(), 2);
+    operator.close().await;
+    doctor.close().await;
 }
