@@ -88,6 +88,15 @@ async fn start_contact(
             message: "phone calls arrive through the telephony gateway; use `chat` or `webrtc`".into(),
         });
     }
+    if input.channel.is_messaging() {
+        errors.push(FieldError {
+            field: "channel".into(),
+            message: format!(
+                "{} messages arrive through the provider's webhook; use `chat` or `webrtc`",
+                input.channel
+            ),
+        });
+    }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
@@ -112,7 +121,7 @@ pub(crate) async fn open_contact(state: &AppState, new: &NewContact) -> Result<(
     let id = uuid::Uuid::new_v4().to_string();
     let token = new_token();
     state.store.create_contact(&id, new, &token_hash(&token), Utc::now()).await?;
-    let media = if new.channel == Some(Channel::Chat) { Media::Chat } else { Media::Voice };
+    let media = if new.channel.is_some_and(Channel::is_text) { Media::Chat } else { Media::Voice };
     state
         .center
         .handle(Event::ContactArrived(RoutedContact {
@@ -265,7 +274,16 @@ async fn send_message(
         Party::Patient => ("patient", None),
         Party::Staff(s) => ("staff", Some(s.staff_id)),
     };
-    let m = state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?;
+    let m = match (contact.channel.is_messaging(), staff) {
+        // A reply on WhatsApp or SMS goes out through the channel's outbox, queued with the message.
+        (true, Some(staff)) => {
+            crate::channels::queue_reply(&state, &id, contact.channel, staff, body, Utc::now()).await?.0
+        }
+        (true, None) => {
+            return Err(ApiError::Conflict(format!("the patient writes on {}, not here", contact.channel)));
+        }
+        (false, _) => state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?,
+    };
     if let Some(u) = message_update(&m) {
         state.center.publish(u);
     }

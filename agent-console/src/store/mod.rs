@@ -15,7 +15,8 @@
 //! - One file per record group, each with its records and queries:
 //!   `staff`, `patient`, `audit`, `roster`, `contact` (contacts, chat
 //!   messages, who worked on them), `routing_log`, `prescription`,
-//!   `consult_note`, `ambulance`, `caption`, `outbox`, `hims` (which FHIR
+//!   `consult_note`, `ambulance`, `caption`, `outbox`, `channel` (messaging
+//!   channels' inbound journal, threads and outbox), `hims` (which FHIR
 //!   resource each working copy is, recorded consults), `secret`; the information desk's
 //!   `facility` (beds, stock), `faq`, `scheme`, `complaint` (tasks,
 //!   tickets) and `booking` (slots, appointments).
@@ -24,6 +25,7 @@ mod ambulance;
 mod audit;
 mod booking;
 mod caption;
+mod channel;
 mod complaint;
 mod consult_note;
 mod contact;
@@ -51,6 +53,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use ambulance::*;
 pub use booking::*;
 pub use caption::{Caption, NewCaption};
+pub use channel::*;
 pub use complaint::*;
 pub use consult_note::*;
 pub use contact::*;
