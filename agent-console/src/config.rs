@@ -167,6 +167,10 @@ pub struct ServeConfig {
     /// console that opens again makes them ready again.
     #[arg(long = "presence-grace-seconds", env = "CARELINE_PRESENCE_GRACE_SECONDS", default_value_t = 5)]
     pub presence_grace_seconds: u64,
+
+    /// WhatsApp (and SMS) accounts.
+    #[command(flatten)]
+    pub channels: crate::channels::ChannelConfig,
 }
 
 impl ServeConfig {
@@ -249,6 +253,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("whisper_language", &self.whisper_language)
             .field("whisper_prompt", &self.whisper_prompt)
             .field("whisper_beam", &self.whisper_beam)
+            .field("channels", &self.channels)
             .finish()
     }
 }

@@ -13,6 +13,7 @@
 //! - [`accounts`]: creating staff accounts (CLI and API).
 //! - [`auth`]: password hashing, session tokens, login throttling.
 //! - [`demo`]: the demo roster for `careline serve --demo`.
+//! - [`channels`]: WhatsApp (and SMS) providers: webhooks journalled first, processed into contacts; replies through an outbox.
 //! - [`dispatch`]: ambulance requests to the dispatch webhook, retried and never given up; the wallboard's alarm.
 //! - [`config`], [`i18n`], [`metrics`], [`time`]: settings, Hindi/English words, Prometheus, IST.
 
@@ -21,6 +22,7 @@ pub mod accounts;
 pub mod auth;
 pub mod captions;
 pub mod center;
+pub mod channels;
 pub mod config;
 pub mod demo;
 pub mod dispatch;

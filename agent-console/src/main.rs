@@ -370,6 +370,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         state.hims = std::sync::Arc::new(agent_console::hims::FhirHims::new(state.store.clone(), url)?);
         tracing::info!(hims = %agent_console::config::redact_url(url), "the HIMS is a FHIR R4 server");
     }
+    state.channels = config.channels.accounts(Some(&state.metrics.registry))?;
+    if let Some(w) = &state.channels.whatsapp {
+        tracing::info!(phone_number_id = %w.phone_number_id, api = %w.api_url, "WhatsApp is on: webhook /webhooks/whatsapp");
+    }
     if let Some(url) = &config.smtp_url {
         let policy = agent_console::mail::RetryPolicy {
             first_backoff: chrono::Duration::seconds(config.mail_retry_seconds.max(1)),

@@ -21,6 +21,10 @@ pub async fn run(
     if let Some(url) = state.settings.dispatch_webhook.clone() {
         tasks.spawn(crate::dispatch::run(state.store.clone(), url, state.settings.dispatch, shutdown.clone()));
     }
+    if state.channels.any() {
+        tasks.spawn(crate::channels::run_journal(state.clone(), shutdown.clone()));
+        tasks.spawn(crate::channels::run_sender(state.clone(), shutdown.clone()));
+    }
     if let Some(mailer) = state.mailer.clone() {
         tasks.spawn(mailer.run(state.store.clone(), shutdown.clone()));
     }

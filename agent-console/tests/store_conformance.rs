@@ -129,6 +129,7 @@ conformance!(
     ambulance_requests_keep_their_delivery,
     a_routing_event_and_its_record_change_are_written_together,
     patient_access_facts_list_every_relation,
+    messaging_channels_journal_threads_and_outbox,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -1210,5 +1211,209 @@ fn every_public_store_method_has_a_case() {
         missing.is_empty(),
         "public Store methods with no conformance case (call each here):\n{}",
         missing.join("\n")
+    );
+}
+
+async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str) {
+    use agent_console::store::{
+        DeliveryStatus, EventKind, EventOutcome, InboundMessage, NewChannelEvent, NewChannelSend, Provider,
+        SendOutcome, SendState,
+    };
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let t0 = now();
+    let message = |key: &str| NewChannelEvent {
+        kind: EventKind::Message,
+        event_key: key.to_owned(),
+        message_ref: Some(key.to_owned()),
+        opaque: None,
+        payload: format!(r#"{{"kind":"message","id":"{key}"}}"#),
+    };
+    // One webhook's events in one transaction; a redelivery adds nothing.
+    assert_eq!(
+        store.journal_channel_events(Provider::Whatsapp, &[message("wamid.1"), message("wamid.2")], t0).await.unwrap(),
+        2
+    );
+    assert_eq!(store.journal_channel_events(Provider::Whatsapp, &[message("wamid.1")], t0).await.unwrap(), 0);
+    assert_eq!(
+        store.journal_channel_events(Provider::Twilio, &[message("wamid.1")], t0).await.unwrap(),
+        1,
+        "per provider"
+    );
+    let pending = store.pending_channel_events(10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.event_key.as_str()).collect::<Vec<_>>(), ["wamid.1", "wamid.2", "wamid.1"]);
+    assert_eq!(
+        (pending[0].provider, pending[0].kind, pending[0].received_at),
+        (Provider::Whatsapp, EventKind::Message, t0)
+    );
+
+    // A WhatsApp contact (the channel check admits it) and its first message.
+    let wa = NewContact { channel: Some(Channel::Whatsapp), language: "hi".into(), ..Default::default() };
+    let c = store.create_contact("c-wa", &wa, "hash-wa", t0).await.unwrap();
+    assert_eq!(c.channel, Channel::Whatsapp);
+    assert_eq!(
+        store.waiting_messaging_contacts().await.unwrap().iter().map(|c| c.contact_id.as_str()).collect::<Vec<_>>(),
+        ["c-wa"]
+    );
+    let inbound = InboundMessage {
+        event_id: pending[0].channel_event_id,
+        channel: Channel::Whatsapp,
+        provider: Provider::Whatsapp,
+        address: "919810012345".into(),
+        display_name: Some("Ramesh".into()),
+        patient_id: None,
+        contact_id: "c-wa".into(),
+        body: "बुखार है".into(),
+        sent_at: t0 - Duration::minutes(1),
+    };
+    let m = store.add_inbound_message(&inbound, t0).await.unwrap();
+    assert_eq!((m.sender.as_str(), m.body.as_str()), ("patient", "बुखार है"));
+    // Processed twice: refused, nothing added.
+    assert!(matches!(store.add_inbound_message(&inbound, t0).await, Err(StoreError::Refused(_))));
+    assert_eq!(store.chat_messages("c-wa", 0).await.unwrap().len(), 1);
+    let thread = store.channel_thread(Channel::Whatsapp, "919810012345").await.unwrap().expect("the thread");
+    assert_eq!((thread.contact_id.as_deref(), thread.last_inbound_at), (Some("c-wa"), t0 - Duration::minutes(1)));
+    assert_eq!(store.thread_of_contact("c-wa").await.unwrap(), Some(thread.clone()));
+    assert_eq!(store.channel_thread(Channel::Sms, "919810012345").await.unwrap(), None);
+    // A later message moves the window; an older one (out of order) does not move it back.
+    let second = InboundMessage {
+        event_id: pending[1].channel_event_id,
+        sent_at: t0 - Duration::hours(2),
+        display_name: None,
+        ..inbound.clone()
+    };
+    store.add_inbound_message(&second, t0).await.unwrap();
+    let thread = store.channel_thread(Channel::Whatsapp, "919810012345").await.unwrap().unwrap();
+    assert_eq!((thread.last_inbound_at, thread.display_name.as_deref()), (t0 - Duration::minutes(1), Some("Ramesh")));
+    // A message for a contact that does not exist writes nothing, not even the event's mark.
+    let stray = InboundMessage { event_id: pending[2].channel_event_id, contact_id: "c-404".into(), ..inbound.clone() };
+    assert_eq!(violation(store.add_inbound_message(&stray, t0).await), ("invalid reference", "contact_id".to_owned()));
+    assert_eq!(store.pending_channel_events(10).await.unwrap().len(), 1, "still pending");
+    store
+        .finish_channel_event(pending[2].channel_event_id, EventOutcome::Unprocessable, Some("a `sticker`"), t0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.finish_channel_event(pending[2].channel_event_id, EventOutcome::Processed, None, t0).await,
+        Err(StoreError::Refused(_))
+    ));
+    let kept = store.channel_events(Some(EventOutcome::Unprocessable), 10).await.unwrap();
+    assert_eq!((kept.len(), kept[0].error.as_deref()), (1, Some("a `sticker`")));
+    assert_eq!(store.channel_events(None, 10).await.unwrap().len(), 3);
+
+    // A reply: its message and outbox row together.
+    let send = NewChannelSend {
+        provider: Provider::Whatsapp,
+        recipient: "919810012345".into(),
+        request: r#"{"to":"919810012345"}"#.into(),
+        opaque: "op-1".into(),
+    };
+    let (reply, queued) = store.add_reply_with_send("c-wa", asha.staff_id, "Drink fluids", &send, t0).await.unwrap();
+    assert_eq!(
+        (queued.chat_message_id, queued.state, queued.delivery),
+        (reply.chat_message_id, SendState::Queued, None)
+    );
+    assert_eq!(store.next_channel_send_due().await.unwrap(), Some(t0));
+    assert_eq!(store.due_channel_sends(t0, 10).await.unwrap(), vec![queued.clone()]);
+    assert!(store.due_channel_sends(t0 - Duration::seconds(1), 10).await.unwrap().is_empty());
+    // A reply on a contact that does not exist: neither message nor row.
+    let other = NewChannelSend { opaque: "op-x".into(), ..send.clone() };
+    assert_eq!(
+        violation(store.add_reply_with_send("c-404", asha.staff_id, "x", &other, t0).await),
+        ("invalid reference", "contact_id".to_owned())
+    );
+    assert_eq!(store.chat_messages("c-wa", 0).await.unwrap().len(), 3);
+
+    // A clear failure goes back to the queue; the retry is taken.
+    assert!(store.start_channel_send(queued.channel_outbox_id, t0).await.unwrap());
+    assert!(!store.start_channel_send(queued.channel_outbox_id, t0).await.unwrap(), "claimed once");
+    assert!(store.due_channel_sends(t0, 10).await.unwrap().is_empty(), "not due while sending");
+    let retry = SendOutcome::Retry { error: "503".into(), at: t0 + Duration::seconds(5) };
+    let s = store.record_channel_send(queued.channel_outbox_id, &retry, t0).await.unwrap();
+    assert_eq!(
+        (s.state, s.attempts, s.next_attempt_at, s.last_error.as_deref()),
+        (SendState::Queued, 1, Some(t0 + Duration::seconds(5)), Some("503"))
+    );
+    assert!(
+        matches!(store.record_channel_send(queued.channel_outbox_id, &retry, t0).await, Err(StoreError::Refused(_))),
+        "not sending"
+    );
+    // A status that arrives before the send's answer, kept unmatched, is matched by the answer.
+    let early = NewChannelEvent {
+        kind: EventKind::Status,
+        event_key: "wamid.out:delivered".into(),
+        message_ref: Some("wamid.out".into()),
+        opaque: None,
+        payload: "{}".into(),
+    };
+    store.journal_channel_events(Provider::Whatsapp, &[early], t0).await.unwrap();
+    assert_eq!(store.apply_channel_status("wamid.out", None, DeliveryStatus::Delivered, t0).await.unwrap(), None);
+    let e = store.pending_channel_events(10).await.unwrap().pop().unwrap();
+    store.finish_channel_event(e.channel_event_id, EventOutcome::Unmatched, None, t0).await.unwrap();
+    assert!(store.start_channel_send(queued.channel_outbox_id, t0).await.unwrap());
+    let sent = SendOutcome::Sent { provider_message_id: "wamid.out".into() };
+    let s = store.record_channel_send(queued.channel_outbox_id, &sent, t0).await.unwrap();
+    assert_eq!(
+        (s.state, s.provider_message_id.as_deref(), s.delivery),
+        (SendState::Sent, Some("wamid.out"), Some(DeliveryStatus::Delivered))
+    );
+    // Read, then a late sent: stays read.
+    let s = store.apply_channel_status("wamid.out", None, DeliveryStatus::Read, t0).await.unwrap().unwrap();
+    assert_eq!(s.delivery, Some(DeliveryStatus::Read));
+    let s = store.apply_channel_status("wamid.out", None, DeliveryStatus::Sent, t0).await.unwrap().unwrap();
+    assert_eq!(s.delivery, Some(DeliveryStatus::Read));
+    assert_eq!(store.channel_send(s.channel_outbox_id).await.unwrap(), s);
+
+    // A timeout leaves it unknown; a status with its opaque key settles it as sent.
+    let (_, second) = store
+        .add_reply_with_send(
+            "c-wa",
+            asha.staff_id,
+            "Are you there?",
+            &NewChannelSend { opaque: "op-2".into(), ..send.clone() },
+            t0,
+        )
+        .await
+        .unwrap();
+    assert!(store.start_channel_send(second.channel_outbox_id, t0).await.unwrap());
+    let s = store
+        .record_channel_send(second.channel_outbox_id, &SendOutcome::Unknown { error: "timed out".into() }, t0)
+        .await
+        .unwrap();
+    assert_eq!((s.state, s.next_attempt_at), (SendState::Unknown, None));
+    assert!(store.due_channel_sends(t0 + Duration::days(1), 10).await.unwrap().is_empty(), "never resent");
+    let s =
+        store.apply_channel_status("wamid.late", Some("op-2"), DeliveryStatus::Delivered, t0).await.unwrap().unwrap();
+    assert_eq!(
+        (s.state, s.provider_message_id.as_deref(), s.delivery),
+        (SendState::Sent, Some("wamid.late"), Some(DeliveryStatus::Delivered))
+    );
+
+    // A crash mid-send leaves it sending: at start it becomes unknown, never resent.
+    let (_, third) = store
+        .add_reply_with_send(
+            "c-wa",
+            asha.staff_id,
+            "Third",
+            &NewChannelSend { opaque: "op-3".into(), ..send.clone() },
+            t0,
+        )
+        .await
+        .unwrap();
+    assert!(store.start_channel_send(third.channel_outbox_id, t0).await.unwrap());
+    assert_eq!(store.interrupted_channel_sends(t0).await.unwrap(), 1);
+    assert_eq!(store.channel_send(third.channel_outbox_id).await.unwrap().state, SendState::Unknown);
+    let failed = SendOutcome::Failed { error: "400".into() };
+    assert!(matches!(
+        store.record_channel_send(third.channel_outbox_id, &failed, t0).await,
+        Err(StoreError::Refused(_))
+    ));
+    let states: Vec<SendState> =
+        store.channel_sends_of_contact("c-wa").await.unwrap().iter().map(|s| s.state).collect();
+    assert_eq!(states, [SendState::Sent, SendState::Sent, SendState::Unknown]);
+
+    // After the SQLite rebuild of `contact`, the tables that refer to it still check their references.
+    assert_eq!(
+        violation(store.add_chat_message("c-404", "patient", None, "x", t0).await),
+        ("invalid reference", UNNAMED_REFERENCE.to_owned())
     );
 }

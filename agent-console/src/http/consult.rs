@@ -16,7 +16,7 @@ use super::contacts::{on_contact, party_reading};
 use super::error::{ApiError, FieldError, Result};
 use super::json::ApiJson;
 use super::{AppState, AuthUser};
-use crate::store::{Channel, Contact, Staff, StaffId, Store};
+use crate::store::{Contact, Staff, StaffId, Store};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,7 +52,7 @@ struct PrescriptionInput {
 /// The TPG 2020 List A rule rests on this, so it is never the client's word.
 async fn consult_mode(state: &AppState, contact: &Contact, doctor: &Staff) -> telemed::consult::ConsultMode {
     use telemed::consult::ConsultMode;
-    if contact.channel == Channel::Chat {
+    if contact.channel.is_text() {
         return ConsultMode::Text;
     }
     // Participant ids on the media plane: see `media::media_socket`.

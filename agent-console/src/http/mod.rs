@@ -24,6 +24,7 @@ mod roster;
 mod rx;
 mod staff;
 mod wallboard;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,9 @@ pub struct AppState {
     pub contact_throttle: Arc<LoginThrottle>,
     /// Cancelled at shutdown; long-lived handlers (streams, sockets) stop on it.
     pub shutdown: CancellationToken,
+    /// WhatsApp and SMS accounts (each off unless configured) and their tasks' wake-ups.
+    #[from_ref(skip)]
+    pub channels: crate::channels::Channels,
     /// Mail to patients, when SMTP is configured.
     #[from_ref(skip)]
     pub mailer: Option<crate::mail::Mailer>,
@@ -143,6 +147,7 @@ impl AppState {
             contact_throttle: Arc::new(LoginThrottle::new(10, Duration::from_secs(10 * 60))),
             shutdown,
             mailer: None,
+            channels: crate::channels::Channels::default(),
             center,
         })
     }
@@ -194,6 +199,7 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(pages::router())
     .merge(rx::router())
+    .merge(webhooks::router())
     .route_layer(middleware::from_fn_with_state(state.clone(), track))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)

@@ -88,6 +88,15 @@ async fn start_contact(
             message: "phone calls arrive through the telephony gateway; use `chat` or `webrtc`".into(),
         });
     }
+    if input.channel.is_messaging() {
+        errors.push(FieldError {
+            field: "channel".into(),
+            message: format!(
+                "{} messages arrive through the provider's webhook; use `chat` or `webrtc`",
+                input.channel
+            ),
+        });
+    }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
@@ -111,7 +120,7 @@ async fn start_contact(
 pub(crate) async fn open_contact(state: &AppState, new: &NewContact) -> Result<(String, String)> {
     let id = uuid::Uuid::new_v4().to_string();
     let token = new_token();
-    let media = if new.channel == Some(Channel::Chat) { Media::Chat } else { Media::Voice };
+    let media = if new.channel.is_some_and(Channel::is_text) { Media::Chat } else { Media::Voice };
     // The record and the routing event in one transaction: a crash leaves both or neither.
     let record = RecordWrite::Create { contact_id: id.clone(), new: new.clone(), token_hash: token_hash(&token) };
     state
@@ -275,7 +284,16 @@ async fn send_message(
             ("staff", Some(s.staff_id))
         }
     };
-    let m = state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?;
+    let m = match (contact.channel.is_messaging(), staff) {
+        // A reply on WhatsApp or SMS goes out through the channel's outbox, queued with the message.
+        (true, Some(staff)) => {
+            crate::channels::queue_reply(&state, &id, contact.channel, staff, body, Utc::now()).await?.0
+        }
+        (true, None) => {
+            return Err(ApiError::Conflict(format!("the patient writes on {}, not here", contact.channel)));
+        }
+        (false, _) => state.store.add_chat_message(&id, sender, staff, body, Utc::now()).await?,
+    };
     if let Some(u) = message_update(&m) {
         state.center.publish(u);
     }

@@ -147,7 +147,7 @@ async fn build(
         agents,
         calls: contacts
             .iter()
-            .filter(|c| c.status == ContactStatus::Connected && c.channel != crate::store::Channel::Chat)
+            .filter(|c| c.status == ContactStatus::Connected && !c.channel.is_text())
             .map(|c| LiveCall {
                 contact_id: c.contact_id.clone(),
                 channel: c.channel,

@@ -9,8 +9,22 @@ use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
 
 crate::store::text_enum::text_enum!(
     /// How the patient reached the helpline.
-    Channel { Phone = "phone", Webrtc = "webrtc", Chat = "chat" }
+    Channel { Phone = "phone", Webrtc = "webrtc", Chat = "chat", Whatsapp = "whatsapp", Sms = "sms" }
 );
+
+impl Channel {
+    /// A channel of written messages (web chat, WhatsApp, SMS): routed as
+    /// `Media::Chat`, consulted as text.
+    pub fn is_text(self) -> bool {
+        matches!(self, Channel::Chat | Channel::Whatsapp | Channel::Sms)
+    }
+
+    /// A messaging channel whose messages come and go through a provider
+    /// (`crate::channels`), not through the `/call` page.
+    pub fn is_messaging(self) -> bool {
+        matches!(self, Channel::Whatsapp | Channel::Sms)
+    }
+}
 crate::store::text_enum::text_enum!(
     /// Where a contact stands.
     ContactStatus {
@@ -62,7 +76,7 @@ pub struct Contact {
 }
 
 #[derive(sqlx::FromRow)]
-struct ContactRow {
+pub(super) struct ContactRow {
     contact_id: String,
     channel: String,
     language: String,
@@ -113,7 +127,7 @@ impl From<ContactRow> for Contact {
     }
 }
 
-const CONTACT_COLUMNS: &str = "contact_id, channel, language, emergency, tier, specialty, caller_phone, ehealth_card, \
+pub(super) const CONTACT_COLUMNS: &str = "contact_id, channel, language, emergency, tier, specialty, caller_phone, ehealth_card, \
      abha_number, patient_id, location, status, created_at, answered_at, answered_by, escalated_at, doctor_id, \
      ended_at, disposition, wrap_up_note";
 

@@ -15,7 +15,8 @@
 //! - One file per record group, each with its records and queries:
 //!   `staff`, `patient`, `audit`, `roster`, `contact` (contacts, chat
 //!   messages, who worked on them), `routing_log`, `prescription`,
-//!   `consult_note`, `ambulance`, `caption`, `outbox`, `hims` (which FHIR
+//!   `consult_note`, `ambulance`, `caption`, `outbox`, `channel` (messaging
+//!   channels' inbound journal, threads and outbox), `hims` (which FHIR
 //!   resource each working copy is, recorded consults), `secret`; the information desk's
 //!   `facility` (beds, stock), `faq`, `scheme`, `complaint` (tasks,
 //!   tickets) and `booking` (slots, appointments).
@@ -25,6 +26,7 @@ mod ambulance;
 mod audit;
 mod booking;
 mod caption;
+mod channel;
 mod complaint;
 mod consult_note;
 mod contact;
@@ -53,6 +55,7 @@ pub use access::BREAK_GLASS_ACTION;
 pub use ambulance::*;
 pub use booking::*;
 pub use caption::{Caption, NewCaption};
+pub use channel::*;
 pub use complaint::*;
 pub use consult_note::*;
 pub use contact::*;

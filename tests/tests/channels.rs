@@ -1,0 +1,450 @@
+//! WhatsApp in the same queue as calls and web chats, end to end against
+//! the real binary.
+//!
+//! The webhooks are built from Meta's documented example payloads
+//! ("Webhooks payload examples": a text message; statuses `sent`,
+//! `delivered`, `read`) and signed by the test itself with the app secret
+//! (`X-Hub-Signature-256`: HMAC-SHA256 of the raw body). Meta's send API
+//! is not reachable here: replies go to [`graph_api`], a loopback HTTP
+//! server of the test's own that checks each request against Meta's
+//! documented send format (Cloud API reference, "Messages": `POST
+//! /{version}/{phone_number_id}/messages`, `Authorization: Bearer`, JSON
+//! with `messaging_product: "whatsapp"`, `to`, `type: "text"`,
+//! `text.body`) and answers as the documentation shows
+//! (`{messaging_product, contacts: [{input, wa_id}], messages: [{id}]}`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tests::{Careline, client};
+
+const APP_SECRET: &str = "test-app-secret";
+const VERIFY_TOKEN: &str = "test-verify-token";
+const ACCESS_TOKEN: &str = "test-access-token";
+const PHONE_NUMBER_ID: &str = "106540352242922";
+
+fn flags(api: &str) -> Vec<String> {
+    [
+        "--demo",
+        "--presence-grace-seconds",
+        "600",
+        "--whatsapp-app-secret",
+        APP_SECRET,
+        "--whatsapp-verify-token",
+        VERIFY_TOKEN,
+        "--whatsapp-token",
+        ACCESS_TOKEN,
+        "--whatsapp-phone-number-id",
+        PHONE_NUMBER_ID,
+        "--whatsapp-api-url",
+        api,
+        "--whatsapp-templates",
+        "appointment_reminder:hi",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn start(dir: &Path, api: &str) -> Careline {
+    let args = flags(api);
+    Careline::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+}
+
+/// The `X-Hub-Signature-256` of `body`, as Meta computes it.
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Meta's example notification of a text message (with our number's id).
+fn text_message(from: &str, name: &str, id: &str, text: &str, sent_at: i64) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+                    "contacts": [{"profile": {"name": name}, "wa_id": from}],
+                    "messages": [{"from": from, "id": id, "timestamp": sent_at.to_string(), "text": {"body": text}, "type": "text"}]
+                },
+                "field": "messages"
+            }]
+        }]
+    })
+}
+
+/// Meta's example notification of a message's status.
+fn status_of(message_id: &str, status: &str, opaque: Option<&str>) -> Value {
+    let mut s = json!({
+        "id": message_id,
+        "status": status,
+        "timestamp": chrono::Utc::now().timestamp().to_string(),
+        "recipient_id": "919810012345",
+        "pricing": {"billable": true, "pricing_model": "PMP", "category": "service"}
+    });
+    if let Some(o) = opaque {
+        s["biz_opaque_callback_data"] = json!(o);
+    }
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "statuses": [s]
+        }}]}]
+    })
+}
+
+/// POSTs a notification with `signature` (or none); returns the status and body.
+async fn deliver(server: &Careline, body: &[u8], signature: Option<&str>) -> (u16, String) {
+    let mut req = client().post(server.url("/webhooks/whatsapp")).header("content-type", "application/json");
+    if let Some(s) = signature {
+        req = req.header("x-hub-signature-256", s);
+    }
+    let res = req.body(body.to_vec()).send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn deliver_signed(server: &Careline, notification: &Value) -> u16 {
+    let body = serde_json::to_vec(notification).unwrap();
+    let (status, text) = deliver(server, &body, Some(&sign(&body))).await;
+    assert_eq!(status, 200, "{text}");
+    status
+}
+
+/// One request the fake Graph API received.
+#[derive(Debug)]
+struct Received {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The fake Graph API: each request is handed to the test with a sender
+/// for its answer's message id; it is answered only when the test sends
+/// one (so the test decides when the send's answer arrives).
+fn graph_api() -> (String, mpsc::Receiver<(Received, mpsc::Sender<String>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v21.0", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let length: usize =
+                headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (answer_tx, answer_rx) = mpsc::channel::<String>();
+            let to = body["to"].clone();
+            if tx.send((Received { request_line: request_line.trim().to_owned(), headers, body }, answer_tx)).is_err() {
+                return;
+            }
+            let Ok(id) = answer_rx.recv() else { return };
+            let answer = json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]})
+                .to_string();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, rx)
+}
+
+/// Careline's database, read directly.
+async fn db(dir: &Path) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", dir.join("careline.db").display());
+    sqlx::SqlitePool::connect(&url).await.expect("open careline's database")
+}
+
+async fn count(dir: &Path, sql: &str) -> i64 {
+    let pool = db(dir).await;
+    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+async fn text(dir: &Path, sql: &str) -> Option<String> {
+    let pool = db(dir).await;
+    let row: Option<(Option<String>,)> = sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+    pool.close().await;
+    row.and_then(|r| r.0)
+}
+
+/// Polls `probe` every 200 ms until it gives a value, for at most `seconds`.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(seconds: u64, what: &str, probe: impl Fn() -> F) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "not within {seconds} s: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The contact a message's journal entry opened, once it is processed.
+async fn contact_of(dir: &Path, message_id: &str) -> String {
+    let sql =
+        format!("select contact_id from channel_event where event_key = '{message_id}' and processed_at is not null");
+    wait_for(20, "the message is processed into a contact", || text(dir, &sql)).await
+}
+
+async fn agent_state(server: &Careline, token: &str) -> Value {
+    let res = client().get(server.url("/api/agent/state")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// `asha` takes a seat, gets ready, is offered `contact` and accepts it.
+async fn operator_takes(server: &Careline, asha: &str, contact: &str, first: bool) {
+    if first {
+        let (status, body) = server.post(asha, "/api/agent/session", json!({"seat_id": 1})).await;
+        assert!(status < 300, "{body}");
+        let (status, body) = server.post(asha, "/api/agent/ready", json!({})).await;
+        assert!(status < 300, "{body}");
+    }
+    let offered = wait_for(20, "the operator is offered the WhatsApp contact", || async {
+        let s = agent_state(server, asha).await;
+        (s["offer"]["contact_id"] == contact).then_some(s)
+    })
+    .await;
+    assert_eq!(offered["offer"]["contact_id"], contact);
+    let (status, body) = server.post(asha, &format!("/api/contacts/{contact}/accept"), json!({})).await;
+    assert!(status < 300, "accept: {body}");
+}
+
+#[tokio::test]
+async fn a_whatsapp_message_is_routed_answered_and_its_statuses_only_move_forward() {
+    let (api, requests) = graph_api();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &api);
+    server.round_the_clock("operator", "asha").await;
+    let asha = server.bearer("asha").await;
+
+    // Meta's verification handshake.
+    let verify = |token: &str, mode: &str| {
+        server.url(&format!("/webhooks/whatsapp?hub.mode={mode}&hub.verify_token={token}&hub.challenge=1158201444"))
+    };
+    let res = client().get(verify(VERIFY_TOKEN, "subscribe")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "1158201444");
+    for (token, mode) in [("wrong", "subscribe"), (VERIFY_TOKEN, "unsubscribe"), ("", "subscribe")] {
+        let res = client().get(verify(token, mode)).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{token} {mode}");
+    }
+
+    // Unsigned and wrongly signed: 401, and nothing stored.
+    let now = chrono::Utc::now().timestamp();
+    let wamid = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=";
+    let first =
+        serde_json::to_vec(&text_message("919810012345", "Ramesh Kumar", wamid, "मुझे तीन दिन से बुखार है", now)).unwrap();
+    let (status, body) = deliver(&server, &first, None).await;
+    assert_eq!(status, 401, "{body}");
+    let mut other = first.clone();
+    other[0] = b' ';
+    for signature in [sign(&other), "sha256=00".into(), sign(&first).replace("sha256=", "")] {
+        let (status, _) = deliver(&server, &first, Some(&signature)).await;
+        assert_eq!(status, 401, "{signature}");
+    }
+    assert!(
+        server.drain_output().iter().any(|l| l.contains("WhatsApp webhook refused")),
+        "a refused webhook is logged"
+    );
+    assert_eq!(count(dir.path(), "select count(*) from channel_event").await, 0);
+
+    // Malformed, and another number's: 400 naming what is wrong, 404; nothing stored.
+    let bad = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
+        "metadata": {"phone_number_id": PHONE_NUMBER_ID}, "messages": [{"from": "1", "timestamp": "1", "type": "text"}]}}]}]}))
+    .unwrap();
+    let (status, body) = deliver(&server, &bad, Some(&sign(&bad))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("entry[0].changes[0].value.messages[0]") && body.contains("`id`"), "{body}");
+    let mut theirs = text_message("919810012345", "R", "wamid.other", "hi", now);
+    theirs["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = json!("999");
+    let theirs = serde_json::to_vec(&theirs).unwrap();
+    let (status, body) = deliver(&server, &theirs, Some(&sign(&theirs))).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(count(dir.path(), "select count(*) from channel_event").await, 0);
+
+    // The same webhook three times at once: one message.
+    let signature = sign(&first);
+    let (a, b, c) = tokio::join!(
+        deliver(&server, &first, Some(&signature)),
+        deliver(&server, &first, Some(&signature)),
+        deliver(&server, &first, Some(&signature))
+    );
+    assert_eq!([a.0, b.0, c.0], [200, 200, 200], "{a:?} {b:?} {c:?}");
+    let contact = contact_of(dir.path(), wamid).await;
+    assert_eq!(count(dir.path(), "select count(*) from channel_event").await, 1);
+    assert_eq!(
+        count(dir.path(), &format!("select count(*) from chat_message where contact_id = '{contact}'")).await,
+        1
+    );
+    assert_eq!(count(dir.path(), "select count(*) from contact").await, 1);
+    let (channel, language) = {
+        let pool = db(dir.path()).await;
+        let row: (String, String) = sqlx::query_as("select channel, language from contact where contact_id = $1")
+            .bind(&contact)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        row
+    };
+    assert_eq!((channel.as_str(), language.as_str()), ("whatsapp", "hi"), "Devanagari is Hindi");
+
+    // An operator is offered it, takes it and reads it.
+    operator_takes(&server, &asha, &contact, true).await;
+    let res =
+        client().get(server.url(&format!("/api/contacts/{contact}/messages"))).bearer_auth(&asha).send().await.unwrap();
+    let messages: Value = res.json().await.unwrap();
+    assert_eq!(messages[0]["body"], "मुझे तीन दिन से बुखार है");
+    assert_eq!(messages[0]["sender"], "patient");
+
+    // A second message on the thread joins the live contact.
+    let second = text_message("919810012345", "Ramesh Kumar", "wamid.second", "और खांसी भी", now + 1);
+    deliver_signed(&server, &second).await;
+    assert_eq!(contact_of(dir.path(), "wamid.second").await, contact, "the same contact");
+
+    // The operator's reply reaches the Graph API in Meta's send format.
+    let (status, reply) =
+        server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": "Please drink fluids"})).await;
+    assert_eq!(status, 201, "{reply}");
+    let (got, answer) = tokio::task::spawn_blocking(move || {
+        requests.recv_timeout(Duration::from_secs(20)).expect("the reply reaches the Graph API")
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.request_line, format!("POST /v21.0/{PHONE_NUMBER_ID}/messages HTTP/1.1"));
+    assert_eq!(got.header("authorization"), Some(format!("Bearer {ACCESS_TOKEN}").as_str()));
+    assert!(got.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{got:?}");
+    assert_eq!(got.body["messaging_product"], "whatsapp");
+    assert_eq!(got.body["to"], "919810012345");
+    assert_eq!(got.body["type"], "text");
+    assert_eq!(got.body["text"]["body"], "Please drink fluids");
+    let opaque = got.body["biz_opaque_callback_data"].as_str().expect("our key for the statuses").to_owned();
+
+    // A status before the send's own answer is kept, and matched when the answer names the message.
+    let out_id = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI4QTIzRjhDRUI1RTM0OTU5QjQA";
+    deliver_signed(&server, &status_of(out_id, "delivered", Some(&opaque))).await;
+    let sql = format!(
+        "select outcome from channel_event where event_key = '{out_id}:delivered' and processed_at is not null"
+    );
+    let early = wait_for(20, "the early status is processed", || text(dir.path(), &sql)).await;
+    // Matched already by its opaque key, or kept unmatched until the answer: never lost.
+    assert!(early == "unmatched" || early == "processed", "{early}");
+    answer.send(out_id.to_owned()).unwrap();
+    let delivery = |want: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let d = text(&dir, "select delivery from channel_outbox").await;
+            (d.as_deref() == Some(want)).then_some(())
+        }
+    };
+    wait_for(20, "the reply is sent and its early status matched", || delivery("delivered")).await;
+    assert_eq!(text(dir.path(), "select state from channel_outbox").await.as_deref(), Some("sent"));
+    assert_eq!(text(dir.path(), "select provider_message_id from channel_outbox").await.as_deref(), Some(out_id));
+
+    // "read" before "sent": it ends read.
+    deliver_signed(&server, &status_of(out_id, "read", None)).await;
+    wait_for(20, "the reply is read", || delivery("read")).await;
+    deliver_signed(&server, &status_of(out_id, "sent", None)).await;
+    wait_for(20, "the late status is processed", || async {
+        let n = count(dir.path(), "select count(*) from channel_event where kind = 'status' and processed_at is null")
+            .await;
+        (n == 0).then_some(())
+    })
+    .await;
+    assert_eq!(text(dir.path(), "select delivery from channel_outbox").await.as_deref(), Some("read"));
+
+    // An image is kept, marked unprocessable for staff; it opens nothing.
+    let mut image = text_message("919811122233", "Sita", "wamid.image", "", now);
+    image["entry"][0]["changes"][0]["value"]["messages"][0] = json!({"from": "919811122233", "id": "wamid.image", "timestamp": now.to_string(), "type": "image",
+               "image": {"mime_type": "image/jpeg", "sha256": "abc", "id": "1003383421387256"}});
+    deliver_signed(&server, &image).await;
+    let sql = "select outcome from channel_event where event_key = 'wamid.image' and processed_at is not null";
+    assert_eq!(wait_for(20, "the image is processed", || text(dir.path(), sql)).await, "unprocessable");
+    assert_eq!(count(dir.path(), "select count(*) from contact").await, 1);
+
+    // Outside the 24-hour window free text is refused before anything is stored.
+    let old = now - 25 * 3600;
+    deliver_signed(&server, &text_message("919812233344", "Old Thread", "wamid.old", "hello", old)).await;
+    let late = contact_of(dir.path(), "wamid.old").await;
+    assert_eq!(
+        text(dir.path(), &format!("select language from contact where contact_id = '{late}'")).await.as_deref(),
+        Some("en")
+    );
+    operator_takes(&server, &asha, &late, false).await;
+    let before = count(dir.path(), "select count(*) from chat_message").await;
+    let (status, problem) =
+        server.post(&asha, &format!("/api/contacts/{late}/messages"), json!({"body": "Are you better?"})).await;
+    assert_eq!(status, 422, "{problem}");
+    let said = problem.to_string();
+    assert!(said.contains("body") && said.contains("24 hours") && said.contains("appointment_reminder"), "{said}");
+    assert_eq!(count(dir.path(), "select count(*) from chat_message").await, before);
+    assert_eq!(count(dir.path(), "select count(*) from channel_outbox").await, 1);
+}
+
+#[tokio::test]
+async fn an_acknowledged_webhook_survives_kill_9_and_is_routed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not configured: the webhook is 404.
+    let off = Careline::start(dir.path(), &["--demo"], &[]);
+    let res = client().post(off.url("/webhooks/whatsapp")).body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client().get(off.url("/webhooks/whatsapp?hub.mode=subscribe")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    off.round_the_clock("operator", "asha").await;
+    let passwords = off.passwords.clone();
+    drop(off);
+
+    let (api, _requests) = graph_api();
+    let server = start(dir.path(), &api);
+    let now = chrono::Utc::now().timestamp();
+    let note = text_message("919810099887", "Meena", "wamid.crash", "I need a doctor", now);
+    deliver_signed(&server, &note).await;
+    // SIGKILL right after the 200 (dropping the harness kills the child).
+    drop(server);
+
+    let mut server = start(dir.path(), &api);
+    server.passwords = passwords;
+    let contact = contact_of(dir.path(), "wamid.crash").await;
+    assert_eq!(count(dir.path(), "select count(*) from channel_event").await, 1);
+    let body = text(dir.path(), &format!("select body from chat_message where contact_id = '{contact}'")).await;
+    assert_eq!(body.as_deref(), Some("I need a doctor"));
+    let asha = server.bearer("asha").await;
+    operator_takes(&server, &asha, &contact, true).await;
+}
