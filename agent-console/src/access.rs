@@ -143,12 +143,14 @@ mod tests {
         ContactFact { contact_id: id.into(), status, ended_at: ended.map(at), link }
     }
 
-    /// Each row: the facts, the time, the contact named, and the grant expected.
+    /// One row: its name, the facts, the time (minutes), the contact named, and the grant expected.
+    type Row = (&'static str, Facts, i64, Option<&'static str>, Option<Grant>);
+
     #[test]
     fn the_rule_allows_exactly_the_relations_it_lists() {
         use ContactStatus::*;
         let none = Facts::default();
-        let rows: Vec<(&str, Facts, i64, Option<&str>, Option<Grant>)> = vec![
+        let rows: Vec<Row> = vec![
             ("no relation at all", none.clone(), 0, None, None),
             ("no relation, naming some contact", none.clone(), 0, Some("X"), None),
             (
