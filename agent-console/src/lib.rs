@@ -11,6 +11,7 @@
 //! - [`store`]: the database on SQLite or PostgreSQL, with migrations.
 //! - [`accounts`]: creating staff accounts (CLI and API).
 //! - [`auth`]: password hashing, session tokens, login throttling.
+//! - [`net`], [`throttle`]: the client's address behind trusted proxies; the limits on starting contacts (sans-IO).
 //! - [`demo`]: the demo roster for `careline serve --demo`.
 //! - [`dispatch`]: ambulance requests to the dispatch webhook, retried and never given up; the wallboard's alarm.
 //! - [`config`], [`i18n`], [`metrics`], [`time`]: settings, Hindi/English words, Prometheus, IST.
@@ -27,10 +28,12 @@ pub mod http;
 pub mod i18n;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod phone;
 pub mod report;
 pub mod server;
 // Rows are read as tuples, each destructured right below its query.
 #[allow(clippy::type_complexity)]
 pub mod store;
+pub mod throttle;
 pub mod time;

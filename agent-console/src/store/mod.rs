@@ -27,6 +27,7 @@ mod caption;
 mod complaint;
 mod consult_note;
 mod contact;
+mod device;
 mod facility;
 mod faq;
 mod hims;
