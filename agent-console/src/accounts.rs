@@ -49,6 +49,16 @@ impl StaffInput {
         if self.display_name.trim().is_empty() {
             bad("display_name", "must not be empty");
         }
+        for (field, value) in [
+            ("display_name", Some(&self.display_name)),
+            ("specialty", self.specialty.as_ref()),
+            ("qualification", self.qualification.as_ref()),
+            ("registration_number", self.registration_number.as_ref()),
+        ] {
+            if let Some(e) = value.and_then(|v| crate::http::json::control_characters(field, v)) {
+                bad(field, &e.message);
+            }
+        }
         if self.languages.is_empty() {
             bad("languages", "name at least one language");
         } else if !self

@@ -171,9 +171,64 @@ pub struct ServeConfig {
     /// WhatsApp (and SMS) accounts.
     #[command(flatten)]
     pub channels: crate::channels::ChannelConfig,
+    /// Seconds a client has to send a request's head (slow clients, slowloris).
+    #[arg(long = "header-read-timeout-seconds", env = "CARELINE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a connection with no request in flight may stay silent before
+    /// it is closed; event streams and WebSockets are exempt.
+    #[arg(long = "idle-timeout-seconds", env = "CARELINE_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
+
+    /// Connections at once in all; one more is answered 503 and closed. Lowered
+    /// at start to fit the open-file limit.
+    #[arg(long = "max-connections", env = "CARELINE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Connections at once from one client address (IPv6: one /64). High
+    /// enough for a carrier NAT; trusted proxies count only in the total.
+    #[arg(long = "max-connections-per-address", env = "CARELINE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+
+    /// A proxy in front of Careline whose `X-Forwarded-For` is believed, as a
+    /// CIDR (repeatable, or comma-separated). Without one, `X-Forwarded-For`
+    /// is ignored.
+    #[arg(long = "trusted-proxy", env = "CARELINE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// The helpline's phone number, told to web callers when the web cannot take them.
+    #[arg(long = "helpline-phone", env = "CARELINE_HELPLINE_PHONE", default_value = "104")]
+    pub helpline_phone: String,
+
+    /// A token `/metrics` asks for (`Authorization: Bearer <token>`). Unset:
+    /// `/metrics` answers 404 on the public listener; scrape it on `--metrics-listen`.
+    #[arg(long = "metrics-token", env = "CARELINE_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+
+    /// A separate address that serves only `/metrics` (without a token), e.g. `127.0.0.1:9100`.
+    #[arg(long = "metrics-listen", env = "CARELINE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
+    /// The connection rules of the HTTP listener.
+    pub fn connection_limits(&self) -> crate::server::ConnectionLimits {
+        crate::server::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_per_address: self.max_connections_per_address.max(1),
+        }
+    }
+
+    /// The trusted proxies; an error names the bad CIDR.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<crate::net::Cidr>> {
+        self.trusted_proxies
+            .iter()
+            .map(|c| c.trim().parse().map_err(|e| anyhow::anyhow!("--trusted-proxy {c:?}: {e}")))
+            .collect()
+    }
+
     /// How live captions decode: [`transcription::Options::live`] with the
     /// beam and the prompt given.
     pub fn whisper_options(&self) -> transcription::Options {
@@ -254,6 +309,14 @@ impl std::fmt::Debug for ServeConfig {
             .field("whisper_prompt", &self.whisper_prompt)
             .field("whisper_beam", &self.whisper_beam)
             .field("channels", &self.channels)
+            .field("header_read_timeout_seconds", &self.header_read_timeout_seconds)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_address", &self.max_connections_per_address)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("helpline_phone", &self.helpline_phone)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }

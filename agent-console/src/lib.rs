@@ -12,6 +12,7 @@
 //! - [`access`]: the one rule for patient data (pure).
 //! - [`accounts`]: creating staff accounts (CLI and API).
 //! - [`auth`]: password hashing, session tokens, login throttling.
+//! - [`net`], [`throttle`]: the client's address behind trusted proxies; the limits on starting contacts (sans-IO).
 //! - [`demo`]: the demo roster for `careline serve --demo`.
 //! - [`channels`]: WhatsApp (and SMS) providers: webhooks journalled first, processed into contacts; replies through an outbox.
 //! - [`dispatch`]: ambulance requests to the dispatch webhook, retried and never given up; the wallboard's alarm.
@@ -31,10 +32,12 @@ pub mod http;
 pub mod i18n;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod phone;
 pub mod report;
 pub mod server;
 // Rows are read as tuples, each destructured right below its query.
 #[allow(clippy::type_complexity)]
 pub mod store;
+pub mod throttle;
 pub mod time;

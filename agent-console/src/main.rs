@@ -366,6 +366,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let mut state = AppState::new(store, settings, shutdown.clone(), &tasks).await?;
+    state.edge = std::sync::Arc::new(agent_console::http::client::Edge::new(
+        config.trusted_proxies()?,
+        config.helpline_phone.clone(),
+        config.metrics_token.clone().filter(|t| !t.is_empty()),
+        Default::default(),
+    ));
+    let limits = fit_file_limit(config.connection_limits());
     if let Some(url) = &config.hims_fhir_url {
         state.hims = std::sync::Arc::new(agent_console::hims::FhirHims::new(state.store.clone(), url)?);
         tracing::info!(hims = %agent_console::config::redact_url(url), "the HIMS is a FHIR R4 server");
@@ -410,7 +417,56 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("careline listening on http://{addr}");
-    server::run(listener, state, shutdown, tasks).await
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics listening");
+        println!("careline metrics on http://{addr}/metrics");
+        tasks.spawn(server::serve_metrics(listener, state.metrics.clone(), shutdown.clone()));
+    }
+    server::run(listener, state, shutdown, tasks, limits).await
+}
+
+/// Raises the open-file limit to its hard limit (each connection is a file),
+/// and lowers the connection cap to fit what is allowed, keeping room for the
+/// database, the media plane's sockets and the log. Logs what it did.
+fn fit_file_limit(mut limits: server::ConnectionLimits) -> server::ConnectionLimits {
+    const RESERVE: u64 = 256;
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) => {
+                // An unlimited hard limit is still capped by the kernel (`fs.nr_open`, 2^20 by default).
+                let target = hard.min(1 << 20).max(soft);
+                let raised = match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+                    Ok(()) => target,
+                    Err(e) => {
+                        tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+                        soft
+                    }
+                };
+                let fits = raised.saturating_sub(RESERVE).max(16);
+                if (limits.max_connections as u64) > fits {
+                    tracing::warn!(
+                        open_files = raised,
+                        max_connections = fits,
+                        "--max-connections lowered to fit the open-file limit"
+                    );
+                    limits.max_connections = fits as usize;
+                    limits.max_per_address = limits.max_per_address.min(limits.max_connections);
+                }
+                tracing::info!(
+                    open_files = raised,
+                    was = soft,
+                    max_connections = limits.max_connections,
+                    "open-file limit"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+        }
+    }
+    limits
 }
 
 /// The demo's speech model: `tiny.en.bin` in the model cache, converted

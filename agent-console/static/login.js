@@ -13,6 +13,9 @@ form.addEventListener('submit', async (event) => {
   });
   if (response.ok) {
     const body = await response.json();
+    // The console tells the user of wrong passwords given for their account
+    // since their last sign-in (they know whether those were theirs).
+    if (body.failed_attempts > 0) sessionStorage.setItem('careline_failed_attempts', String(body.failed_attempts));
     window.location.assign(body.home);
     return;
   }

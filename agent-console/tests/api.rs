@@ -2,6 +2,7 @@
 //! roles, problem details for bad input, and the audit trail of patient reads.
 
 use agent_console::accounts::StaffInput;
+use agent_console::http::client::Edge;
 use agent_console::http::{AppState, Settings, router};
 use agent_console::store::{PatientKey, Role, Store};
 use axum::Router;
@@ -17,6 +18,7 @@ const PASSWORD: &str = "correct horse battery";
 struct App {
     router: Router,
     store: Store,
+    state: AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -33,6 +35,15 @@ impl App {
 
     /// An app whose agents are paused after `grace` without a console listening.
     async fn with_presence_grace(grace: std::time::Duration) -> App {
+        App::build(grace, None).await
+    }
+
+    /// An app with its own edge settings (trusted proxies, contact limits).
+    async fn with_edge(edge: Edge) -> App {
+        App::build(std::time::Duration::from_secs(5), Some(edge)).await
+    }
+
+    async fn build(grace: std::time::Duration, edge: Option<Edge>) -> App {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("careline.db").display().to_string()).await.unwrap();
         for (username, role) in
@@ -65,8 +76,11 @@ impl App {
             presence_grace: grace,
         };
         let tasks = tokio_util::task::TaskTracker::new();
-        let state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
-        App { router: router(state), store, _dir: dir }
+        let mut state = AppState::new(store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
+        if let Some(edge) = edge {
+            state.edge = std::sync::Arc::new(edge);
+        }
+        App { router: router(state.clone()), store, state, _dir: dir }
     }
 
     async fn send(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> Reply {
@@ -215,8 +229,14 @@ async fn cookie_login_sets_a_strict_http_only_cookie_that_authenticates() {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["home"], "/operator");
     assert!(reply.body.get("token").is_none(), "a cookie login does not put the token in the body");
-    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(cookie.starts_with("careline_session="), "{cookie}");
+    // Beside the device cookie (see `strangers_cannot_lock_out_a_known_device_and_the_user_is_told`).
+    let cookie = reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("careline_session="))
+        .expect("a session cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let pair = cookie.split(';').next().unwrap();
     let req = Request::get("/api/me").header(header::COOKIE, pair).body(Body::empty()).unwrap();
@@ -230,20 +250,124 @@ async fn cookie_login_sets_a_strict_http_only_cookie_that_authenticates() {
     assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn repeated_failed_logins_are_throttled() {
-    let app = App::new().await;
-    let wrong = json!({"username": "asha", "password": "wrong password", "kind": "bearer"}).to_string();
-    for _ in 0..5 {
-        assert_eq!(app.send("POST", "/api/auth/login", None, Some(&wrong)).await.status, StatusCode::UNAUTHORIZED);
+/// A bearer login from `peer`, with a device cookie when given; the reply and the device cookie it set.
+async fn login_from(
+    app: &App,
+    peer: &str,
+    username: &str,
+    password: &str,
+    device: Option<&str>,
+) -> (Reply, Option<String>) {
+    let body = json!({"username": username, "password": password, "kind": "bearer"}).to_string();
+    let mut req = Request::post("/api/auth/login").header(header::CONTENT_TYPE, "application/json");
+    if let Some(d) = device {
+        req = req.header(header::COOKIE, format!("careline_device={d}"));
     }
-    let right = json!({"username": "asha", "password": PASSWORD, "kind": "bearer"}).to_string();
-    let reply = app.send("POST", "/api/auth/login", None, Some(&right)).await;
-    assert_problem(&reply, StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = reply.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
-    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
-    // Another user is not locked out by asha's failures.
-    app.login("meera").await;
+    let mut req = req.body(Body::from(body)).unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let cookie = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("careline_device="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .next();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }, cookie)
+}
+
+#[tokio::test]
+async fn strangers_cannot_lock_out_a_known_device_and_the_user_is_told() {
+    let app = App::new().await;
+    // Asha signs in at her desk: her browser gets a device cookie.
+    let (first, device) = login_from(&app, "10.1.1.1:1", "asha", PASSWORD, None).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.body["failed_attempts"], 0);
+    let device = device.expect("a device cookie");
+    let set = first
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("careline_device="))
+        .unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/api/auth/login"),
+        "{set}"
+    );
+
+    // One stranger's address guesses: five tries, then it waits (429 with
+    // Retry-After, answered at once), even with the right password.
+    for _ in 0..5 {
+        let (r, _) = login_from(&app, "198.51.100.1:1", "asha", "wrong password", None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let (waits, _) = login_from(&app, "198.51.100.1:1", "asha", PASSWORD, None).await;
+    assert_problem(&waits, StatusCode::TOO_MANY_REQUESTS);
+    assert!(waits.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    // A botnet: one guess from each of many addresses, until unknown devices wait for asha.
+    for n in 0..15 {
+        let (r, _) = login_from(&app, &format!("203.0.113.{n}:1"), "asha", "wrong password", None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    let (waits, _) = login_from(&app, "203.0.113.200:1", "asha", PASSWORD, None).await;
+    assert_problem(&waits, StatusCode::TOO_MANY_REQUESTS);
+    // Other users are not affected, even from the guessing address.
+    assert_eq!(login_from(&app, "198.51.100.1:1", "meera", PASSWORD, None).await.0.status, StatusCode::OK);
+
+    // Asha's own device signs in, from anywhere, and is told of the 20 failures.
+    let (mine, again) = login_from(&app, "10.1.1.2:1", "asha", PASSWORD, Some(&device)).await;
+    assert_eq!(mine.status, StatusCode::OK, "{:?}", mine.body);
+    assert_eq!(mine.body["failed_attempts"], 20);
+    assert_eq!(again.as_deref(), Some(device.as_str()), "the same device keeps its cookie");
+    let (next, _) = login_from(&app, "10.1.1.2:1", "asha", PASSWORD, Some(&device)).await;
+    assert_eq!(next.body["failed_attempts"], 0, "told once");
+    // A device cookie for another user does not help a stranger.
+    let (other, _) = login_from(&app, "203.0.113.201:1", "asha", PASSWORD, Some("not-a-device")).await;
+    assert_problem(&other, StatusCode::TOO_MANY_REQUESTS);
+
+    // The supervisors are told: one audit entry, and counters on /metrics.
+    let audit = app.store.recent_audit(50).await.unwrap();
+    let guessing: Vec<_> = audit.iter().filter(|e| e.action == "login.guessing").collect();
+    assert_eq!(guessing.len(), 1, "{audit:?}");
+    assert!(guessing[0].detail.contains("20 failed sign-ins as asha"), "{}", guessing[0].detail);
+    let text = app.state.metrics.render();
+    assert!(text.contains("careline_login_guessing_total 1"), "{text}");
+    assert!(text.contains(r#"careline_login_failures_total{device="unknown"} 20"#), "{text}");
+}
+
+/// The log lines written while a test runs on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_username_with_a_newline_does_not_forge_a_log_line() {
+    let app = App::new().await;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let forged = "nobody\n2026-01-01T00:00:00Z  INFO login username=admin role=admin\u{1b}[2K";
+    let (r, _) = login_from(&app, "198.51.100.9:1", forged, "wrong password", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("failed login")).collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(failed[0].contains(r#"username="nobody\n2026"#), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("2026-01-01")), "a forged line: {log}");
+    assert!(!log.contains('\u{1b}'), "an escape character reached the log: {log:?}");
 }
 
 #[tokio::test]
@@ -654,7 +778,8 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
     };
     let tasks = tokio_util::task::TaskTracker::new();
     let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
-    let restarted = App { router: router(state), store: app.store.clone(), _dir: tempfile::tempdir().unwrap() };
+    let restarted =
+        App { router: router(state.clone()), store: app.store.clone(), state, _dir: tempfile::tempdir().unwrap() };
     let asha = restarted.login("asha").await;
     restarted.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 3}"#)).await;
     let ready = restarted.send("POST", "/api/agent/ready", Some(&asha), None).await;
@@ -663,23 +788,110 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
     assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
 }
 
-#[tokio::test]
-async fn starting_contacts_is_rate_limited_per_address() {
-    let app = App::new().await;
-    let start = json!({"language": "hi", "phone": "9810000001", "channel": "chat"}).to_string();
-    for _ in 0..10 {
-        assert_eq!(app.send("POST", "/api/contacts", None, Some(&start)).await.status, StatusCode::CREATED);
+/// Starts a contact as a client at `peer` (the socket's address) sending `forwarded_for`.
+async fn start_from(app: &App, peer: &str, forwarded_for: Option<&str>, phone: &str, emergency: bool) -> Reply {
+    let body = json!({"language": "hi", "phone": phone, "channel": "chat", "emergency": emergency}).to_string();
+    let mut req = Request::post("/api/contacts").header(header::CONTENT_TYPE, "application/json");
+    if let Some(xff) = forwarded_for {
+        req = req.header("x-forwarded-for", xff);
     }
-    let refused = app.send("POST", "/api/contacts", None, Some(&start)).await;
+    let mut req = req.body(Body::from(body)).unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+}
+
+async fn contacts_stored(app: &App) -> usize {
+    let now = chrono::Utc::now();
+    app.store.contacts_between(now - chrono::Duration::hours(1), now).await.unwrap().len()
+}
+
+/// Small limits, so the tests reach them: 3 per address, 2 per number, `overall` in all.
+fn small_limits(trusted: &[&str], overall: u32) -> Edge {
+    use agent_console::throttle::{ContactLimits, Rate};
+    let slow = std::time::Duration::from_secs(3600);
+    Edge::new(
+        trusted.iter().map(|c| c.parse().unwrap()).collect(),
+        "104".into(),
+        None,
+        ContactLimits {
+            per_phone: Rate { burst: 2, every: slow },
+            per_address: Rate { burst: 3, every: slow },
+            overall: Rate { burst: overall, every: slow },
+        },
+    )
+}
+
+#[tokio::test]
+async fn patients_behind_a_trusted_proxy_are_limited_each_by_their_own_address() {
+    let app = App::with_edge(small_limits(&["10.0.0.0/8"], 100)).await;
+    // Six patients behind the proxy, more than one address's burst: all get through.
+    for n in 0..6 {
+        let reply =
+            start_from(&app, "10.0.0.2:40000", Some(&format!("198.51.100.{n}")), &format!("981000001{n}"), false).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "patient {n}: {:?}", reply.body);
+    }
+    // One client spoofing the leftmost entry: the proxy appended its real address, which is limited.
+    for n in 0..3 {
+        let xff = format!("1.2.3.{n}, 203.0.113.7");
+        let reply = start_from(&app, "10.0.0.2:40000", Some(&xff), &format!("981000002{n}"), false).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let refused = start_from(&app, "10.0.0.2:40000", Some("1.2.3.99, 203.0.113.7"), "9810000029", false).await;
     assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        app.store
-            .contacts_between(chrono::Utc::now() - chrono::Duration::hours(1), chrono::Utc::now())
-            .await
-            .unwrap()
-            .len(),
-        10
-    );
+    assert!(refused.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("104") && detail.contains("network"), "{detail}");
+    // An emergency from that address is never refused.
+    let emergency = start_from(&app, "10.0.0.2:40000", Some("1.2.3.99, 203.0.113.7"), "9810000029", true).await;
+    assert_eq!(emergency.status, StatusCode::CREATED, "{:?}", emergency.body);
+    assert_eq!(contacts_stored(&app).await, 10, "the refused start stored nothing");
+
+    // Not from the proxy: X-Forwarded-For is ignored, and the peer is limited.
+    for n in 0..3 {
+        let xff = format!("198.51.100.{}", 50 + n);
+        let reply = start_from(&app, "192.0.2.9:5000", Some(&xff), &format!("981000003{n}"), false).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let refused = start_from(&app, "192.0.2.9:5000", Some("198.51.100.60"), "9810000039", false).await;
+    assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    // IPv6 clients count by /64.
+    for n in 1..=3 {
+        let reply = start_from(&app, &format!("[2001:db8:7:7::{n}]:5000"), None, &format!("981000004{n}"), false).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let refused = start_from(&app, "[2001:db8:7:7:ffff::1]:5000", None, "9810000049", false).await;
+    assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_phone_number_and_the_whole_helpline_have_ceilings_but_emergencies_pass() {
+    let app = App::with_edge(small_limits(&[], 8)).await;
+    // One number from two addresses: its own limit.
+    assert_eq!(start_from(&app, "192.0.2.1:1", None, "9810000051", false).await.status, StatusCode::CREATED);
+    assert_eq!(start_from(&app, "192.0.2.2:1", None, "+91 98100 00051", false).await.status, StatusCode::CREATED);
+    let refused = start_from(&app, "192.0.2.3:1", None, "09810000051", false).await;
+    assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.body["detail"].as_str().unwrap().contains("phone number"), "{:?}", refused.body);
+    // Fill the helpline's ceiling (8) from many addresses; the next is shed with a 503 and the number to call.
+    for n in 0..6 {
+        let reply = start_from(&app, &format!("192.0.2.{}:1", 10 + n), None, &format!("981000006{n}"), false).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let shed = start_from(&app, "192.0.2.30:1", None, "9810000070", false).await;
+    assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(shed.headers.contains_key(header::RETRY_AFTER));
+    assert!(shed.body["detail"].as_str().unwrap().contains("call 104"), "{:?}", shed.body);
+    let emergency = start_from(&app, "192.0.2.30:1", None, "9810000070", true).await;
+    assert_eq!(emergency.status, StatusCode::CREATED, "{:?}", emergency.body);
+    assert_eq!(contacts_stored(&app).await, 9);
+    let metrics = app.send("GET", "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains(r#"careline_contact_starts_refused_total{limit="overall"} 1"#), "{text}");
+    assert!(text.contains(r#"careline_contact_starts_refused_total{limit="phone"} 1"#), "{text}");
 }
 
 #[tokio::test]
@@ -1350,4 +1562,264 @@ async fn every_route_lets_in_exactly_whom_its_rule_names() {
     let log = app.send("GET", "/api/break-glass", Some(&meera), None).await;
     assert_eq!(log.body[0]["patient_id"], p2);
     assert_eq!(log.body[0]["detail"], "Mother on the line, child unconscious, no card");
+/// The real accept loop on a loopback port with `limits`; stops when the returned token is cancelled.
+async fn serve(
+    app: &App,
+    limits: agent_console::server::ConnectionLimits,
+) -> (std::net::SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = app.state.shutdown.clone();
+    let state = app.state.clone();
+    let token = stop.clone();
+    let server = tokio::spawn(async move {
+        agent_console::server::run(listener, state, token, tokio_util::task::TaskTracker::new(), limits).await.unwrap();
+    });
+    (addr, stop, server)
+}
+
+/// Whether the server closed `socket` within `within` (reads end or fail), sending `trickle` bytes one by one meanwhile.
+async fn closed_within(socket: &mut tokio::net::TcpStream, trickle: &[u8], within: std::time::Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + within;
+    let mut sent = 0;
+    let mut buf = [0u8; 1024];
+    loop {
+        let step = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+        match tokio::time::timeout_at(step.min(deadline), socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) if tokio::time::Instant::now() >= deadline => return false,
+            Err(_) => {
+                if sent < trickle.len() {
+                    if socket.write_all(&trickle[sent..sent + 1]).await.is_err() {
+                        return true;
+                    }
+                    sent += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A GET on a fresh socket from `from`, answered with its status line.
+async fn get_from(addr: std::net::SocketAddr, from: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: careline\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut out)).await.unwrap().unwrap_or(0);
+    String::from_utf8_lossy(&out).lines().next().unwrap_or_default().to_owned()
+}
+
+/// A connection from `from` that sends nothing, read to its end: its first line.
+async fn refused_from(addr: std::net::SocketAddr, from: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    // A refused connection is answered and closed at once; an admitted one waits for a request.
+    match tokio::time::timeout(std::time::Duration::from_secs(3), stream.read_to_end(&mut out)).await {
+        Ok(_) => String::from_utf8_lossy(&out).lines().next().unwrap_or("closed").to_owned(),
+        Err(_) => "admitted".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_closed_and_connections_are_capped_per_address() {
+    use agent_console::server::ConnectionLimits;
+    use std::time::Duration;
+    let app = App::new().await;
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        max_connections: 30,
+        max_per_address: 20,
+    };
+    let (addr, stop, server) = serve(&app, limits).await;
+
+    // Slowloris: a header byte every 300 ms never finishes a head; closed after the header timeout.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = b"GET /healthz HTTP/1.1\r\nhost: careline\r\nx-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    assert!(closed_within(&mut slow, head, Duration::from_secs(6)).await, "the slow client is closed");
+    // A socket that never sends a byte is closed when idle.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut silent, b"", Duration::from_secs(5)).await, "the silent socket is closed");
+    // A keep-alive socket after its answer is closed when idle.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut kept, b"GET /healthz HTTP/1.1\r\nhost: careline\r\n\r\n").await.unwrap();
+    assert!(closed_within(&mut kept, b"", Duration::from_secs(5)).await, "the idle keep-alive socket is closed");
+
+    let metrics = get_from(addr, "127.0.0.1", "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let text = app.state.metrics.render();
+    assert!(text.contains(r#"careline_http_connections_closed_total{reason="header_timeout"}"#), "{text}");
+    assert!(text.contains(r#"careline_http_connections_closed_total{reason="idle"}"#), "{text}");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap();
+}
+
+#[tokio::test]
+async fn held_sockets_do_not_take_healthz_down_and_the_caps_answer_503() {
+    use agent_console::server::ConnectionLimits;
+    use std::time::Duration;
+    let app = App::new().await;
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+        max_connections: 25,
+        max_per_address: 20,
+    };
+    let (addr, stop, server) = serve(&app, limits).await;
+    // One client holds its 20 sockets, idle.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Its 21st is refused with a 503 problem; another address is still served.
+    let refused = refused_from(addr, "127.0.0.1").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert_eq!(get_from(addr, "127.0.0.2", "/healthz").await, "HTTP/1.1 200 OK");
+    // Fill the total from other addresses: the next one anywhere is refused.
+    for _ in 0..5 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        held.push(socket.connect(addr).await.unwrap());
+    }
+    // The census counts a connection when it is accepted: wait for the last ones.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !app.state.metrics.render().contains("careline_http_connections_open 25") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", app.state.metrics.render());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused_from(addr, "127.0.0.4").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    // Freed places are taken again.
+    held.truncate(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if get_from(addr, "127.0.0.4", "/healthz").await == "HTTP/1.1 200 OK" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a freed place is taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = app.state.metrics.render();
+    assert!(text.contains(r#"careline_http_connections_refused_total{reason="per_address"} 1"#), "{text}");
+    assert!(text.contains(r#"careline_http_connections_refused_total{reason="total"}"#), "{text}");
+    // Shutdown ends held sockets and returns.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap();
+}
+
+#[tokio::test]
+async fn content_types_and_axum_rejections_are_problem_details() {
+    let app = App::new().await;
+    let token = app.login("meera").await;
+    let login = json!({"username": "asha", "password": PASSWORD, "kind": "bearer"}).to_string();
+    let send = |content_type: Option<&'static str>| {
+        let mut req = Request::post("/api/auth/login");
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let req = req.body(Body::from(login.clone())).unwrap();
+        async {
+            let res = app.router.clone().oneshot(req).await.unwrap();
+            let status = res.status();
+            let headers = res.headers().clone();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        }
+    };
+    let foo = send(Some("application/jsonfoo")).await;
+    assert_problem(&foo, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let none = send(None).await;
+    assert_problem(&none, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(none.body["detail"].as_str().unwrap().contains("no Content-Type"), "{:?}", none.body);
+    assert_eq!(send(Some("application/json; charset=utf-8")).await.status, StatusCode::OK);
+    assert_eq!(send(Some("application/vnd.careline+json")).await.status, StatusCode::OK);
+
+    // A path integer beyond i64, a WebSocket route without the upgrade, an unknown method: problem details.
+    let big = app.send("GET", "/api/patients/99999999999999999999", Some(&token), None).await;
+    assert_problem(&big, StatusCode::BAD_REQUEST);
+    let ws = app.send("GET", "/api/contacts/x/media", Some(&token), None).await;
+    assert!(ws.status.is_client_error(), "{:?}", ws.body);
+    assert_problem(&ws, ws.status);
+    let method = app.send("DELETE", "/healthz", None, None).await;
+    assert_problem(&method, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn pages_send_security_headers_and_metrics_need_a_token_or_this_machine() {
+    let app = App::new().await;
+    for page in ["/", "/call"] {
+        let res = app.router.clone().oneshot(Request::get(page).body(Body::empty()).unwrap()).await.unwrap();
+        let h = res.headers();
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+    }
+    // No inline handlers or scripts in the templates the CSP would block.
+    for (name, html) in [
+        ("rx.html", include_str!("../templates/rx.html")),
+        ("login.html", include_str!("../templates/login.html")),
+        ("call.html", include_str!("../templates/call.html")),
+        ("console.html", include_str!("../templates/console.html")),
+    ] {
+        assert!(!html.contains("onclick=") && !html.contains("<style"), "{name}");
+        assert!(html.matches("<script").count() == html.matches("<script type=\"module\" src=").count(), "{name}");
+    }
+
+    let get_metrics = |peer: &str, token: Option<&str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+        let router = app.router.clone();
+        async move { router.oneshot(req).await.unwrap().status() }
+    };
+    assert_eq!(get_metrics("127.0.0.1:9", None).await, StatusCode::OK);
+    assert_eq!(get_metrics("198.51.100.1:9", None).await, StatusCode::FORBIDDEN);
+    let guarded =
+        App::with_edge(Edge::new(Vec::new(), "104".into(), Some("s3cret-scrape".into()), Default::default())).await;
+    let get = |token: Option<&'static str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        guarded.router.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    assert_eq!(get(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(Some("wrong")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(Some("s3cret-scrape")).await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn names_with_control_characters_are_refused_naming_the_field() {
+    let app = App::new().await;
+    let meera = app.login("meera").await;
+    let admin = app.login("admin").await;
+    let before = app.store.find_patients(&PatientKey::Phone("+919810000099".into())).await.unwrap().len();
+    for name in ["Ravi\u{0}Kumar", "Ravi\u{7}", "Ravi\nKumar", "Ravi\u{1b}[31m"] {
+        let body = json!({"name": name, "age_years": 40, "phone": "9810000099"}).to_string();
+        let reply = app.send("POST", "/api/patients", Some(&meera), Some(&body)).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field_errors(&reply), ["name"], "{name:?}");
+    }
+    assert_eq!(app.store.find_patients(&PatientKey::Phone("+919810000099".into())).await.unwrap().len(), before);
+    let staff = json!({"username": "ravi", "password": PASSWORD, "role": "operator", "display_name": "Ravi\u{7}", "languages": ["hi"]});
+    let reply = app.send("POST", "/api/staff", Some(&admin), Some(&staff.to_string())).await;
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_errors(&reply), ["display_name"]);
 }

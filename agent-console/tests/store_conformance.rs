@@ -130,6 +130,7 @@ conformance!(
     a_routing_event_and_its_record_change_are_written_together,
     patient_access_facts_list_every_relation,
     messaging_channels_journal_threads_and_outbox,
+    sign_in_devices_and_failures,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -235,6 +236,33 @@ async fn auth_sessions_expire_and_revoke(store: &Store, _url: &str) {
     store.revoke_auth_session("live").await.unwrap();
     assert!(store.auth_session("live", now).await.unwrap().is_none(), "revoked session must not authenticate");
     assert_eq!(store.purge_expired_sessions(now).await.unwrap(), 1);
+}
+
+async fn sign_in_devices_and_failures(store: &Store, _url: &str) {
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let ravi = store.create_staff(&new_staff("ravi", Role::Operator)).await.unwrap();
+    let now = Utc::now().trunc_subsecs(0);
+    assert_eq!(store.device_owner("d1").await.unwrap(), None);
+    store.remember_device("d1", asha.staff_id, now).await.unwrap();
+    store.remember_device("d1", asha.staff_id, now + Duration::hours(1)).await.unwrap();
+    assert_eq!(store.device_owner("d1").await.unwrap(), Some(asha.staff_id));
+    // A device hash already asha's is not taken over by another account.
+    store.remember_device("d1", ravi.staff_id, now).await.unwrap();
+    assert_eq!(store.device_owner("d1").await.unwrap(), Some(asha.staff_id));
+    assert!(matches!(
+        store.remember_device("d2", agent_console::store::StaffId(999), now).await,
+        Err(StoreError::InvalidReference(_))
+    ));
+
+    assert_eq!(store.take_login_failures(asha.staff_id).await.unwrap(), 0);
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        store.record_login_failure(asha.staff_id, client, false, now).await.unwrap();
+    }
+    store.record_login_failure(asha.staff_id, "10.0.0.5", true, now).await.unwrap();
+    store.record_login_failure(ravi.staff_id, "203.0.113.1", false, now).await.unwrap();
+    assert_eq!(store.take_login_failures(asha.staff_id).await.unwrap(), 3);
+    assert_eq!(store.take_login_failures(asha.staff_id).await.unwrap(), 0, "told once");
+    assert_eq!(store.take_login_failures(ravi.staff_id).await.unwrap(), 1);
 }
 
 async fn patients_round_trip_and_search(store: &Store, _url: &str) {

@@ -6,10 +6,10 @@
 //! gives 401; a session with the wrong role gives 403. There are no role
 //! checks inside handlers.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -20,10 +20,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::client::ClientAddr;
 use super::error::{ApiError, Result};
 use super::json::ApiJson;
 use crate::auth::{dummy_hash, new_token, token_hash, verify_password};
-use crate::store::{Role, Staff, Store, TokenKind};
+use crate::store::{NewAudit, Role, Staff, Store, TokenKind};
+use crate::throttle::Attempt;
 
 /// The console's session cookie.
 pub const SESSION_COOKIE: &str = "careline_session";
@@ -146,11 +148,25 @@ pub(super) struct LoginResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
     expires_at: chrono::DateTime<chrono::Utc>,
+    /// Wrong passwords given for this account since its last sign-in: the
+    /// console tells the user, who knows whether they were theirs.
+    failed_attempts: u64,
 }
 
-/// Signs a staff member in. Wrong credentials get 401; repeated failures 429.
+/// The device cookie (OWASP, "Slow Down Online Guessing Attacks with Device
+/// Cookies"): a random token set at a successful sign-in, kept in the store
+/// only as its SHA-256. A device that holds one for a user is delayed only
+/// by its own failures, so strangers guessing that user's password never
+/// lock it out. Sent only to the login route.
+pub const DEVICE_COOKIE: &str = "careline_device";
+
+/// Signs a staff member in. Wrong credentials get 401. After repeated
+/// failures an unknown device waits (429 with `Retry-After`), by (user,
+/// address) and by user; a device that signed in as this user before waits
+/// only for its own failures. The answer says how many failed attempts
+/// there were since the user's last sign-in.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401), (status = 422), (status = 429)))]
+    responses((status = 200, body = LoginResponse), (status = 401), (status = 415), (status = 422), (status = 429)))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(peer): ClientAddr,
@@ -161,15 +177,30 @@ async fn login(
     if username.is_empty() {
         return Err(ApiError::invalid("username", "must not be empty"));
     }
-    let client = peer.map(|addr| format!("ip:{}", addr.ip())).unwrap_or_else(|| "ip:unknown".into());
-    let user_key = format!("user:{username}");
-    let now = Instant::now();
-    let wait = [state.throttle.check(&[&user_key], now), state.addr_throttle.check(&[&client], now)];
-    if let Some(secs) = wait.iter().filter_map(|w| w.err()).max() {
-        return Err(ApiError::TooManyRequests(secs));
-    }
+    let address = peer.map(crate::net::group).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let client = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
+    let addr_key = format!("ip:{address}");
 
     let found = state.store.staff_credentials(&username).await?;
+    let device = jar.get(DEVICE_COOKIE).map(|c| c.value().to_owned());
+    let device_hash = device.as_deref().map(token_hash);
+    let known = match (&found, &device_hash) {
+        (Some((staff, _)), Some(hash)) => state.store.device_owner(hash).await? == Some(staff.staff_id),
+        _ => false,
+    };
+    let attempt = match (&device_hash, known) {
+        (Some(hash), true) => Attempt::KnownDevice { user: &username, device: hash },
+        _ => Attempt::Unknown { user: &username, address },
+    };
+    let now = Instant::now();
+    let mut wait = state.login_delays.lock().expect("login delays lock").wait(attempt, now);
+    if !known && let Err(secs) = state.addr_throttle.check(&[&addr_key], now) {
+        wait = wait.max(secs);
+    }
+    if wait > 0 {
+        return Err(ApiError::TooManyRequests(wait));
+    }
+
     let (staff, phc) = match found {
         Some((staff, phc)) => (Some(staff), phc),
         None => (None, dummy_hash().to_owned()),
@@ -178,13 +209,45 @@ async fn login(
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let Some(staff) = staff.filter(|_| ok) else {
-        state.throttle.record_failure(&[&user_key], Instant::now());
-        state.addr_throttle.record_failure(&[&client], Instant::now());
-        tracing::warn!(%username, %client, "failed login");
-        return Err(ApiError::Unauthorized);
+    let staff = match staff {
+        Some(staff) if ok => staff,
+        staff => {
+            let failed = state.login_delays.lock().expect("login delays lock").fail(attempt, Instant::now());
+            if !known {
+                state.addr_throttle.record_failure(&[&addr_key], Instant::now());
+            }
+            state.metrics.login_failed(known);
+            // `?`: the username is the client's text; Debug escapes newlines and
+            // control characters, so it cannot forge a log line.
+            tracing::warn!(username = ?username, %client, known_device = known, "failed login");
+            if let Some(staff) = &staff {
+                state.store.record_login_failure(staff.staff_id, &client, known, chrono::Utc::now()).await?;
+                if failed.user_now_delayed {
+                    // Someone is guessing this user's password from many places:
+                    // tell the supervisors (the audit log, a counter) once per run.
+                    state.metrics.login_guessing();
+                    tracing::warn!(username = %staff.username, failures = failed.user_failures, "sign-ins of this user from unknown devices are now delayed");
+                    state
+                        .store
+                        .append_audit(&NewAudit {
+                            staff_id: Some(staff.staff_id),
+                            action: "login.guessing".into(),
+                            patient_id: None,
+                            contact_id: None,
+                            detail: format!(
+                                "{} failed sign-ins as {} from unknown devices (the last from {client}); \
+                             unknown devices now wait, known devices are not affected",
+                                failed.user_failures, staff.username
+                            ),
+                        })
+                        .await?;
+                }
+            }
+            return Err(ApiError::Unauthorized);
+        }
     };
-    state.throttle.record_success(&user_key);
+    state.login_delays.lock().expect("login delays lock").succeed(attempt);
+    let failed_attempts = state.store.take_login_failures(staff.staff_id).await?;
 
     let token = new_token();
     let expires_at = chrono::Utc::now() + state.settings.session_ttl;
@@ -193,9 +256,21 @@ async fn login(
         LoginKind::Bearer => TokenKind::Bearer,
     };
     state.store.create_auth_session(&token_hash(&token), staff.staff_id, kind, expires_at).await?;
-    tracing::info!(username = %staff.username, role = %staff.role, "login");
+    // This device has now signed in as this user: the same cookie when it was
+    // already theirs, else a new one.
+    let device = device.filter(|_| known).unwrap_or_else(new_token);
+    state.store.remember_device(&token_hash(&device), staff.staff_id, chrono::Utc::now()).await?;
+    tracing::info!(username = %staff.username, role = %staff.role, failed_attempts, "login");
 
     let home = home_of(staff.role).to_owned();
+    let device_cookie = Cookie::build((DEVICE_COOKIE, device))
+        .path("/api/auth/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.settings.secure_cookies)
+        .max_age(time::Duration::days(365))
+        .build();
+    let jar = jar.add(device_cookie);
     let (jar, token) = match kind {
         TokenKind::Cookie => {
             let cookie = Cookie::build((SESSION_COOKIE, token))
@@ -208,19 +283,7 @@ async fn login(
         }
         TokenKind::Bearer => (jar, Some(token)),
     };
-    Ok((jar, axum::Json(LoginResponse { staff, home, token, expires_at })))
-}
-
-/// The peer address of the connection, when the server recorded it
-/// (`into_make_service_with_connect_info`); absent in in-process tests.
-pub struct ClientAddr(pub Option<SocketAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> std::result::Result<Self, Self::Rejection> {
-        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
-    }
+    Ok((jar, axum::Json(LoginResponse { staff, home, token, expires_at, failed_attempts })))
 }
 
 /// Where each role's console lives.

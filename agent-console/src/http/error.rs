@@ -47,6 +47,15 @@ pub enum ApiError {
     /// 429: too many attempts; try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
+    /// 429: a limit on this client (a phone number, an address); the detail says which and what to do.
+    #[error("{detail}")]
+    RateLimited { retry_after: u64, detail: String },
+    /// 503 with `Retry-After`: the server sheds load; the detail says what to do instead.
+    #[error("{detail}")]
+    Overloaded { retry_after: u64, detail: String },
+    /// 415: the body's media type is not one this route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 503: a service this needs is unreachable for now (shared routing state on Redis).
     #[error("{0}")]
     Unavailable(String),
@@ -68,7 +77,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,7 +152,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let ApiError::TooManyRequests(secs) = self {
+        if let ApiError::TooManyRequests(secs)
+        | ApiError::RateLimited { retry_after: secs, .. }
+        | ApiError::Overloaded { retry_after: secs, .. } = self
+        {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -151,4 +165,50 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Turns the error responses that do not come from [`ApiError`] into
+/// problem details too: axum's own rejections (a path integer beyond i64, a
+/// WebSocket route without upgrade headers, a body over the limit) are plain
+/// text, and 404/405 from the router are empty. Their text becomes the
+/// `detail`; their status and other headers (`Allow`) stay. HTML pages' errors stay HTML.
+pub async fn problem_for_plain_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type =
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if content_type.starts_with("application/problem+json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejections are one line; a body larger than this is not one of them.
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, %status, "reading an error response's body failed");
+            String::new()
+        }
+    };
+    let detail = if text.is_empty() {
+        match status {
+            StatusCode::NOT_FOUND => "no such resource".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here; see the Allow header".to_owned(),
+            _ => status.canonical_reason().unwrap_or("error").to_owned(),
+        }
+    } else {
+        text
+    };
+    let problem = Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("Error").into(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+    };
+    let body = serde_json::to_vec(&problem).expect("a problem serialises");
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -63,8 +63,40 @@ async fn ping_redis(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, body = String)))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+/// Prometheus text exposition. With `--metrics-token`, only for
+/// `Authorization: Bearer <token>`; without one, only for a client on this
+/// machine that no proxy forwarded (scrape elsewhere via `--metrics-listen`).
+/// The counters tell an attacker how busy the helpline is and which limits
+/// bite, so they are not public (OWASP API Security, API8:2023 misconfiguration).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, body = String), (status = 401), (status = 403)))]
+async fn metrics(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> super::error::Result<impl IntoResponse> {
+    let headers = request.headers();
+    match &state.edge.metrics_token {
+        Some(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            // Compared as hashes so the time taken does not tell how much of the token matched.
+            if presented.map(crate::auth::token_hash) != Some(crate::auth::token_hash(token)) {
+                return Err(super::error::ApiError::Unauthorized);
+            }
+        }
+        None => {
+            let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+            let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED);
+            // No peer: an in-process caller (tests), which is this machine.
+            if forwarded || peer.is_some_and(|ip| !ip.to_canonical().is_loopback()) {
+                return Err(super::error::ApiError::Forbidden(
+                    "metrics are served to this machine only; set --metrics-token or --metrics-listen".into(),
+                ));
+            }
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.render()))
 }

@@ -16,19 +16,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Err(ApiError::BadRequest("expected a JSON body with `Content-Type: application/json`".into()));
+        match req.headers().get(header::CONTENT_TYPE) {
+            None => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the request has no Content-Type; send the JSON body with `Content-Type: application/json`".into(),
+                ));
+            }
+            Some(v) if !is_json(v.to_str().unwrap_or_default()) => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Content-Type {:?} is not JSON; send `Content-Type: application/json`",
+                    String::from_utf8_lossy(v.as_bytes())
+                )));
+            }
+            Some(_) => {}
         }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// Whether a `Content-Type` is JSON: `application/json` or a structured
+/// syntax suffix `application/<x>+json` (RFC 6839 §3.1), with any parameters
+/// (`; charset=utf-8`). Media types are case-insensitive (RFC 9110 §8.3.1).
+/// `application/jsonfoo` is not JSON.
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let Some(subtype) = essence.strip_prefix("application/") else { return false };
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    subtype == "json" || subtype.strip_suffix("+json").is_some_and(token)
+}
+
+/// A 422 for a name or other one-line text with control characters (NUL,
+/// BEL, ESC, CR, LF, ...): they forge log lines and mail headers, and break
+/// printed records and CSV exports. `None` when the text is clean.
+pub fn control_characters(field: &str, value: &str) -> Option<super::error::FieldError> {
+    value.chars().find(|c| c.is_control()).map(|c| super::error::FieldError {
+        field: field.into(),
+        message: format!("must not contain control characters (found U+{:04X})", u32::from(c)),
+    })
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422, with the field's path).
@@ -61,5 +88,34 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_media_types() {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+            "application/fhir+json;fhirVersion=4.0",
+        ] {
+            assert!(is_json(yes), "{yes}");
+        }
+        for no in [
+            "application/jsonfoo",
+            "application/json-seq",
+            "text/json",
+            "application/+json",
+            "application/x+jsonx",
+            "",
+            "json",
+        ] {
+            assert!(!is_json(no), "{no}");
+        }
     }
 }

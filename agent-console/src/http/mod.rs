@@ -7,6 +7,7 @@ mod access;
 mod agent;
 mod ambulance;
 mod auth;
+pub mod client;
 mod consult;
 mod contacts;
 mod desk;
@@ -49,15 +50,16 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
-    /// Failed logins per username.
+    /// Growing delays after failed sign-ins, by device, (user, address) and user.
+    /// A `std` mutex: nothing awaits while it is held.
     #[from_ref(skip)]
-    pub throttle: Arc<LoginThrottle>,
+    pub login_delays: Arc<std::sync::Mutex<crate::throttle::LoginDelays>>,
     /// Failed logins per client address, looser: a helpline's operators share a NAT.
     #[from_ref(skip)]
     pub addr_throttle: Arc<LoginThrottle>,
-    /// Contacts started per client address: the `/call` page needs no login.
+    /// Trusted proxies, the limits on starting contacts, the metrics token.
     #[from_ref(skip)]
-    pub contact_throttle: Arc<LoginThrottle>,
+    pub edge: Arc<client::Edge>,
     /// Cancelled at shutdown; long-lived handlers (streams, sockets) stop on it.
     pub shutdown: CancellationToken,
     /// WhatsApp and SMS accounts (each off unless configured) and their tasks' wake-ups.
@@ -139,12 +141,12 @@ impl AppState {
             metrics: Metrics::new(),
             sfu: telemed::sfu::Sfu::new(settings.media.clone()),
             settings: Arc::new(settings),
-            // Five wrong passwords in 15 minutes lock a username (OWASP's
-            // authentication cheat sheet); a client address gets 20.
-            throttle: Arc::new(LoginThrottle::new(5, Duration::from_secs(15 * 60))),
+            // Delays by device cookie, (user, address) and user (OWASP device
+            // cookies, `throttle::LoginDelays`); an address spraying many
+            // usernames gets 20 failures in 15 minutes.
+            login_delays: Arc::new(std::sync::Mutex::new(crate::throttle::LoginDelays::default())),
             addr_throttle: Arc::new(LoginThrottle::new(20, Duration::from_secs(15 * 60))),
-            // Ten contacts in ten minutes from one address is a lot for a patient.
-            contact_throttle: Arc::new(LoginThrottle::new(10, Duration::from_secs(10 * 60))),
+            edge: Arc::new(client::Edge::default()),
             shutdown,
             mailer: None,
             channels: crate::channels::Channels::default(),
@@ -201,6 +203,8 @@ pub fn router(state: AppState) -> Router {
     .merge(rx::router())
     .merge(webhooks::router())
     .route_layer(middleware::from_fn_with_state(state.clone(), track))
+    .layer(middleware::map_response(error::problem_for_plain_errors))
+    .layer(middleware::map_response(pages::security_headers))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

@@ -62,12 +62,9 @@ struct Started {
     responses((status = 201, body = Started), (status = 400), (status = 422), (status = 429)))]
 async fn start_contact(
     State(state): State<AppState>,
-    super::auth::ClientAddr(peer): super::auth::ClientAddr,
+    super::client::ClientAddr(client): super::client::ClientAddr,
     ApiJson(input): ApiJson<StartInput>,
 ) -> Result<(StatusCode, axum::Json<Started>)> {
-    let client = peer.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
-    let now = std::time::Instant::now();
-    state.contact_throttle.check(&[&client], now).map_err(ApiError::TooManyRequests)?;
     let mut errors = Vec::new();
     let phone =
         normalise_phone(&input.phone).map_err(|m| errors.push(FieldError { field: "phone".into(), message: m })).ok();
@@ -100,6 +97,11 @@ async fn start_contact(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
+    // Limits per number, per address and overall; an emergency always passes.
+    if let Err((refusal, error)) = state.edge.admit_contact(client, phone.as_deref(), input.emergency) {
+        state.metrics.contact_refused(refusal.limit());
+        return Err(error);
+    }
     let new = NewContact {
         channel: Some(input.channel),
         language,
@@ -111,7 +113,6 @@ async fn start_contact(
         location: input.location.filter(|l| !l.trim().is_empty()),
     };
     let (id, token) = open_contact(&state, &new).await?;
-    state.contact_throttle.record(&[&client], now);
     Ok((StatusCode::CREATED, axum::Json(Started { contact_id: id, token })))
 }
 

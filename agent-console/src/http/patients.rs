@@ -83,6 +83,15 @@ impl PatientInput {
         if name.is_empty() {
             bad("name", "must not be empty".into());
         }
+        for (field, value) in [
+            ("name", Some(&self.name)),
+            ("preferred_language", self.preferred_language.as_ref()),
+            ("hims_patient_id", self.hims_patient_id.as_ref()),
+        ] {
+            if let Some(e) = value.and_then(|v| super::json::control_characters(field, v)) {
+                bad(&e.field, e.message);
+            }
+        }
         if let Some(age) = self.age_years
             && !(0..=130).contains(&age)
         {
@@ -261,6 +270,7 @@ async fn link_family(
         if value.trim().is_empty() {
             errors.push(FieldError { field: field.into(), message: "must not be empty".into() });
         }
+        errors.extend(super::json::control_characters(field, value));
     }
     if input.relative_id == id {
         errors.push(FieldError { field: "relative_id".into(), message: "a patient is not their own relative".into() });

@@ -78,6 +78,7 @@ async fn create_shift(
     if input.name.trim().is_empty() {
         errors.push(FieldError { field: "name".into(), message: "must not be empty".into() });
     }
+    errors.extend(super::json::control_characters("name", &input.name));
     if !matches!(input.role, Role::Operator | Role::Doctor) {
         errors.push(FieldError { field: "role".into(), message: "shifts are for operators or doctors".into() });
     }

@@ -30,6 +30,7 @@ mod channel;
 mod complaint;
 mod consult_note;
 mod contact;
+mod device;
 mod facility;
 mod faq;
 mod hims;
