@@ -1562,6 +1562,8 @@ async fn every_route_lets_in_exactly_whom_its_rule_names() {
     let log = app.send("GET", "/api/break-glass", Some(&meera), None).await;
     assert_eq!(log.body[0]["patient_id"], p2);
     assert_eq!(log.body[0]["detail"], "Mother on the line, child unconscious, no card");
+}
+
 /// The real accept loop on a loopback port with `limits`; stops when the returned token is cancelled.
 async fn serve(
     app: &App,

@@ -181,7 +181,7 @@ async fn records_agree_with_the_routing_log_after_kill_9_in_bursts() {
             let (url, acknowledged) = (server.url("/api/contacts"), acknowledged.clone());
             tasks.push(tokio::spawn(async move {
                 let body =
-                    json!({"language": if n % 2 == 0 { "hi" } else { "en" }, "phone": "9810000001", "channel": "chat"});
+                    json!({"language": if n % 2 == 0 { "hi" } else { "en" }, "phone": format!("98{round:02}{n:06}"), "channel": "chat"});
                 // Each patient from an address of their own on loopback, as from their own phone
                 // (starting contacts is limited per address).
                 let from = std::net::IpAddr::from([127, 0, 1 + round as u8, 2 + n as u8]);
