@@ -77,7 +77,8 @@ where
             .await
             .map_err(|e| ApiError::BadRequest(format!("the path: {e}")))?;
         let raw = params.iter().find(|(k, _)| *k == "id").map(|(_, v)| v.to_owned()).unwrap_or_default();
-        let id: i64 = raw.parse().map_err(|_| ApiError::invalid("id", format!("`{raw}` is not a patient id")))?;
+        let id: i64 =
+            raw.parse().map_err(|_| ApiError::BadRequest(format!("the path: `{raw}` is not a patient id")))?;
         let query: Query<HashMap<String, String>> =
             Query::try_from_uri(&parts.uri).map_err(|e| ApiError::BadRequest(format!("the query string: {e}")))?;
         let preferred = query.get("contact").filter(|c| !c.is_empty()).cloned();
