@@ -200,8 +200,9 @@ async fn a_doctor_takes_an_escalated_chat_records_consent_and_prescribes() {
     let res = http.post(server.url(&format!("/api/contacts/{id}/accept"))).bearer_auth(&asha).send().await.unwrap();
     assert!(res.status().is_success());
     let patient = json!({"name": "Ramesh Kumar", "phone": "9810012345", "age_years": 55, "sex": "male"});
+    // Registered from the call: the record is open to the operator on it.
     let patient: Value = http
-        .post(server.url("/api/patients"))
+        .post(server.url(&format!("/api/patients?contact={id}")))
         .bearer_auth(&asha)
         .json(&patient)
         .send()

@@ -18,7 +18,8 @@ async fn appointment_confirmation_is_retried_until_the_smtp_server_takes_it() {
         &[("CARELINE_MAIL_FROM", "Careline Helpline <helpline@careline.test>")],
     );
     let http = client();
-    let token = server.bearer("asha").await;
+    // The supervisor registers and books: no call is live here to open the record to an operator.
+    let token = server.bearer("meera").await;
     let patient = json!({"name": "Kamla Devi", "phone": "9810000001", "email": "kamla@example.in", "age_years": 46});
     let patient: Value = http
         .post(server.url("/api/patients"))
