@@ -375,7 +375,13 @@ async fn a_whatsapp_message_is_routed_answered_and_its_statuses_only_move_forwar
         }
     };
     wait_for(20, "the reply is sent and its early status matched", || delivery("delivered")).await;
-    assert_eq!(text(dir.path(), "select state from channel_outbox").await.as_deref(), Some("sent"));
+    // The early status may be matched by its opaque key before the send's own
+    // answer is recorded: wait for that answer too, rather than race it.
+    wait_for(20, "the send's answer is recorded", || {
+        let dir = dir.path().to_owned();
+        async move { (text(&dir, "select state from channel_outbox").await.as_deref() == Some("sent")).then_some(()) }
+    })
+    .await;
     assert_eq!(text(dir.path(), "select provider_message_id from channel_outbox").await.as_deref(), Some(out_id));
 
     // "read" before "sent": it ends read.
