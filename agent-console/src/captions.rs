@@ -101,7 +101,7 @@ async fn publish(mut captions: UnboundedReceiver<Caption>, store: Store, center:
         if text.is_empty() {
             continue;
         }
-        let role = serde_json::to_value(c.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let role = c.role.as_str().to_owned();
         if c.is_final {
             let new = NewCaption {
                 contact_id: contact,

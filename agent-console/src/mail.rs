@@ -346,7 +346,7 @@ mod tests {
             patient_id: PatientId(1),
             contact_id: Some("c-1".into()),
             booked_by: StaffId(2),
-            status: "booked".into(),
+            status: crate::store::AppointmentStatus::Booked,
             created_at: at,
         };
         let facility = Facility {

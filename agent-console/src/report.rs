@@ -182,7 +182,7 @@ pub fn contacts_csv(contacts: &[Contact]) -> String {
             c.answered_by.map(|s| s.0.to_string()).unwrap_or_default(),
             c.doctor_id.map(|s| s.0.to_string()).unwrap_or_default(),
             c.patient_id.map(|p| p.0.to_string()).unwrap_or_default(),
-            c.disposition.clone().unwrap_or_default(),
+            c.disposition.map(|d| d.to_string()).unwrap_or_default(),
         ])
         .expect("write to memory");
     }

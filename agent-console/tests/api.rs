@@ -780,6 +780,15 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
     let state = AppState::new(app.store.clone(), settings, CancellationToken::new(), &tasks).await.unwrap();
     let restarted =
         App { router: router(state.clone()), store: app.store.clone(), state, _dir: tempfile::tempdir().unwrap() };
+    let mut before = app.state.center.engine().await.expect("the first node's routing state");
+    let mut restored = restarted.state.center.engine().await.expect("the restarted node's routing state");
+    // Ticks that decide nothing are not logged, yet move the engine's clock
+    // and its last full queue review: bring both copies to one later moment
+    // (past the 10 s review), then they must agree in everything.
+    let later = chrono::Utc::now().timestamp_millis() + 11_000;
+    before.handle(later, routing::Event::Tick).unwrap();
+    restored.handle(later, routing::Event::Tick).unwrap();
+    assert_eq!(restored, before, "the restored routing state is the whole state the first node had");
     let asha = restarted.login("asha").await;
     restarted.send("POST", "/api/agent/session", Some(&asha), Some(r#"{"seat_id": 3}"#)).await;
     let ready = restarted.send("POST", "/api/agent/ready", Some(&asha), None).await;

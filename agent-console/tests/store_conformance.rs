@@ -16,8 +16,8 @@ use agent_console::store::{
     NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
 };
 use agent_console::store::{
-    AmbulanceRequest, ComplaintCategory, ConsultNote, Delivery, Faq, NewFacility, RoutingEventRow, Scheme,
-    StoredPrescription, UNNAMED_REFERENCE,
+    AmbulanceRequest, ComplaintCategory, ConsultNote, Delivery, Faq, NewFacility, PrescriptionKind, PrescriptionMode,
+    RoutingEventRow, Scheme, StoredPrescription, UNNAMED_REFERENCE,
 };
 use agent_console::store::{
     Channel, ConsultRecord, ContactChange, ContactStatus, HimsKind, NewCaption, NewContact, RecordWrite,
@@ -131,6 +131,7 @@ conformance!(
     patient_access_facts_list_every_relation,
     messaging_channels_journal_threads_and_outbox,
     sign_in_devices_and_failures,
+    a_stored_value_outside_its_domain_is_corrupt,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -623,12 +624,15 @@ async fn contacts_from_arrival_to_wrap_up(store: &Store, _url: &str) {
     let c = store
         .update_contact(
             "c-1",
-            &ContactChange::WrappedUp { disposition: "escalated".into(), note: Some("fever".into()) },
+            &ContactChange::WrappedUp {
+                disposition: agent_console::store::Disposition::Escalated,
+                note: Some("fever".into()),
+            },
             t2,
         )
         .await
         .unwrap();
-    assert_eq!((c.status, c.disposition.as_deref()), (ContactStatus::Ended, Some("escalated")));
+    assert_eq!((c.status, c.disposition), (ContactStatus::Ended, Some(agent_console::store::Disposition::Escalated)));
     assert!(store.contacts_to_wrap_up(asha.staff_id, now).await.unwrap().is_empty(), "wrapped up");
     assert_eq!(store.contacts_of_patient(kamla.patient_id).await.unwrap().len(), 1);
     assert_eq!(store.contacts_between(now - Duration::hours(1), now + Duration::hours(1)).await.unwrap().len(), 1);
@@ -825,8 +829,8 @@ async fn a_constraint_violation_names_its_field_the_same_on_both(store: &Store, 
         contact_id: "no-such-contact".into(),
         patient_id: kamla.patient_id,
         doctor_id: doctor.staff_id,
-        mode: "audio".into(),
-        kind: "first".into(),
+        mode: PrescriptionMode::Audio,
+        kind: PrescriptionKind::First,
         body: serde_json::json!({}),
         issued_at: now(),
     };
@@ -975,14 +979,14 @@ async fn prescriptions_and_consult_notes_round_trip(store: &Store, _url: &str) {
         contact_id: "c-rx".into(),
         patient_id: kamla.patient_id,
         doctor_id: doctor.staff_id,
-        mode: "audio".into(),
-        kind: "first".into(),
+        mode: agent_console::store::PrescriptionMode::Audio,
+        kind: agent_console::store::PrescriptionKind::First,
         body: serde_json::json!({"items": [{"generic": "PARACETAMOL", "strength": "500 mg"}]}),
         issued_at: now() - Duration::days(3),
     };
     let follow_up = StoredPrescription {
         prescription_id: "rx-2".into(),
-        kind: "follow_up".into(),
+        kind: agent_console::store::PrescriptionKind::FollowUp,
         issued_at: now(),
         ..first.clone()
     };
@@ -1134,7 +1138,7 @@ async fn ambulance_requests_keep_their_delivery(store: &Store, url: &str) {
         patient_id: Some(kamla.patient_id),
         requested_by: operator.staff_id,
         location: "Gate 3, Kalkaji Mandir".into(),
-        urgency: "critical".into(),
+        urgency: agent_console::store::Urgency::Critical,
         note: "Chest pain".into(),
         created_at: t0,
         delivered_at: None,
@@ -1444,4 +1448,137 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
         violation(store.add_chat_message("c-404", "patient", None, "x", t0).await),
         ("invalid reference", UNNAMED_REFERENCE.to_owned())
     );
+}
+
+/// Runs raw SQL on the store's database, past its check constraints: what a
+/// bad restore, a hand edit or an older or newer version could leave behind.
+async fn tamper(url: &str, sql: &[&str]) {
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        for constraint in [
+            "prescription_mode_check",
+            "prescription_kind_check",
+            "ambulance_request_urgency_check",
+            "appointment_status_check",
+            "staff_role_check",
+            "patient_sex_check",
+            "facility_kind_check",
+        ] {
+            let table = constraint.rsplitn(3, '_').nth(2).unwrap();
+            sqlx::query(&format!("alter table {table} drop constraint if exists {constraint}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        for q in sql {
+            sqlx::query(q).execute(&mut conn).await.unwrap();
+        }
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{url}")).await.unwrap();
+        sqlx::query("pragma ignore_check_constraints = on").execute(&mut conn).await.unwrap();
+        for q in sql {
+            sqlx::query(q).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// Asserts `result` is `StoreError::Corrupt` with a message naming each of `words`.
+fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, words: &[&str]) {
+    match result {
+        Err(StoreError::Corrupt(m)) => {
+            for w in words {
+                assert!(m.contains(w), "{m:?} names {w:?}");
+            }
+        }
+        other => panic!("expected StoreError::Corrupt, got {other:?}"),
+    }
+}
+
+async fn a_stored_value_outside_its_domain_is_corrupt(store: &Store, url: &str) {
+    use agent_console::store::{Disposition, PrescriptionKind, PrescriptionMode, Urgency};
+    let (doctor, kamla) = doctor_contact(store, "c-bad").await;
+    let wrapped = ContactChange::WrappedUp { disposition: Disposition::WrongNumber, note: None };
+    let c = store.update_contact("c-bad", &wrapped, now()).await.unwrap();
+    assert_eq!(c.disposition, Some(Disposition::WrongNumber));
+    store
+        .create_prescription(&StoredPrescription {
+            prescription_id: "rx-bad".into(),
+            contact_id: "c-bad".into(),
+            patient_id: kamla.patient_id,
+            doctor_id: doctor.staff_id,
+            mode: PrescriptionMode::Audio,
+            kind: PrescriptionKind::FollowUp,
+            body: serde_json::json!({"items": []}),
+            issued_at: now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.prescription("rx-bad").await.unwrap().kind, PrescriptionKind::FollowUp);
+    store
+        .save_consult_note(&ConsultNote {
+            contact_id: "c-bad".into(),
+            doctor_id: doctor.staff_id,
+            consent: serde_json::json!({"kind": "implied"}),
+            recording_consent: false,
+            chief_complaint: "Fever".into(),
+            history: String::new(),
+            findings: String::new(),
+            diagnosis: String::new(),
+            advice: String::new(),
+            updated_at: now(),
+        })
+        .await
+        .unwrap();
+    store
+        .create_ambulance_request(&AmbulanceRequest {
+            ambulance_request_id: "amb-bad".into(),
+            contact_id: "c-bad".into(),
+            patient_id: None,
+            requested_by: doctor.staff_id,
+            location: "Gate 3".into(),
+            urgency: Urgency::Urgent,
+            note: String::new(),
+            created_at: now(),
+            delivered_at: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.ambulance_request("amb-bad").await.unwrap().urgency, Urgency::Urgent);
+    demo_desk(store).await;
+    let ddu = store.facility_by_code("DL-H-DDU").await.unwrap();
+    let start = Utc::now() + Duration::days(1);
+    let slot = store.add_slot(ddu.facility_id, "general", start, start + Duration::minutes(30), 2).await.unwrap();
+    let booked = store.book_appointment(slot.slot_id, kamla.patient_id, doctor.staff_id, None, now()).await.unwrap();
+
+    tamper(
+        url,
+        &[
+            "update contact set disposition = 'lost' where contact_id = 'c-bad'",
+            "update consult_note set consent = '{\"kind\": ' where contact_id = 'c-bad'",
+            "update prescription set kind = 'repeat' where prescription_id = 'rx-bad'",
+            "update ambulance_request set urgency = 'soon' where ambulance_request_id = 'amb-bad'",
+            "update appointment set status = 'moved'",
+            "update patient set sex = 'f'",
+            "update facility set kind = 'camp' where code = 'DL-H-DDU'",
+        ],
+    )
+    .await;
+    assert_corrupt(store.contact("c-bad").await, &["c-bad", "disposition", "lost"]);
+    assert_corrupt(store.contacts_of_patient(kamla.patient_id).await, &["c-bad"]);
+    assert_corrupt(store.consult_note("c-bad").await, &["c-bad", "consent"]);
+    assert_corrupt(store.prescription("rx-bad").await, &["rx-bad", "repeat"]);
+    assert_corrupt(store.prescriptions_of(kamla.patient_id).await, &["rx-bad"]);
+    assert_corrupt(store.ambulance_request("amb-bad").await, &["amb-bad", "soon"]);
+    assert_corrupt(store.appointment(booked.appointment_id).await, &["moved"]);
+    assert_corrupt(store.appointments_of(kamla.patient_id).await, &["moved"]);
+    assert_corrupt(store.patient(kamla.patient_id).await, &["sex", "`f`"]);
+    assert_corrupt(store.facility(ddu.facility_id).await, &["camp"]);
+    // A role none knows is no role at all: never read as an operator's.
+    assert!(store.staff(doctor.staff_id).await.is_ok());
+    tamper(url, &["update staff set role = 'root'"]).await;
+    assert_corrupt(store.staff(doctor.staff_id).await, &["root"]);
+    assert_corrupt(store.list_staff().await, &["root"]);
 }

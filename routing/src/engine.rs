@@ -198,6 +198,30 @@ pub enum Event {
     Tick,
 }
 
+impl Event {
+    /// The event's `type` as it is serialized, e.g. `contact_arrived`: the
+    /// routing log's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ContactArrived(_) => "contact_arrived",
+            Event::Login { .. } => "login",
+            Event::Logout { .. } => "logout",
+            Event::Ready { .. } => "ready",
+            Event::Pause { .. } => "pause",
+            Event::WrapUpDone { .. } => "wrap_up_done",
+            Event::Accept { .. } => "accept",
+            Event::Decline { .. } => "decline",
+            Event::Abandon { .. } => "abandon",
+            Event::Escalate { .. } => "escalate",
+            Event::Leave { .. } => "leave",
+            Event::RequestCallback { .. } => "request_callback",
+            Event::CallbackFailed { .. } => "callback_failed",
+            Event::End { .. } => "end",
+            Event::Tick => "tick",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
@@ -308,6 +332,19 @@ pub enum AgentState {
     },
 }
 
+impl AgentState {
+    /// The state's name as it is serialized (its `state` tag), e.g. `wrap_up`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentState::Idle { .. } => "idle",
+            AgentState::Offered { .. } => "offered",
+            AgentState::Busy => "busy",
+            AgentState::WrapUp { .. } => "wrap_up",
+            AgentState::Paused { .. } => "paused",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 struct AgentRt {
     profile: AgentProfile,
@@ -332,7 +369,7 @@ struct Filed {
 
 /// The logged-in agents by what matching and timers ask of them, so that
 /// neither scans every agent.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct AgentIndex {
     /// Per role (operators, doctors): agents with room, best first: (tier, idle since or chats held, id).
     room: [BTreeSet<(u8, Millis, AgentId)>; 2],
@@ -344,7 +381,7 @@ struct AgentIndex {
 }
 
 /// The roster by agent, built when the roster is set.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct RosterIndex {
     /// The first profile of each agent in `roster.agents`.
     profiles: HashMap<AgentId, usize>,
@@ -396,7 +433,7 @@ struct ClassKey {
 
 /// The queue by what matching and timers ask of it, so that neither walks
 /// the whole queue. Holds exactly the queued (not offered) tasks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct QueueIndex {
     class_ids: HashMap<ClassKey, usize>,
     /// Per class: its tasks that are due (not in `deferred`), in queue order.
@@ -496,7 +533,9 @@ struct Connection {
 }
 
 /// The engine. Cloning it gives an independent copy (a snapshot).
-#[derive(Clone, Debug)]
+/// Equal when every part of the state is: what replay and restore tests
+/// compare (not `Eq`: the average handle time is a float).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Engine {
     cfg: RoutingConfig,
     roster: Roster,

@@ -54,7 +54,7 @@ fn cfg() -> RoutingConfig {
 
 /// One node: logs in its two agents, then adds contacts and races every other
 /// node to accept every offer it sees, and to end every call it sees.
-async fn node(i: usize, key: String, start: Arc<Barrier>) -> (Vec<Applied>, String) {
+async fn node(i: usize, key: String, start: Arc<Barrier>) -> (Vec<Applied>, Engine) {
     let mut shared = SharedEngine::connect(URL, &key, &format!("node{i}"), roster(), cfg()).await.expect("connect");
     let mut seen: Vec<Applied> = Vec::new();
     start.wait().await;
@@ -104,9 +104,7 @@ async fn node(i: usize, key: String, start: Arc<Barrier>) -> (Vec<Applied>, Stri
     // Wait for every node to finish, then take in the rest of the stream.
     start.wait().await;
     seen.extend(shared.sync().await.unwrap());
-    let e = shared.engine();
-    let state = format!("{:?} waiting {} next {:?}", e.agents().collect::<Vec<_>>(), e.waiting(), e.next_timer());
-    (seen, state)
+    (seen, shared.engine().clone())
 }
 
 /// Follows the offers outstanding through a history; panics if a contact is
@@ -167,8 +165,7 @@ async fn racing_nodes_agree_and_never_double_offer() {
     let mut late = SharedEngine::connect(URL, &key, "late", roster(), cfg()).await.unwrap();
     let history = late.sync().await.unwrap();
     assert!(history.is_empty(), "connect applies the whole stream");
-    let e = late.engine();
-    let late_state = format!("{:?} waiting {} next {:?}", e.agents().collect::<Vec<_>>(), e.waiting(), e.next_timer());
+    let late_state = late.engine().clone();
     let len: usize = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await.unwrap();
     let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
 

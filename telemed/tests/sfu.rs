@@ -34,6 +34,49 @@ async fn until_hears(who: &str, client: &Client, expected: &[f32]) {
     panic!("{who} hears {last:?}, expected {expected:?}");
 }
 
+/// Waits (bounded) until `client` has heard at least `seconds` of audio on
+/// one track since it last forgot: what the SFU forwarded (and, with
+/// consent, recorded) meanwhile.
+async fn until_heard_for(who: &str, client: &Client, seconds: f32) {
+    client.forget();
+    let want = (seconds * RATE as f32) as usize;
+    let longest = || client.heard.lock().unwrap().values().map(Vec::len).max().unwrap_or(0);
+    for _ in 0..100 {
+        if longest() >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{who} heard {} of {want} samples", longest());
+}
+
+/// Whether an OGG file is complete: its last page is marked end of stream
+/// (written when the recording closes).
+fn ogg_is_closed(path: &std::path::Path) -> bool {
+    use rtc::media::io::ogg_reader::OggReader;
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let Ok((mut reader, _)) = OggReader::new(file, true) else { return false };
+    let mut last = 0;
+    while let Ok((_, page)) = reader.parse_next_page() {
+        last = page.header_type;
+    }
+    last & 4 != 0
+}
+
+/// Waits (bounded) until `dir` holds `n` recordings, each closed; returns them in name order.
+async fn until_recordings_closed(dir: &std::path::Path, n: usize) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for _ in 0..100 {
+        files = std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+        files.sort();
+        if files.len() == n && files.iter().all(|f| ogg_is_closed(f)) {
+            return files;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} holds {files:?}, not {n} closed recordings", dir.display());
+}
+
 fn sfu() -> Sfu {
     Sfu::new(SfuConfig { grace: Duration::from_secs(2), ..SfuConfig::default() })
 }
@@ -68,14 +111,14 @@ async fn audio_is_recorded_only_with_consent_one_file_per_track() {
     assert!(!dir.exists(), "recorded without consent");
 
     sfu.set_recording("c5", true).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Each packet is recorded before it is forwarded: what both hear from now on is on file.
+    until_heard_for("operator", &operator, 1.5).await;
+    until_heard_for("patient", &patient, 1.5).await;
     for c in [patient, operator] {
         c.call.handle(ClientMessage::Leave).await.unwrap();
         c.close().await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("c5")).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
+    let files = until_recordings_closed(&dir.join("c5"), 2).await;
     let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].starts_with("operator-op-") && names[1].starts_with("patient-pat-"), "{names:?}");
@@ -167,11 +210,16 @@ async fn a_dropped_patient_rejoins_within_the_grace_period() {
     until_hears("rejoined patient", &patient, &[OPERATOR]).await;
     assert_eq!(sfu.participants("c3").await.len(), 2);
 
-    // Gone for longer than the grace period: removed from the call.
+    // Gone for longer than the grace period (2 s): removed from the call, not before.
     patient.call.disconnected().await;
+    let gone = std::time::Instant::now();
     patient.close().await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(sfu.participants("c3").await, vec![("op".to_owned(), Role::Operator)]);
+    let alone = vec![("op".to_owned(), Role::Operator)];
+    while sfu.participants("c3").await != alone {
+        assert!(gone.elapsed() < Duration::from_secs(10), "the patient is still in the call after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone.elapsed() >= Duration::from_secs(2), "removed after {:?}, within the grace period", gone.elapsed());
     operator.close().await;
 }
 
@@ -287,9 +335,8 @@ async fn video_flows_between_video_parties_and_stops_when_switched_off() {
     assert!(!sfu.receives_video("other", "doc", "pat").await);
     // A poor network: the patient switches video off; their voice goes on.
     patient.call.handle(ClientMessage::Video { on: false }).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!grows(&doctor).await, "the doctor still gets the patient's video");
     assert!(!sfu.receives_video("c7", "doc", "pat").await, "video off is not a video consult");
+    assert!(!grows(&doctor).await, "the doctor still gets the patient's video");
     until_hears("doctor, patient's video off", &doctor, &[PATIENT, OPERATOR]).await;
     for c in [patient, doctor, operator] {
         c.close().await;

@@ -39,6 +39,18 @@ pub enum Role {
     Other,
 }
 
+impl Role {
+    /// The role's name as it is serialized, e.g. `patient`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Operator => "operator",
+            Role::Doctor => "doctor",
+            Role::Other => "other",
+        }
+    }
+}
+
 /// A caption: what one participant said, with times in ms since their tap opened. Partial
 /// captions (`is_final == false`) show an utterance in progress and are superseded by later
 /// partials and by the final caption of the same utterance (same `start_ms`).
@@ -456,5 +468,17 @@ impl Dispatcher {
             }
         }
         self.forget_if_done(job.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn role_names_are_their_serialized_names() {
+        for r in [Role::Patient, Role::Operator, Role::Doctor, Role::Other] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 }

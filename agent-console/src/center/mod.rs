@@ -115,10 +115,7 @@ impl std::fmt::Debug for Center {
 }
 
 fn describe(event: &Event) -> (String, Option<String>, Option<i64>) {
-    let kind = serde_json::to_value(event)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
-        .unwrap_or_default();
+    let kind = event.kind().to_owned();
     let (contact, agent) = match event {
         Event::ContactArrived(c) => (Some(c.id.0.clone()), None),
         Event::Login { agent, .. }
@@ -318,6 +315,12 @@ impl Center {
             Backing::Local(local) => local.0.lock().await.as_ref().map(f),
             Backing::Redis(r) => r.shared.lock().await.as_ref().map(|s| f(s.engine())),
         }
+    }
+
+    /// A copy of the whole routing state (`None` while it is being rebuilt
+    /// or, with Redis, not yet connected): what restore tests compare.
+    pub async fn engine(&self) -> Option<routing::Engine> {
+        self.read(routing::Engine::clone).await
     }
 
     /// Every logged-in agent with their seat and state.

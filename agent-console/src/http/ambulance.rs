@@ -25,7 +25,7 @@ struct AmbulanceInput {
     /// Where the patient is: an address, a landmark, or `lat, lon`.
     location: String,
     /// `critical`, `urgent` or `routine`.
-    urgency: String,
+    urgency: crate::store::Urgency,
     #[serde(default)]
     note: String,
 }
@@ -44,9 +44,6 @@ async fn request_ambulance(
     let mut errors = Vec::new();
     if input.location.trim().len() < 3 {
         errors.push(FieldError { field: "location".into(), message: "say where the patient is".into() });
-    }
-    if !["critical", "urgent", "routine"].contains(&input.urgency.as_str()) {
-        errors.push(FieldError { field: "urgency".into(), message: "one of critical, urgent, routine".into() });
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));

@@ -33,12 +33,12 @@ struct PrescriptionInput {
     /// The doctor's statement of how they consult (`video`, `audio`,
     /// `text`). Optional: the server decides the mode from the contact and
     /// the call, and refuses a statement that claims more than it sees.
-    #[schema(value_type = Option<String>, example = "video")]
+    #[schema(example = "video")]
     #[serde(default)]
-    mode: Option<telemed::consult::ConsultMode>,
+    mode: Option<crate::store::PrescriptionMode>,
     /// `first` or `follow_up`.
-    #[schema(value_type = String, example = "first")]
-    kind: telemed::consult::ConsultKind,
+    #[schema(example = "first")]
+    kind: crate::store::PrescriptionKind,
     diagnosis: String,
     #[schema(value_type = Vec<Object>)]
     items: Vec<telemed::consult::RxItem>,
@@ -82,10 +82,10 @@ async fn prescribe(
     on_contact(store, doctor.staff_id, &id).await?;
     let contact = store.contact(&id).await?;
     let mode = consult_mode(&state, &contact, &doctor).await;
-    if let Some(claimed) = input.mode
+    if let Some(claimed) = input.mode.map(telemed::consult::ConsultMode::from)
         && rank(claimed) > rank(mode)
     {
-        let name = |m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let name = |m| crate::store::PrescriptionMode::from(m).as_str();
         return Err(ApiError::Invalid(vec![FieldError {
             field: "mode".into(),
             message: format!(
@@ -117,7 +117,7 @@ async fn prescribe(
             sex: patient.sex.as_str().to_owned(),
         },
         mode,
-        kind: input.kind,
+        kind: input.kind.into(),
         diagnosis: input.diagnosis,
         items: input.items,
         advice: input.advice,
@@ -130,8 +130,8 @@ async fn prescribe(
         contact_id: id,
         patient_id,
         doctor_id: doctor.staff_id,
-        mode: serde_json::to_value(rx.mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-        kind: serde_json::to_value(rx.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        mode: rx.mode.into(),
+        kind: rx.kind.into(),
         body: serde_json::to_value(&rx).map_err(|e| ApiError::Internal(e.into()))?,
         issued_at: Utc::now(),
     };
@@ -346,7 +346,7 @@ async fn gather_consult(store: &Store, id: &str, recorded_by: StaffId) -> Result
         .appointments_of(patient_id)
         .await?
         .into_iter()
-        .find(|a| a.contact_id.as_deref() == Some(id) && a.status == "booked")
+        .find(|a| a.contact_id.as_deref() == Some(id) && a.status == crate::store::AppointmentStatus::Booked)
     {
         Some(a) => Some((store.facility(a.slot.facility_id).await?, a)),
         None => None,

@@ -21,7 +21,9 @@ use super::json::ApiJson;
 use super::{AppState, AuthUser, StaffOnDuty};
 use crate::auth::token_hash;
 use crate::center::Update;
-use crate::store::{ChatMessage, Contact, ContactChange, RecordWrite, Role, Staff, StaffId, Store, StoreError};
+use crate::store::{
+    ChatMessage, Contact, ContactChange, Disposition, RecordWrite, Role, Staff, StaffId, Store, StoreError,
+};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,19 +37,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(identify))
         .routes(routes!(patient_contacts))
 }
-
-/// Wrap-up codes an agent closes a contact with.
-pub const DISPOSITIONS: &[&str] = &[
-    "information",
-    "complaint",
-    "appointment",
-    "escalated",
-    "callback",
-    "emergency",
-    "wrong_number",
-    "silent",
-    "other",
-];
 
 impl From<RoutingError> for ApiError {
     fn from(e: RoutingError) -> Self {
@@ -330,7 +319,7 @@ async fn leave(
 struct WrapUpInput {
     /// One of `information`, `complaint`, `appointment`, `escalated`, `callback`,
     /// `emergency`, `wrong_number`, `silent`, `other`.
-    disposition: String,
+    disposition: Disposition,
     note: Option<String>,
 }
 
@@ -344,9 +333,6 @@ async fn wrap_up(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<WrapUpInput>,
 ) -> Result<axum::Json<Contact>> {
-    if !DISPOSITIONS.contains(&input.disposition.as_str()) {
-        return Err(ApiError::invalid("disposition", format!("one of {}", DISPOSITIONS.join(", "))));
-    }
     on_contact(&state.store, staff.staff_id, &id).await?;
     let note = input.note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     // The engine first: ready for the next contact. When the wrap-up time

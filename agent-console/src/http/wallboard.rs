@@ -63,7 +63,7 @@ pub struct Wallboard {
 pub struct AmbulanceAlarm {
     pub ambulance_request_id: String,
     pub contact_id: String,
-    pub urgency: String,
+    pub urgency: crate::store::Urgency,
     pub location: String,
     pub requested_at: DateTime<Utc>,
     pub undelivered_seconds: i64,
@@ -110,14 +110,7 @@ async fn build(
         .agents()
         .await
         .into_iter()
-        .map(|(staff_id, seat_id, state)| AgentAtSeat {
-            staff_id,
-            seat_id,
-            state: serde_json::to_value(&state)
-                .ok()
-                .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-                .unwrap_or_default(),
-        })
+        .map(|(staff_id, seat_id, state)| AgentAtSeat { staff_id, seat_id, state: state.name().to_owned() })
         .collect();
     Ok(Wallboard {
         at: now,

@@ -8,6 +8,11 @@ use utoipa::ToSchema;
 
 use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
 
+crate::store::text_enum::text_enum!(
+    /// How soon the ambulance is needed, as the operator judges it.
+    Urgency { Critical = "critical", Urgent = "urgent", Routine = "routine" }
+);
+
 /// An ambulance request raised from a contact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AmbulanceRequest {
@@ -16,8 +21,7 @@ pub struct AmbulanceRequest {
     pub patient_id: Option<PatientId>,
     pub requested_by: StaffId,
     pub location: String,
-    /// `critical`, `urgent` or `routine`.
-    pub urgency: String,
+    pub urgency: Urgency,
     pub note: String,
     pub created_at: DateTime<Utc>,
     /// When the dispatch webhook accepted it; `None` while not delivered.
@@ -65,21 +69,22 @@ type RequestRow = (
 const REQUEST_COLUMNS: &str = "ambulance_request_id, contact_id, patient_id, requested_by, location, urgency, note, \
                                created_at, delivered_at, attempts, last_error, next_attempt_at";
 
-fn request_of(r: RequestRow) -> AmbulanceRequest {
-    AmbulanceRequest {
+/// A stored urgency that is not a known value is `StoreError::Corrupt`.
+fn request_of(r: RequestRow) -> Result<AmbulanceRequest> {
+    Ok(AmbulanceRequest {
+        urgency: r.5.parse().map_err(|e| StoreError::Corrupt(format!("ambulance request {}: {e}", r.0)))?,
         ambulance_request_id: r.0,
         contact_id: r.1,
         patient_id: r.2.map(PatientId),
         requested_by: StaffId(r.3),
         location: r.4,
-        urgency: r.5,
         note: r.6,
         created_at: r.7,
         delivered_at: r.8,
         attempts: r.9,
         last_error: r.10,
         next_attempt_at: r.11,
-    }
+    })
 }
 
 impl Store {
@@ -93,7 +98,7 @@ impl Store {
         .bind(r.patient_id.map(|p| p.0))
         .bind(r.requested_by.0)
         .bind(&r.location)
-        .bind(&r.urgency)
+        .bind(r.urgency.as_str())
         .bind(&r.note)
         .bind(r.created_at)
         .bind(r.next_attempt_at)
@@ -150,7 +155,7 @@ impl Store {
         let sql = format!("select {REQUEST_COLUMNS} from ambulance_request where ambulance_request_id = $1");
         let r: RequestRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(request_of(r))
+        request_of(r)
     }
 
     /// A request's delivery attempts, in order.
@@ -188,6 +193,6 @@ impl Store {
         );
         let rows: Vec<RequestRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(before).fetch_all(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(request_of).collect())
+        rows.into_iter().map(request_of).collect()
     }
 }

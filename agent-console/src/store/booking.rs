@@ -7,6 +7,11 @@ use utoipa::ToSchema;
 
 use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
 
+crate::store::text_enum::text_enum!(
+    /// Where an appointment stands.
+    AppointmentStatus { Booked = "booked", Cancelled = "cancelled", Fulfilled = "fulfilled", Noshow = "noshow" }
+);
+
 /// A bookable slot at a facility's department.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Slot {
@@ -26,7 +31,7 @@ pub struct Appointment {
     pub patient_id: PatientId,
     pub contact_id: Option<String>,
     pub booked_by: StaffId,
-    pub status: String,
+    pub status: AppointmentStatus,
     pub created_at: DateTime<Utc>,
 }
 
@@ -180,6 +185,7 @@ impl Store {
         .await)
         .map_err(StoreError::from_sqlx)?;
         let (appointment_id, slot_id, patient_id, contact_id, booked_by, status, created_at) = row;
+        let status = status.parse().map_err(|e| StoreError::Corrupt(format!("appointment {appointment_id}: {e}")))?;
         Ok(Appointment {
             appointment_id,
             slot: self.slot(slot_id).await?,

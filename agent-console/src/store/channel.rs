@@ -689,7 +689,7 @@ impl Store {
         );
         let rows: Vec<super::contact::ContactRow> =
             on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await).map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     pub async fn channel_send(&self, id: i64) -> Result<ChannelSend> {

@@ -220,6 +220,7 @@ impl Store {
         .fetch_all(pool)
         .await)
         .map_err(StoreError::from_sqlx)?;
+        let status = row.status.parse().map_err(|e| StoreError::Corrupt(format!("complaint {}: {e}", row.ticket)))?;
         Ok(Complaint {
             complaint_id: row.complaint_id,
             ticket: row.ticket,
@@ -228,7 +229,7 @@ impl Store {
             patient_id: row.patient_id.map(PatientId),
             contact_id: row.contact_id,
             description: row.description,
-            status: row.status.parse().unwrap_or(ComplaintStatus::Open),
+            status,
             created_by: StaffId(row.created_by),
             created_at: row.created_at,
             due_at: row.due_at,

@@ -64,7 +64,7 @@ impl Store {
         .fetch_optional(pool)
         .await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(row.map(
+        row.map(
             |(
                 contact_id,
                 doctor,
@@ -77,10 +77,14 @@ impl Store {
                 advice,
                 updated_at,
             )| {
-                ConsultNote {
+                // Consent is what makes the consult lawful (TPG 2020): a body
+                // that does not parse is an error naming the contact, never `null`.
+                let consent = serde_json::from_str(&consent)
+                    .map_err(|e| StoreError::Corrupt(format!("consult note of contact {contact_id}: consent: {e}")))?;
+                Ok(ConsultNote {
                     contact_id,
                     doctor_id: StaffId(doctor),
-                    consent: serde_json::from_str(&consent).unwrap_or(serde_json::Value::Null),
+                    consent,
                     recording_consent,
                     chief_complaint,
                     history,
@@ -88,8 +92,9 @@ impl Store {
                     diagnosis,
                     advice,
                     updated_at,
-                }
+                })
             },
-        ))
+        )
+        .transpose()
     }
 }

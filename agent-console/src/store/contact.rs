@@ -26,6 +26,20 @@ impl Channel {
     }
 }
 crate::store::text_enum::text_enum!(
+    /// The wrap-up code an agent closes a contact with.
+    Disposition {
+        Information = "information",
+        Complaint = "complaint",
+        Appointment = "appointment",
+        Escalated = "escalated",
+        Callback = "callback",
+        Emergency = "emergency",
+        WrongNumber = "wrong_number",
+        Silent = "silent",
+        Other = "other",
+    }
+);
+crate::store::text_enum::text_enum!(
     /// Where a contact stands.
     ContactStatus {
         Waiting = "waiting",
@@ -71,7 +85,7 @@ pub struct Contact {
     pub escalated_at: Option<DateTime<Utc>>,
     pub doctor_id: Option<StaffId>,
     pub ended_at: Option<DateTime<Utc>>,
-    pub disposition: Option<String>,
+    pub disposition: Option<Disposition>,
     pub wrap_up_note: Option<String>,
 }
 
@@ -99,12 +113,18 @@ pub(super) struct ContactRow {
     wrap_up_note: Option<String>,
 }
 
-impl From<ContactRow> for Contact {
-    fn from(r: ContactRow) -> Self {
-        Contact {
+impl TryFrom<ContactRow> for Contact {
+    type Error = StoreError;
+
+    /// A stored channel, status or disposition that is not a known value is
+    /// `StoreError::Corrupt` naming the contact, never a default.
+    fn try_from(r: ContactRow) -> Result<Self> {
+        let corrupt = |e: String| StoreError::Corrupt(format!("contact {}: {e}", r.contact_id));
+        Ok(Contact {
+            channel: r.channel.parse().map_err(corrupt)?,
+            status: r.status.parse().map_err(corrupt)?,
+            disposition: r.disposition.as_deref().map(str::parse).transpose().map_err(corrupt)?,
             contact_id: r.contact_id,
-            // The columns' check constraints admit only known values.
-            channel: r.channel.parse().unwrap_or(Channel::Phone),
             language: r.language,
             emergency: r.emergency,
             tier: r.tier,
@@ -114,16 +134,14 @@ impl From<ContactRow> for Contact {
             abha_number: r.abha_number,
             patient_id: r.patient_id.map(PatientId),
             location: r.location,
-            status: r.status.parse().unwrap_or(ContactStatus::Waiting),
             created_at: r.created_at,
             answered_at: r.answered_at,
             answered_by: r.answered_by.map(StaffId),
             escalated_at: r.escalated_at,
             doctor_id: r.doctor_id.map(StaffId),
             ended_at: r.ended_at,
-            disposition: r.disposition,
             wrap_up_note: r.wrap_up_note,
-        }
+        })
     }
 }
 
@@ -152,7 +170,7 @@ pub enum ContactChange {
     CallbackRequested,
     Ended,
     Abandoned,
-    WrappedUp { disposition: String, note: Option<String> },
+    WrappedUp { disposition: Disposition, note: Option<String> },
     Identified { patient: PatientId },
 }
 
@@ -243,7 +261,7 @@ pub(super) fn change_contact(id: &str, change: &ContactChange, now: DateTime<Utc
              and status in ('waiting', 'callback')"
         }
         ContactChange::WrappedUp { disposition, note } => {
-            binds.push(Bind::Text(disposition.clone()));
+            binds.push(Bind::Text(disposition.as_str().to_owned()));
             binds.push(Bind::OptText(note.clone()));
             "update contact set status = case when status = 'wrap_up' then 'ended' else status end, \
              disposition = $3, wrap_up_note = $4, ended_at = coalesce(ended_at, $2) where contact_id = $1"
@@ -358,7 +376,7 @@ impl Store {
         let sql = format!("select {CONTACT_COLUMNS} from contact where contact_id = $1");
         let row: ContactRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(row.into())
+        row.try_into()
     }
 
     /// The contact a patient's token opens.
@@ -366,7 +384,7 @@ impl Store {
         let sql = format!("select {CONTACT_COLUMNS} from contact where patient_token_hash = $1");
         let row: ContactRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(token_hash).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(row.into())
+        row.try_into()
     }
 
     /// Applies one change to a contact's record; a change its status does
@@ -420,7 +438,7 @@ impl Store {
         let rows: Vec<ContactRow> =
             on_pool!(self, pool => sqlx::query_as(&sql).bind(staff.0).bind(since).fetch_all(pool).await)
                 .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// The id of a chat's last message, if it has any.
@@ -443,7 +461,7 @@ impl Store {
         let rows: Vec<ContactRow> =
             on_pool!(self, pool => sqlx::query_as(&sql).bind(from).bind(to).fetch_all(pool).await)
                 .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// A patient's past contacts, latest first.
@@ -452,7 +470,7 @@ impl Store {
             format!("select {CONTACT_COLUMNS} from contact where patient_id = $1 order by created_at desc limit 20");
         let rows: Vec<ContactRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(patient.0).fetch_all(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     pub async fn add_chat_message(

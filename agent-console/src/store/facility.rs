@@ -122,14 +122,14 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 impl FacilityRow {
-    fn into_facility(self, beds: Vec<Beds>) -> Facility {
-        Facility {
+    /// A stored kind that is not a known one is `StoreError::Corrupt`.
+    fn into_facility(self, beds: Vec<Beds>) -> Result<Facility> {
+        Ok(Facility {
+            kind: self.kind.parse().map_err(|e| StoreError::Corrupt(format!("facility {}: {e}", self.facility_id)))?,
             facility_id: self.facility_id,
             code: self.code,
             name: self.name,
             name_hi: self.name_hi,
-            // The column's check constraint admits only known kinds.
-            kind: self.kind.parse().unwrap_or(FacilityKind::Hospital),
             district: self.district,
             address: self.address,
             phone: self.phone,
@@ -140,7 +140,7 @@ impl FacilityRow {
             services_hi: split_list(&self.services_hi),
             beds,
             updated_at: self.updated_at,
-        }
+        })
     }
 }
 
@@ -181,7 +181,7 @@ impl Store {
         let row: FacilityRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(code).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
         let beds = self.beds_of(row.facility_id).await?;
-        Ok(row.into_facility(beds))
+        row.into_facility(beds)
     }
 
     pub async fn facility(&self, id: i64) -> Result<Facility> {
@@ -189,7 +189,7 @@ impl Store {
         let row: FacilityRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
         let beds = self.beds_of(id).await?;
-        Ok(row.into_facility(beds))
+        row.into_facility(beds)
     }
 
     async fn beds_of(&self, facility: i64) -> Result<Vec<Beds>> {
@@ -200,12 +200,14 @@ impl Store {
         .fetch_all(pool)
         .await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(t, total, vacant, updated_at)| {
-                Some(Beds { bed_type: t.parse().ok()?, total, vacant, updated_at })
+        // A bed type none knows is an error, not a row left out of the count.
+        rows.into_iter()
+            .map(|(t, total, vacant, updated_at)| {
+                let bed_type =
+                    t.parse().map_err(|e| StoreError::Corrupt(format!("beds of facility {facility}: {e}")))?;
+                Ok(Beds { bed_type, total, vacant, updated_at })
             })
-            .collect())
+            .collect()
     }
 
     /// Sets the bed count of one type at a facility. `vacant` over `total` is refused.
@@ -308,7 +310,7 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let beds = self.beds_of(row.facility_id).await?;
-            out.push(row.into_facility(beds));
+            out.push(row.into_facility(beds)?);
         }
         Ok(out)
     }

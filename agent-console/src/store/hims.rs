@@ -153,13 +153,18 @@ impl Store {
         .fetch_optional(pool)
         .await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(row.map(|(contact_id, hims, encounter_ref, bundle, recorded_by, recorded_at)| ConsultRecord {
-            contact_id,
-            hims,
-            encounter_ref,
-            bundle: serde_json::from_str(&bundle).unwrap_or(serde_json::Value::Null),
-            recorded_by: StaffId(recorded_by),
-            recorded_at,
-        }))
+        row.map(|(contact_id, hims, encounter_ref, bundle, recorded_by, recorded_at)| {
+            let bundle = serde_json::from_str(&bundle)
+                .map_err(|e| StoreError::Corrupt(format!("consult record of contact {contact_id}: bundle: {e}")))?;
+            Ok(ConsultRecord {
+                contact_id,
+                hims,
+                encounter_ref,
+                bundle,
+                recorded_by: StaffId(recorded_by),
+                recorded_at,
+            })
+        })
+        .transpose()
     }
 }

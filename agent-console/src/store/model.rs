@@ -159,12 +159,14 @@ impl Sex {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Sex {
+    /// A stored sex; anything else is an error naming it.
+    pub(crate) fn parse(s: &str) -> Result<Sex, String> {
         match s {
-            "female" => Sex::Female,
-            "male" => Sex::Male,
-            "other" => Sex::Other,
-            _ => Sex::Unknown,
+            "female" => Ok(Sex::Female),
+            "male" => Ok(Sex::Male),
+            "other" => Ok(Sex::Other),
+            "unknown" => Ok(Sex::Unknown),
+            _ => Err(format!("unknown sex `{s}`: expected one of female, male, other, unknown")),
         }
     }
 }

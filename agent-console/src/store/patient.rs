@@ -36,29 +36,35 @@ pub fn age_on(birth: NaiveDate, today: NaiveDate) -> i64 {
 }
 
 impl PatientRow {
-    fn into_patient(self, family: Vec<FamilyMember>) -> Patient {
-        let birth_date = self.birth_date.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+    /// Stored values were validated on the way in; one that does not parse
+    /// now is `StoreError::Corrupt` naming the patient, never left out.
+    fn into_patient(self, family: Vec<FamilyMember>) -> Result<Patient> {
+        let id = self.patient_id;
+        let corrupt = |e: String| StoreError::Corrupt(format!("patient {id}: {e}"));
+        let birth_date = self
+            .birth_date
+            .map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|e| corrupt(format!("birth date `{d}`: {e}"))))
+            .transpose()?;
         let age_years = match birth_date {
             Some(b) => Some(age_on(b, crate::time::local_today())),
             None => self.age_years,
         };
-        Patient {
+        Ok(Patient {
             patient_id: PatientId(self.patient_id),
             name: self.name,
             birth_date,
             age_years,
-            sex: Sex::parse(&self.sex),
+            sex: Sex::parse(&self.sex).map_err(corrupt)?,
             phone: self.phone,
             email: self.email,
             preferred_language: self.preferred_language,
             ehealth_card: self.ehealth_card,
-            // Stored values were validated on the way in.
-            abha_number: self.abha_number.and_then(|a| AbhaNumber::parse(&a).ok()),
+            abha_number: self.abha_number.map(|a| AbhaNumber::parse(&a)).transpose().map_err(corrupt)?,
             hims_patient_id: self.hims_patient_id,
             family,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        }
+        })
     }
 }
 
@@ -88,7 +94,7 @@ impl Store {
             StoreError::Conflict(what) => StoreError::Conflict(conflict_field(&what).to_owned()),
             other => other,
         })?;
-        Ok(row.into_patient(Vec::new()))
+        row.into_patient(Vec::new())
     }
 
     pub async fn patient(&self, id: PatientId) -> Result<Patient> {
@@ -96,7 +102,7 @@ impl Store {
         let row: PatientRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
         let family = self.family_of(id).await?;
-        Ok(row.into_patient(family))
+        row.into_patient(family)
     }
 
     /// Patients matching a key: at most one for a card, ABHA or HIMS id; a
@@ -114,7 +120,7 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let family = self.family_of(PatientId(row.patient_id)).await?;
-            out.push(row.into_patient(family));
+            out.push(row.into_patient(family)?);
         }
         Ok(out)
     }

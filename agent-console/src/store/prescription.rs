@@ -7,6 +7,53 @@ use utoipa::ToSchema;
 
 use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
 
+crate::store::text_enum::text_enum!(
+    /// How the doctor and the patient talked when it was written (TPG 2020).
+    PrescriptionMode { Video = "video", Audio = "audio", Text = "text" }
+);
+crate::store::text_enum::text_enum!(
+    /// Whether it was written on a first consult for the condition or a follow-up.
+    PrescriptionKind { First = "first", FollowUp = "follow_up" }
+);
+
+impl From<telemed::consult::ConsultMode> for PrescriptionMode {
+    fn from(m: telemed::consult::ConsultMode) -> Self {
+        match m {
+            telemed::consult::ConsultMode::Video => PrescriptionMode::Video,
+            telemed::consult::ConsultMode::Audio => PrescriptionMode::Audio,
+            telemed::consult::ConsultMode::Text => PrescriptionMode::Text,
+        }
+    }
+}
+
+impl From<PrescriptionMode> for telemed::consult::ConsultMode {
+    fn from(m: PrescriptionMode) -> Self {
+        match m {
+            PrescriptionMode::Video => telemed::consult::ConsultMode::Video,
+            PrescriptionMode::Audio => telemed::consult::ConsultMode::Audio,
+            PrescriptionMode::Text => telemed::consult::ConsultMode::Text,
+        }
+    }
+}
+
+impl From<telemed::consult::ConsultKind> for PrescriptionKind {
+    fn from(k: telemed::consult::ConsultKind) -> Self {
+        match k {
+            telemed::consult::ConsultKind::First => PrescriptionKind::First,
+            telemed::consult::ConsultKind::FollowUp => PrescriptionKind::FollowUp,
+        }
+    }
+}
+
+impl From<PrescriptionKind> for telemed::consult::ConsultKind {
+    fn from(k: PrescriptionKind) -> Self {
+        match k {
+            PrescriptionKind::First => telemed::consult::ConsultKind::First,
+            PrescriptionKind::FollowUp => telemed::consult::ConsultKind::FollowUp,
+        }
+    }
+}
+
 /// A stored prescription (its body is the issued `telemed::consult::Prescription` as JSON).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StoredPrescription {
@@ -14,8 +61,8 @@ pub struct StoredPrescription {
     pub contact_id: String,
     pub patient_id: PatientId,
     pub doctor_id: StaffId,
-    pub mode: String,
-    pub kind: String,
+    pub mode: PrescriptionMode,
+    pub kind: PrescriptionKind,
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
     pub issued_at: DateTime<Utc>,
@@ -31,8 +78,8 @@ impl Store {
         .bind(&p.contact_id)
         .bind(p.patient_id.0)
         .bind(p.doctor_id.0)
-        .bind(&p.mode)
-        .bind(&p.kind)
+        .bind(p.mode.as_str())
+        .bind(p.kind.as_str())
         .bind(p.body.to_string())
         .bind(p.issued_at)
         .execute(pool)
@@ -56,12 +103,12 @@ impl Store {
             .map(|(prescription_id, contact_id, patient_id, doctor_id, mode, kind, body, issued_at)| {
                 Ok(StoredPrescription {
                     body: parse_body(&prescription_id, &body)?,
+                    mode: parse_text(&prescription_id, &mode)?,
+                    kind: parse_text(&prescription_id, &kind)?,
                     prescription_id,
                     contact_id,
                     patient_id: PatientId(patient_id),
                     doctor_id: StaffId(doctor_id),
-                    mode,
-                    kind,
                     issued_at,
                 })
             })
@@ -80,12 +127,12 @@ impl Store {
             .map_err(StoreError::from_sqlx)?;
         Ok(StoredPrescription {
             body: parse_body(&row.0, &row.6)?,
+            mode: parse_text(&row.0, &row.4)?,
+            kind: parse_text(&row.0, &row.5)?,
             prescription_id: row.0,
             contact_id: row.1,
             patient_id: PatientId(row.2),
             doctor_id: StaffId(row.3),
-            mode: row.4,
-            kind: row.5,
             issued_at: row.7,
         })
     }
@@ -95,4 +142,10 @@ impl Store {
 /// naming the prescription, never an empty prescription.
 fn parse_body(id: &str, body: &str) -> Result<serde_json::Value> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("prescription {id}: body: {e}")))
+}
+
+/// A prescription's stored mode or kind; one that is not a known value is
+/// `StoreError::Corrupt` naming the prescription.
+fn parse_text<T: std::str::FromStr<Err = String>>(id: &str, text: &str) -> Result<T> {
+    text.parse().map_err(|e| StoreError::Corrupt(format!("prescription {id}: {e}")))
 }

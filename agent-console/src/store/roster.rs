@@ -19,17 +19,18 @@ impl Store {
         .fetch_all(pool)
         .await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, role, starts_minute, ends_minute, is_peak)| Shift {
-                shift_id: ShiftId(id),
-                name,
-                role: role.parse().unwrap_or(super::Role::Operator),
-                starts_minute,
-                ends_minute,
-                is_peak,
+        rows.into_iter()
+            .map(|(id, name, role, starts_minute, ends_minute, is_peak)| {
+                Ok(Shift {
+                    shift_id: ShiftId(id),
+                    name,
+                    role: role.parse().map_err(|e| StoreError::Corrupt(format!("shift {id}: {e}")))?,
+                    starts_minute,
+                    ends_minute,
+                    is_peak,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Adds a shift, in local minutes after midnight (an end at or before the

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{NewStaff, Result, Role, Staff, StaffId, Store, StoreError, on_pool};
+use super::{NewStaff, Result, Staff, StaffId, Store, StoreError, on_pool};
 
 #[derive(sqlx::FromRow)]
 struct StaffRow {
@@ -19,12 +19,13 @@ struct StaffRow {
 }
 
 impl StaffRow {
-    fn into_staff(self) -> Staff {
-        Staff {
+    /// A stored role that is not one of the four is `StoreError::Corrupt`,
+    /// never a default (a default role would be a grant).
+    fn into_staff(self) -> Result<Staff> {
+        Ok(Staff {
+            role: self.role.parse().map_err(|e| StoreError::Corrupt(format!("staff {}: {e}", self.staff_id)))?,
             staff_id: StaffId(self.staff_id),
             username: self.username,
-            // The column's check constraint admits only the four roles.
-            role: self.role.parse().unwrap_or(Role::Operator),
             display_name: self.display_name,
             languages: self.languages.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
             specialty: self.specialty,
@@ -32,7 +33,7 @@ impl StaffRow {
             registration_number: self.registration_number,
             active: self.active,
             created_at: self.created_at,
-        }
+        })
     }
 }
 
@@ -86,21 +87,21 @@ impl Store {
             StoreError::Conflict(_) => StoreError::Conflict(format!("username `{}` is taken", new.username)),
             other => other,
         })?;
-        Ok(row.into_staff())
+        row.into_staff()
     }
 
     pub async fn staff(&self, id: StaffId) -> Result<Staff> {
         let sql = format!("select {STAFF_COLUMNS} from staff where staff_id = $1");
         let row: StaffRow = on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(row.into_staff())
+        row.into_staff()
     }
 
     pub async fn list_staff(&self) -> Result<Vec<Staff>> {
         let sql = format!("select {STAFF_COLUMNS} from staff order by role, username");
         let rows: Vec<StaffRow> =
             on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await).map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(StaffRow::into_staff).collect())
+        rows.into_iter().map(StaffRow::into_staff).collect()
     }
 
     pub async fn count_staff(&self) -> Result<i64> {
@@ -119,7 +120,7 @@ impl Store {
         let sql = format!("select {STAFF_COLUMNS}, password_hash from staff where username = $1 and active");
         let row: Option<Cred> = on_pool!(self, pool => sqlx::query_as(&sql).bind(username).fetch_optional(pool).await)
             .map_err(StoreError::from_sqlx)?;
-        Ok(row.map(|c| (c.staff.into_staff(), c.password_hash)))
+        row.map(|c| Ok((c.staff.into_staff()?, c.password_hash))).transpose()
     }
 
     /// Records a new session under the hash of its token.
@@ -161,7 +162,7 @@ impl Store {
         let row: Option<Row> =
             on_pool!(self, pool => sqlx::query_as(&sql).bind(token_hash).bind(now).fetch_optional(pool).await)
                 .map_err(StoreError::from_sqlx)?;
-        Ok(row.map(|r| AuthSession { staff: r.staff.into_staff(), expires_at: r.expires_at }))
+        row.map(|r| Ok(AuthSession { staff: r.staff.into_staff()?, expires_at: r.expires_at })).transpose()
     }
 
     /// Revokes a session (logout). Revoking twice is harmless.

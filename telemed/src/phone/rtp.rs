@@ -32,6 +32,12 @@ pub enum RtpError {
     Malformed(#[from] rtc::shared::error::Error),
 }
 
+/// Whether a datagram on the RTP port is RTCP (RFC 5761 §4: packet types
+/// 192–223 occupy the second octet where RTP has marker and payload type).
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 2 && (192..=223).contains(&datagram[1])
+}
+
 /// Parses one datagram as an RTP packet. The payload excludes padding.
 pub fn parse(datagram: &[u8]) -> Result<Packet, RtpError> {
     if let Some(&first) = datagram.first() {
@@ -127,5 +133,16 @@ mod tests {
         assert!(matches!(parse(&pad), Err(RtpError::Malformed(_))));
         let padded = Header { padding: true, ..header(1) };
         assert!(matches!(build(&padded, &[]), Err(RtpError::PaddingRequested)));
+    }
+
+    #[test]
+    fn phone_rtp_tells_rtcp_from_rtp() {
+        // A receiver report (PT 201) and a sender report (PT 200).
+        assert!(is_rtcp(&[0x81, 201, 0, 7]));
+        assert!(is_rtcp(&[0x80, 200, 0, 6]));
+        // PCMA with and without the marker bit: 8 and 136.
+        assert!(!is_rtcp(&build(&header(1), &[0xD5]).unwrap()));
+        assert!(!is_rtcp(&[0x80, 0x08]));
+        assert!(!is_rtcp(&[0x80]));
     }
 }

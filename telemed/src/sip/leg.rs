@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::rtp::{self, RtpHeader};
 use super::{LegEvent, SipError, SipMetrics};
+use crate::phone::rtp;
 
 /// The next port to try, shared by all legs, so ports rotate instead of
 /// the first free one being reused at once (a late packet of the last call
@@ -140,7 +140,15 @@ impl RtpSender {
                 s.timestamp = s.timestamp.wrapping_add(timestamp_increment);
             }
             s.started = true;
-            RtpHeader { marker, payload_type, seq: s.seq, timestamp: s.timestamp, ssrc: s.ssrc }
+            rtp::Header {
+                version: 2,
+                marker,
+                payload_type,
+                sequence_number: s.seq,
+                timestamp: s.timestamp,
+                ssrc: s.ssrc,
+                ..rtp::Header::default()
+            }
         };
         if !*self.inner.sending.borrow() {
             return Ok(());
@@ -149,7 +157,10 @@ impl RtpSender {
             let t = self.inner.target.lock().unwrap_or_else(PoisonError::into_inner);
             t.learned.unwrap_or(t.sdp)
         };
-        self.inner.socket.send_to(&rtp::build(&header, payload), to).await?;
+        // The header is ours and never padded, so building cannot fail but by a
+        // bug; it is an error of the leg all the same, not a panic.
+        let datagram = rtp::build(&header, payload).map_err(|e| SipError::RtpBuild(e.to_string()))?;
+        self.inner.socket.send_to(&datagram, to).await?;
         Ok(())
     }
 }
@@ -221,7 +232,7 @@ pub(crate) async fn read(
         sender.learn(from);
         let event = LegEvent::Rtp {
             payload_type: packet.header.payload_type,
-            seq: packet.header.seq,
+            seq: packet.header.sequence_number,
             timestamp: packet.header.timestamp,
             marker: packet.header.marker,
             payload: packet.payload.to_vec(),

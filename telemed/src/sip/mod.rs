@@ -16,10 +16,11 @@
 //!   transport, transaction and dialog layers), and so the only one to change
 //!   when that fast-moving crate does.
 //! - `leg` (private): the RTP socket of one call, symmetric RTP and the
-//!   inactivity timeout.
-//! - [`sdp`], [`rtp`], [`headers`], [`policy`]: pure helpers (SDP
-//!   offer/answer, the RTP header, caller ID and DTMF from header text, and
-//!   the trunk, rate and channel rules), each tested on its own.
+//!   inactivity timeout. Packets are parsed and built by
+//!   [`crate::phone::rtp`], the one RTP codec of the crate.
+//! - [`sdp`], [`headers`], [`policy`]: pure helpers (SDP offer/answer,
+//!   caller ID and DTMF from header text, and the trunk, rate and channel
+//!   rules), each tested on its own.
 //!
 //! ## Invariants
 //! - A call reaches the application only from a trunk's address, with a
@@ -31,7 +32,6 @@
 pub mod headers;
 mod leg;
 pub mod policy;
-pub mod rtp;
 pub mod sdp;
 mod stack;
 
@@ -116,6 +116,8 @@ pub enum SipError {
     NoRtpPort(RangeInclusive<u16>),
     #[error("RTP socket: {0}")]
     Rtp(#[from] std::io::Error),
+    #[error("cannot build an RTP packet: {0}")]
+    RtpBuild(String),
     #[error("the call has ended")]
     CallEnded,
     #[error("the call is not in a state to {0}")]
