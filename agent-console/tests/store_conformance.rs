@@ -130,6 +130,7 @@ conformance!(
     a_routing_event_and_its_record_change_are_written_together,
     patient_access_facts_list_every_relation,
     messaging_channels_journal_threads_and_outbox,
+    sms_opt_outs_are_kept_per_number,
     sign_in_devices_and_failures,
     a_stored_value_outside_its_domain_is_corrupt,
 );
@@ -1581,4 +1582,20 @@ async fn a_stored_value_outside_its_domain_is_corrupt(store: &Store, url: &str) 
     tamper(url, &["update staff set role = 'root'"]).await;
     assert_corrupt(store.staff(doctor.staff_id).await, &["root"]);
     assert_corrupt(store.list_staff().await, &["root"]);
+}
+
+async fn sms_opt_outs_are_kept_per_number(store: &Store, _url: &str) {
+    let t0 = now();
+    assert_eq!(store.channel_opt_out(Channel::Sms, "+919810012345").await.unwrap(), None);
+    let out = store.set_channel_opt_out(Channel::Sms, "+919810012345", true, "STOP", t0).await.unwrap();
+    assert_eq!((out.opted_out, out.keyword.as_str(), out.changed_at), (true, "STOP", t0));
+    assert_eq!(store.channel_opt_out(Channel::Sms, "+919810012345").await.unwrap(), Some(out));
+    // Per channel and number.
+    assert_eq!(store.channel_opt_out(Channel::Whatsapp, "+919810012345").await.unwrap(), None);
+    assert_eq!(store.channel_opt_out(Channel::Sms, "+919810099999").await.unwrap(), None);
+    // The latest keyword wins.
+    let t1 = t0 + Duration::minutes(5);
+    let back = store.set_channel_opt_out(Channel::Sms, "+919810012345", false, "START", t1).await.unwrap();
+    assert_eq!(store.channel_opt_out(Channel::Sms, "+919810012345").await.unwrap(), Some(back.clone()));
+    assert_eq!((back.opted_out, back.keyword.as_str(), back.changed_at), (false, "START", t1));
 }

@@ -1,11 +1,11 @@
-//! WhatsApp in the same queue as calls and web chats, end to end against
-//! the real binary.
+//! WhatsApp and SMS in the same queue as calls and web chats, end to end
+//! against the real binary.
 //!
 //! The webhooks are built from Meta's documented example payloads
 //! ("Webhooks payload examples": a text message; statuses `sent`,
 //! `delivered`, `read`) and signed by the test itself with the app secret
 //! (`X-Hub-Signature-256`: HMAC-SHA256 of the raw body). Meta's send API
-//! is not reachable here: replies go to [`graph_api`], a loopback HTTP
+//! is not reachable here: replies go to [`fake_api`], a loopback HTTP
 //! server of the test's own that checks each request against Meta's
 //! documented send format (Cloud API reference, "Messages": `POST
 //! /{version}/{phone_number_id}/messages`, `Authorization: Bearer`, JSON
@@ -13,10 +13,11 @@
 //! `text.body`) and answers as the documentation shows
 //! (`{messaging_product, contacts: [{input, wa_id}], messages: [{id}]}`).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -121,26 +122,42 @@ async fn deliver_signed(server: &Careline, notification: &Value) -> u16 {
     status
 }
 
-/// One request the fake Graph API received.
+/// One request a fake provider API received.
 #[derive(Debug)]
 struct Received {
     request_line: String,
     headers: Vec<(String, String)>,
-    body: Value,
+    body: String,
 }
 
 impl Received {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+
+    /// The body as JSON (Meta's sends), or `null`.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The body as a form (Twilio's sends).
+    fn form(&self) -> HashMap<String, String> {
+        serde_urlencoded::from_str(&self.body).expect("a form body")
+    }
 }
 
-/// The fake Graph API: each request is handed to the test with a sender
-/// for its answer's message id; it is answered only when the test sends
-/// one (so the test decides when the send's answer arrives).
-fn graph_api() -> (String, mpsc::Receiver<(Received, mpsc::Sender<String>)>) {
+/// The answer a fake API gives: its status code and JSON body.
+type Answer = mpsc::Sender<(u16, String)>;
+/// The requests a fake API received, each with its [`Answer`].
+type Requests = mpsc::Receiver<(Received, Answer)>;
+
+/// A fake provider API on loopback (its base URL is `http://ADDR{base}`):
+/// each request is handed to the test with a sender for its answer; it is
+/// answered only when the test sends one (so the test decides when the
+/// send's answer arrives).
+fn fake_api(base: &str) -> (String, Requests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v21.0", listener.local_addr().unwrap());
+    let url = format!("http://{}{base}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -163,24 +180,27 @@ fn graph_api() -> (String, mpsc::Receiver<(Received, mpsc::Sender<String>)>) {
                 headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let (answer_tx, answer_rx) = mpsc::channel::<String>();
-            let to = body["to"].clone();
+            let body = String::from_utf8(body).expect("a UTF-8 body");
+            let (answer_tx, answer_rx) = mpsc::channel::<(u16, String)>();
             if tx.send((Received { request_line: request_line.trim().to_owned(), headers, body }, answer_tx)).is_err() {
                 return;
             }
-            let Ok(id) = answer_rx.recv() else { return };
-            let answer = json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]})
-                .to_string();
+            let Ok((status, answer)) = answer_rx.recv() else { return };
             let mut stream = stream;
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                "HTTP/1.1 {status} Answer\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
                 answer.len()
             );
         }
     });
     (url, rx)
+}
+
+/// The fake Graph API, answering a send as Meta documents it.
+fn graph_answer(to: &Value, message_id: &str) -> (u16, String) {
+    let answer = json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": message_id}]});
+    (200, answer.to_string())
 }
 
 /// Careline's database, read directly.
@@ -248,7 +268,7 @@ async fn operator_takes(server: &Careline, asha: &str, contact: &str, first: boo
 
 #[tokio::test]
 async fn a_whatsapp_message_is_routed_answered_and_its_statuses_only_move_forward() {
-    let (api, requests) = graph_api();
+    let (api, requests) = fake_api("/v21.0");
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &api);
     server.round_the_clock("operator", "asha").await;
@@ -351,11 +371,12 @@ async fn a_whatsapp_message_is_routed_answered_and_its_statuses_only_move_forwar
     assert_eq!(got.request_line, format!("POST /v21.0/{PHONE_NUMBER_ID}/messages HTTP/1.1"));
     assert_eq!(got.header("authorization"), Some(format!("Bearer {ACCESS_TOKEN}").as_str()));
     assert!(got.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{got:?}");
-    assert_eq!(got.body["messaging_product"], "whatsapp");
-    assert_eq!(got.body["to"], "919810012345");
-    assert_eq!(got.body["type"], "text");
-    assert_eq!(got.body["text"]["body"], "Please drink fluids");
-    let opaque = got.body["biz_opaque_callback_data"].as_str().expect("our key for the statuses").to_owned();
+    let sent = got.json();
+    assert_eq!(sent["messaging_product"], "whatsapp");
+    assert_eq!(sent["to"], "919810012345");
+    assert_eq!(sent["type"], "text");
+    assert_eq!(sent["text"]["body"], "Please drink fluids");
+    let opaque = sent["biz_opaque_callback_data"].as_str().expect("our key for the statuses").to_owned();
 
     // A status before the send's own answer is kept, and matched when the answer names the message.
     let out_id = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI4QTIzRjhDRUI1RTM0OTU5QjQA";
@@ -366,7 +387,7 @@ async fn a_whatsapp_message_is_routed_answered_and_its_statuses_only_move_forwar
     let early = wait_for(20, "the early status is processed", || text(dir.path(), &sql)).await;
     // Matched already by its opaque key, or kept unmatched until the answer: never lost.
     assert!(early == "unmatched" || early == "processed", "{early}");
-    answer.send(out_id.to_owned()).unwrap();
+    answer.send(graph_answer(&sent["to"], out_id)).unwrap();
     let delivery = |want: &'static str| {
         let dir = dir.path().to_owned();
         async move {
@@ -437,7 +458,7 @@ async fn an_acknowledged_webhook_survives_kill_9_and_is_routed_after_restart() {
     let passwords = off.passwords.clone();
     drop(off);
 
-    let (api, _requests) = graph_api();
+    let (api, _requests) = fake_api("/v21.0");
     let server = start(dir.path(), &api);
     let now = chrono::Utc::now().timestamp();
     let note = text_message("919810099887", "Meena", "wamid.crash", "I need a doctor", now);
@@ -453,4 +474,303 @@ async fn an_acknowledged_webhook_survives_kill_9_and_is_routed_after_restart() {
     assert_eq!(body.as_deref(), Some("I need a doctor"));
     let asha = server.bearer("asha").await;
     operator_takes(&server, &asha, &contact, true).await;
+}
+
+// --- SMS through Twilio -------------------------------------------------------
+//
+// Twilio's webhooks are form posts signed with `X-Twilio-Signature`; the test
+// signs them with Twilio's own code (PyPI `twilio`, `RequestValidator`), not
+// Careline's. Twilio's REST API is not reachable here: sends go to
+// [`fake_api`], which checks each against Twilio's documented Messages
+// resource (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP
+// basic auth, a form with `To`, `From`, `Body`, `StatusCallback`) and answers
+// as the documentation shows (201 with the message's `sid`, or an error
+// object with its `code`).
+
+const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TWILIO_TOKEN: &str = "test-twilio-auth-token";
+const TWILIO_FROM: &str = "+15017122661";
+/// Careline's address as Twilio reaches it, behind a proxy: what Twilio signs.
+const PUBLIC_URL: &str = "https://helpline.example.in/careline";
+
+fn start_sms(dir: &Path, api: &str) -> Careline {
+    let args = [
+        "--demo",
+        "--presence-grace-seconds",
+        "600",
+        "--twilio-account-sid",
+        TWILIO_SID,
+        "--twilio-auth-token",
+        TWILIO_TOKEN,
+        "--twilio-from",
+        TWILIO_FROM,
+        "--twilio-api-url",
+        api,
+        "--public-url",
+        PUBLIC_URL,
+    ];
+    Careline::start(dir, &args, &[])
+}
+
+/// `X-Twilio-Signature` of a request to `url` with `params`, computed by the
+/// PyPI `twilio` package.
+fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import twilio.request_validator"])
+        .status()
+        .expect("python3");
+    assert!(check.success(), "twilio is missing: `python3 -m pip install twilio` (bash .ci/run does)");
+    let script = "import json,sys\n\
+        from twilio.request_validator import RequestValidator\n\
+        d=json.load(sys.stdin)\n\
+        print(RequestValidator(d['token']).compute_signature(d['url'], dict(d['params'])))";
+    let input = json!({"token": token, "url": url, "params": params}).to_string();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "twilio's signature: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Twilio's documented inbound SMS webhook parameters.
+fn sms_from(from: &str, sid: &str, body: &str) -> Vec<(String, String)> {
+    [
+        ("ToCountry", "US"),
+        ("ToState", "CA"),
+        ("SmsMessageSid", sid),
+        ("NumMedia", "0"),
+        ("ToCity", ""),
+        ("FromZip", ""),
+        ("SmsSid", sid),
+        ("FromState", ""),
+        ("SmsStatus", "received"),
+        ("FromCity", ""),
+        ("Body", body),
+        ("FromCountry", "IN"),
+        ("To", TWILIO_FROM),
+        ("ToZip", ""),
+        ("NumSegments", "1"),
+        ("MessageSid", sid),
+        ("AccountSid", TWILIO_SID),
+        ("From", from),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec()
+}
+
+/// Twilio's documented status callback parameters for our message `sid`.
+fn sms_status(sid: &str, to: &str, status: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", TWILIO_SID),
+        ("From", TWILIO_FROM),
+        ("To", to),
+        ("MessageSid", sid),
+        ("SmsSid", sid),
+        ("MessageStatus", status),
+        ("SmsStatus", status),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec()
+}
+
+/// POSTs a form to `path` (with its query) with `signature`; returns the status, content type and body.
+async fn post_twilio(
+    server: &Careline,
+    path: &str,
+    params: &[(String, String)],
+    signature: Option<&str>,
+) -> (u16, String, String) {
+    let mut req = client().post(server.url(path)).form(params);
+    if let Some(s) = signature {
+        req = req.header("x-twilio-signature", s);
+    }
+    let res = req.send().await.unwrap();
+    let kind = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (res.status().as_u16(), kind, res.text().await.unwrap())
+}
+
+/// POSTs a form signed as Twilio signs it (over the public URL); asserts 200.
+async fn post_twilio_signed(server: &Careline, path: &str, params: &[(String, String)]) {
+    let signature = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), params);
+    let (status, _, body) = post_twilio(server, path, params, Some(&signature)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+}
+
+/// Waits for the next request to the fake API (20 s at most).
+async fn next_request(requests: &Arc<Mutex<Requests>>) -> (Received, Answer) {
+    let requests = requests.clone();
+    tokio::task::spawn_blocking(move || {
+        requests.lock().unwrap().recv_timeout(Duration::from_secs(20)).expect("the send reaches the provider")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_sms_is_routed_answered_and_stop_is_honoured_until_start() {
+    let (api, requests) = fake_api("");
+    let requests = Arc::new(Mutex::new(requests));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_sms(dir.path(), &api);
+    server.round_the_clock("operator", "asha").await;
+    let asha = server.bearer("asha").await;
+    let patient = "+919810054321";
+    let sid = "SM1f0e8ae6ade43cb3c0ce4525424e404f";
+    let first = sms_from(patient, sid, "Is the Lok Nayak fever clinic open on Sunday?");
+
+    // Unsigned, signed over Careline's own URL rather than the public one, or with another token: 403, nothing stored.
+    let path = "/webhooks/twilio/sms";
+    let public = format!("{PUBLIC_URL}{path}");
+    let (status, _, body) = post_twilio(&server, path, &first, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("X-Twilio-Signature"), "{body}");
+    for signature in [
+        twilio_signature(TWILIO_TOKEN, &server.url(path), &first),
+        twilio_signature("another-token", &public, &first),
+        twilio_signature(TWILIO_TOKEN, &public, &sms_from(patient, sid, "Is the clinic open?")),
+    ] {
+        let (status, _, body) = post_twilio(&server, path, &first, Some(&signature)).await;
+        assert_eq!(status, 403, "{signature}: {body}");
+    }
+    assert!(server.drain_output().iter().any(|l| l.contains("Twilio webhook refused")), "a refused webhook is logged");
+    // Another account's, or without a sender: 404, 400 naming the field; nothing stored.
+    let mut theirs = first.clone();
+    theirs.iter_mut().find(|(k, _)| k == "AccountSid").unwrap().1 = "AC99999999999999999999999999999999".into();
+    let signature = twilio_signature(TWILIO_TOKEN, &public, &theirs);
+    assert_eq!(post_twilio(&server, path, &theirs, Some(&signature)).await.0, 404);
+    let nameless: Vec<_> = first.iter().filter(|(k, _)| k != "From").cloned().collect();
+    let signature = twilio_signature(TWILIO_TOKEN, &public, &nameless);
+    let (status, _, body) = post_twilio(&server, path, &nameless, Some(&signature)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("From"), "{body}");
+    assert_eq!(count(dir.path(), "select count(*) from channel_event").await, 0);
+
+    // Signed as Twilio signs it, twice at once (Twilio retries once): one message, an empty TwiML answer.
+    let signature = twilio_signature(TWILIO_TOKEN, &public, &first);
+    let (a, b) = tokio::join!(
+        post_twilio(&server, path, &first, Some(&signature)),
+        post_twilio(&server, path, &first, Some(&signature))
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    assert!(a.1.starts_with("text/xml") && a.2.contains("<Response/>"), "{a:?}");
+    let contact = contact_of(dir.path(), sid).await;
+    assert_eq!(count(dir.path(), "select count(*) from channel_event").await, 1);
+    assert_eq!(
+        text(dir.path(), &format!("select channel from contact where contact_id = '{contact}'")).await.as_deref(),
+        Some("sms")
+    );
+    operator_takes(&server, &asha, &contact, true).await;
+    let res =
+        client().get(server.url(&format!("/api/contacts/{contact}/messages"))).bearer_auth(&asha).send().await.unwrap();
+    let messages: Value = res.json().await.unwrap();
+    assert_eq!(messages[0]["body"], "Is the Lok Nayak fever clinic open on Sunday?");
+
+    // The reply reaches Twilio's Messages resource in its documented form.
+    let reply = "Yes, 9 am to 1 pm. Bring your e-health card.";
+    let (status, body) = server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": reply})).await;
+    assert_eq!(status, 201, "{body}");
+    let (got, answer) = next_request(&requests).await;
+    assert_eq!(got.request_line, format!("POST /2010-04-01/Accounts/{TWILIO_SID}/Messages.json HTTP/1.1"));
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{TWILIO_SID}:{TWILIO_TOKEN}"));
+    assert_eq!(got.header("authorization"), Some(format!("Basic {basic}").as_str()));
+    assert_eq!(got.header("content-type"), Some("application/x-www-form-urlencoded"));
+    let form = got.form();
+    assert_eq!((form["To"].as_str(), form["From"].as_str(), form["Body"].as_str()), (patient, TWILIO_FROM, reply));
+    let callback = form["StatusCallback"].clone();
+    let callback_path =
+        callback.strip_prefix(PUBLIC_URL).expect("the status callback is under the public URL").to_owned();
+    assert!(callback_path.starts_with("/webhooks/twilio/status?careline_ref="), "{callback}");
+    let out_sid = "SMb7c0a2ce80504485a6f653a7110836f5";
+    let created = json!({"sid": out_sid, "account_sid": TWILIO_SID, "to": patient, "from": TWILIO_FROM, "body": reply, "status": "queued"});
+    answer.send((201, created.to_string())).unwrap();
+    let delivery = |want: &'static str| {
+        let dir = dir.path().to_owned();
+        async move { (text(&dir, "select delivery from channel_outbox").await.as_deref() == Some(want)).then_some(()) }
+    };
+    wait_for(20, "the send's answer is recorded", || {
+        let dir = dir.path().to_owned();
+        async move { (text(&dir, "select state from channel_outbox").await.as_deref() == Some("sent")).then_some(()) }
+    })
+    .await;
+    assert_eq!(text(dir.path(), "select provider_message_id from channel_outbox").await.as_deref(), Some(out_sid));
+
+    // Status callbacks, signed over the callback URL with its query: interim ones change nothing, and
+    // a late `sent` does not undo `delivered`.
+    for status in ["queued", "sent", "delivered"] {
+        post_twilio_signed(&server, &callback_path, &sms_status(out_sid, patient, status)).await;
+    }
+    wait_for(20, "the reply is delivered", || delivery("delivered")).await;
+    post_twilio_signed(&server, &callback_path, &sms_status(out_sid, patient, "sent")).await;
+    wait_for(20, "every status is processed", || async {
+        let n = count(dir.path(), "select count(*) from channel_event where processed_at is null").await;
+        (n == 0).then_some(())
+    })
+    .await;
+    assert_eq!(text(dir.path(), "select delivery from channel_outbox").await.as_deref(), Some("delivered"));
+    let forged = sms_status(out_sid, patient, "failed");
+    let (status, _, _) = post_twilio(&server, &callback_path, &forged, Some("bm90IGEgc2lnbmF0dXJl")).await;
+    assert_eq!(status, 403);
+
+    // Too long for 10 segments (GSM-7 153 characters each; Hindi is UCS-2, 67 each): 422, nothing stored.
+    let messages_before = count(dir.path(), "select count(*) from chat_message").await;
+    for (long, says) in [("a".repeat(153 * 10 + 1), "GSM-7"), ("बु".repeat(34 * 10), "UCS-2")] {
+        let (status, problem) =
+            server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": long})).await;
+        assert_eq!(status, 422, "{problem}");
+        let said = problem.to_string();
+        assert!(said.contains("segments") && said.contains(says), "{said}");
+    }
+
+    // STOP: recorded; replies are refused with a reason the operator can act on, and nothing is stored.
+    post_twilio_signed(&server, path, &sms_from(patient, "SM00000000000000000000000000000stop", "STOP")).await;
+    wait_for(20, "the STOP is recorded", || async {
+        let n = count(dir.path(), "select count(*) from channel_opt_out where opted_out").await;
+        (n == 1).then_some(())
+    })
+    .await;
+    let messages_before = messages_before + 1;
+    wait_for(20, "the STOP is on the conversation", || async {
+        (count(dir.path(), "select count(*) from chat_message").await == messages_before).then_some(())
+    })
+    .await;
+    let (status, problem) =
+        server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": "Get well soon"})).await;
+    assert_eq!(status, 422, "{problem}");
+    let said = problem.to_string();
+    assert!(said.contains("opted out") && said.contains("START"), "{said}");
+    assert_eq!(count(dir.path(), "select count(*) from chat_message").await, messages_before);
+    assert_eq!(count(dir.path(), "select count(*) from channel_outbox").await, 1);
+
+    // START: replies go again. Twilio refusing one as unsubscribed (21610) records the opt-out again.
+    post_twilio_signed(&server, path, &sms_from(patient, "SM0000000000000000000000000000start", "START")).await;
+    wait_for(20, "the START is recorded", || async {
+        let n = count(dir.path(), "select count(*) from channel_opt_out where not opted_out").await;
+        (n == 1).then_some(())
+    })
+    .await;
+    let (status, body) =
+        server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": "Welcome back"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (got, answer) = next_request(&requests).await;
+    assert_eq!(got.form()["Body"], "Welcome back");
+    let refused = json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400});
+    answer.send((400, refused.to_string())).unwrap();
+    wait_for(20, "the refused send is failed and the opt-out recorded", || async {
+        let failed = text(dir.path(), "select state from channel_outbox order by channel_outbox_id desc limit 1").await;
+        let out = count(dir.path(), "select count(*) from channel_opt_out where opted_out").await;
+        (failed.as_deref() == Some("failed") && out == 1).then_some(())
+    })
+    .await;
+    let (status, problem) =
+        server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": "Hello?"})).await;
+    assert_eq!(status, 422, "{problem}");
 }

@@ -26,6 +26,7 @@
 //! PostgreSQL with its default `synchronous_commit=on` the commit is flushed
 //! to the WAL before it returns, so it survives both.
 
+pub mod twilio;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -70,6 +71,26 @@ pub struct ChannelConfig {
     /// `name:language` (default language `en`), comma-separated.
     #[arg(long = "whatsapp-templates", env = "CARELINE_WHATSAPP_TEMPLATES", value_delimiter = ',')]
     pub whatsapp_templates: Vec<String>,
+    /// The Twilio account (`AC…`) of SMS: webhooks must name it, sends authenticate as it.
+    #[arg(long = "twilio-account-sid", env = "CARELINE_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// The Twilio auth token: it signs Twilio's webhooks (`X-Twilio-Signature`) and is the sends' password.
+    #[arg(long = "twilio-auth-token", env = "CARELINE_TWILIO_AUTH_TOKEN")]
+    pub twilio_auth_token: Option<String>,
+    /// The Twilio number replies come from (E.164), or give `--twilio-messaging-service-sid`.
+    #[arg(long = "twilio-from", env = "CARELINE_TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    /// A Twilio messaging service (`MG…`) replies are sent through, instead of `--twilio-from`.
+    #[arg(long = "twilio-messaging-service-sid", env = "CARELINE_TWILIO_MESSAGING_SERVICE_SID")]
+    pub twilio_messaging_service_sid: Option<String>,
+    /// Twilio's REST API base URL.
+    #[arg(long = "twilio-api-url", env = "CARELINE_TWILIO_API_URL", default_value = "https://api.twilio.com")]
+    pub twilio_api_url: String,
+    /// The helpline's public base URL as providers reach it (behind a proxy,
+    /// not the Host Careline sees): Twilio signs the URL it requested, and
+    /// status callbacks are asked for under it. Needed for Twilio.
+    #[arg(long = "public-url", env = "CARELINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Seconds before the first retry of a reply the provider failed
     /// clearly (5xx, refused connection); each later wait doubles, to at most 10 minutes.
     #[arg(long = "channel-retry-seconds", env = "CARELINE_CHANNEL_RETRY_SECONDS", default_value_t = 5)]
@@ -91,6 +112,12 @@ impl std::fmt::Debug for ChannelConfig {
             .field("whatsapp_phone_number_id", &self.whatsapp_phone_number_id)
             .field("whatsapp_api_url", &self.whatsapp_api_url)
             .field("whatsapp_templates", &self.whatsapp_templates)
+            .field("twilio_account_sid", &self.twilio_account_sid)
+            .field("twilio_auth_token", &hidden(&self.twilio_auth_token))
+            .field("twilio_from", &self.twilio_from)
+            .field("twilio_messaging_service_sid", &self.twilio_messaging_service_sid)
+            .field("twilio_api_url", &self.twilio_api_url)
+            .field("public_url", &self.public_url)
             .field("channel_retry_seconds", &self.channel_retry_seconds)
             .field("channel_send_timeout_seconds", &self.channel_send_timeout_seconds)
             .finish()
@@ -126,11 +153,45 @@ impl ChannelConfig {
             })),
             _ => anyhow::bail!("WhatsApp is configured in part: give {} too", missing.join(", ")),
         };
+        let tw = [
+            ("--twilio-account-sid", &self.twilio_account_sid),
+            ("--twilio-auth-token", &self.twilio_auth_token),
+            ("--public-url", &self.public_url),
+        ];
+        let missing: Vec<&str> = tw.iter().filter(|(_, v)| !given(v)).map(|(f, _)| *f).collect();
+        let sender = match (&self.twilio_from, &self.twilio_messaging_service_sid) {
+            (Some(n), None) if given(&self.twilio_from) => Some(twilio::Sender::Number(n.trim().to_owned())),
+            (None, Some(s)) if given(&self.twilio_messaging_service_sid) => {
+                Some(twilio::Sender::Service(s.trim().to_owned()))
+            }
+            (Some(_), Some(_)) => {
+                anyhow::bail!("give --twilio-from or --twilio-messaging-service-sid, not both")
+            }
+            _ => None,
+        };
+        let twilio = match (missing.len(), sender) {
+            (3, None) => None,
+            (0, Some(sender)) => Some(Arc::new(twilio::Twilio {
+                account_sid: self.twilio_account_sid.clone().unwrap_or_default().trim().to_owned(),
+                auth_token: self.twilio_auth_token.clone().unwrap_or_default(),
+                sender,
+                api_url: self.twilio_api_url.clone(),
+                public_url: self.public_url.clone().unwrap_or_default().trim().trim_end_matches('/').to_owned(),
+            })),
+            (_, sender) => {
+                let mut missing = missing;
+                if sender.is_none() {
+                    missing.push("--twilio-from (or --twilio-messaging-service-sid)");
+                }
+                anyhow::bail!("Twilio is configured in part: give {} too", missing.join(", "))
+            }
+        };
         let http = reqwest::Client::builder()
             .timeout(StdDuration::from_secs(self.channel_send_timeout_seconds.max(1)))
             .build()?;
         Ok(Channels {
             whatsapp,
+            twilio,
             http,
             retry: RetryPolicy {
                 first_backoff: Duration::seconds(self.channel_retry_seconds.max(1) as i64),
@@ -147,19 +208,22 @@ impl ChannelConfig {
 #[derive(Clone, Debug)]
 pub enum Account {
     WhatsApp(Arc<whatsapp::WhatsApp>),
+    Twilio(Arc<twilio::Twilio>),
 }
 
 impl Account {
     pub fn provider(&self) -> Provider {
         match self {
             Account::WhatsApp(_) => Provider::Whatsapp,
+            Account::Twilio(_) => Provider::Twilio,
         }
     }
 
     /// The request body of a text reply to `to`.
-    fn text_request(&self, to: &str, body: &str, opaque: &str) -> serde_json::Value {
+    fn text_request(&self, to: &str, body: &str, opaque: &str) -> String {
         match self {
-            Account::WhatsApp(w) => w.text_request(to, body, opaque),
+            Account::WhatsApp(w) => w.text_request(to, body, opaque).to_string(),
+            Account::Twilio(t) => t.text_request(to, body, opaque),
         }
     }
 
@@ -174,6 +238,27 @@ impl Account {
                 };
                 (posted, id)
             }
+            Account::Twilio(t) => {
+                let posted = t.post(http, request).await;
+                let id = match &posted {
+                    Posted::Answered { status, body } if (200..300).contains(status) => {
+                        twilio::Twilio::message_id(body)
+                    }
+                    _ => None,
+                };
+                (posted, id)
+            }
+        }
+    }
+
+    /// Did the provider refuse a send because the recipient opted out
+    /// (Twilio's 21610)? Then the opt-out is recorded, so the console says so.
+    fn refused_as_opted_out(&self, posted: &Posted) -> bool {
+        match (self, posted) {
+            (Account::Twilio(_), Posted::Answered { status, body }) if (400..500).contains(status) => {
+                twilio::Twilio::error_code(body) == Some(twilio::UNSUBSCRIBED)
+            }
+            _ => false,
         }
     }
 }
@@ -182,6 +267,7 @@ impl Account {
 #[derive(Clone, Debug)]
 pub struct Channels {
     pub whatsapp: Option<Arc<whatsapp::WhatsApp>>,
+    pub twilio: Option<Arc<twilio::Twilio>>,
     /// The sends' client: its timeout is the line between a failure and an unknown outcome.
     http: reqwest::Client,
     retry: RetryPolicy,
@@ -227,9 +313,14 @@ impl ChannelMetrics {
 impl Default for Channels {
     /// All channels off.
     fn default() -> Self {
-        ChannelConfig { whatsapp_api_url: String::new(), channel_send_timeout_seconds: 15, ..Default::default() }
-            .accounts(None)
-            .expect("no account configured is a valid configuration")
+        ChannelConfig {
+            whatsapp_api_url: String::new(),
+            twilio_api_url: String::new(),
+            channel_send_timeout_seconds: 15,
+            ..Default::default()
+        }
+        .accounts(None)
+        .expect("no account configured is a valid configuration")
     }
 }
 
@@ -238,12 +329,13 @@ impl Channels {
     pub fn account(&self, provider: Provider) -> Option<Account> {
         match provider {
             Provider::Whatsapp => self.whatsapp.clone().map(Account::WhatsApp),
-            Provider::Twilio | Provider::Exotel => None,
+            Provider::Twilio => self.twilio.clone().map(Account::Twilio),
+            Provider::Exotel => None,
         }
     }
 
     pub fn any(&self) -> bool {
-        self.whatsapp.is_some()
+        self.whatsapp.is_some() || self.twilio.is_some()
     }
 
     /// A webhook stored events: process them now.
@@ -356,6 +448,13 @@ pub enum Inbound {
         text: Option<String>,
         /// The provider's item as it came, for staff.
         raw: serde_json::Value,
+        /// The channel, where the provider carries more than one (Twilio:
+        /// SMS, or WhatsApp for `whatsapp:` addresses); else the provider's.
+        #[serde(default)]
+        channel: Option<Channel>,
+        /// An opt-out (`true`: STOP…) or opt-in (`false`: START…) keyword message.
+        #[serde(default)]
+        opt: Option<bool>,
     },
     /// A status of one of our messages.
     Status {
@@ -378,12 +477,17 @@ pub fn detect_language(text: &str) -> &'static str {
     if devanagari > 0 && devanagari * 2 >= letters { "hi" } else { "en" }
 }
 
+/// The channel of a provider's messages when they do not name one.
 fn channel_of(provider: Provider) -> Channel {
     match provider {
-        Provider::Whatsapp | Provider::Twilio => Channel::Whatsapp,
-        Provider::Exotel => Channel::Sms,
+        Provider::Whatsapp => Channel::Whatsapp,
+        Provider::Twilio | Provider::Exotel => Channel::Sms,
     }
 }
+
+/// Statuses a provider reports before `sent` (Twilio's `accepted`,
+/// `scheduled`, `queued`, `sending`): nothing to show, processed as they come.
+pub const INTERIM_STATUSES: &[&str] = &["accepted", "scheduled", "queued", "sending"];
 
 /// The contact id a message opens: derived from its journal entry, so
 /// processing it again after a crash finds the contact it opened.
@@ -453,7 +557,7 @@ async fn process_event(state: &AppState, event: &ChannelEvent) -> anyhow::Result
         }
     };
     match inbound {
-        Inbound::Message { from, name, sent_at, message_type, text, .. } => {
+        Inbound::Message { from, name, sent_at, message_type, text, channel, opt, .. } => {
             let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
                 let why = format!(
                     "a `{message_type}` message: Careline shows text messages only; open it in the provider's console"
@@ -466,8 +570,13 @@ async fn process_event(state: &AppState, event: &ChannelEvent) -> anyhow::Result
                 tracing::warn!(event = event.channel_event_id, provider = %event.provider, %message_type, "channel message kept as unprocessable");
                 return Ok(());
             };
-            let channel = channel_of(event.provider);
+            let channel = channel.unwrap_or_else(|| channel_of(event.provider));
             let thread = state.store.channel_thread(channel, &from).await?;
+            if let Some(opted_out) = opt {
+                // Recorded before anything else: a STOP is honoured even if what follows fails (it is then retried).
+                state.store.set_channel_opt_out(channel, &from, opted_out, text.trim(), now).await?;
+                tracing::info!(%channel, opted_out, "a patient's opt-out keyword recorded");
+            }
             let live = match thread.as_ref().and_then(|t| t.contact_id.clone()) {
                 Some(id) => {
                     let c = state.store.contact(&id).await?;
@@ -488,6 +597,15 @@ async fn process_event(state: &AppState, event: &ChannelEvent) -> anyhow::Result
             };
             let contact_id = match live {
                 Some(id) => id,
+                // A bare STOP or START asks for nothing from an operator: recorded, no contact opened.
+                None if opt.is_some() => {
+                    state
+                        .store
+                        .finish_channel_event(event.channel_event_id, EventOutcome::Processed, None, now)
+                        .await?;
+                    state.channels.metrics.events.with_label_values(&[event.provider.as_str(), "opt_keyword"]).inc();
+                    return Ok(());
+                }
                 None => open_messaging_contact(state, event, channel, phone, patient_id, &text).await?,
             };
             let m = InboundMessage {
@@ -506,6 +624,11 @@ async fn process_event(state: &AppState, event: &ChannelEvent) -> anyhow::Result
             state.channels.metrics.events.with_label_values(&[event.provider.as_str(), "message"]).inc();
         }
         Inbound::Status { message_id, status, opaque, error, .. } => {
+            if INTERIM_STATUSES.contains(&status.as_str()) {
+                state.store.finish_channel_event(event.channel_event_id, EventOutcome::Processed, None, now).await?;
+                state.channels.metrics.events.with_label_values(&[event.provider.as_str(), "status"]).inc();
+                return Ok(());
+            }
             let Ok(status) = status.parse::<DeliveryStatus>() else {
                 let why = format!("status `{status}` is not one Careline tracks");
                 state
@@ -616,6 +739,10 @@ pub enum ReplyRefused {
     ChannelOff(Channel),
     /// No thread: the contact was not opened by a patient's message.
     NoThread,
+    /// The patient opted out of SMS (STOP) and has not opted in again (START).
+    OptedOut { at: DateTime<Utc>, keyword: String },
+    /// The SMS would take more than [`twilio::MAX_SEGMENTS`] segments.
+    TooLong(twilio::Segments),
     /// WhatsApp's customer service window is over: only templates may go.
     WindowClosed { last_inbound_at: DateTime<Utc>, templates: Vec<String> },
 }
@@ -625,6 +752,22 @@ impl std::fmt::Display for ReplyRefused {
         match self {
             ReplyRefused::ChannelOff(c) => write!(f, "the {c} channel is not configured, so no reply can be sent"),
             ReplyRefused::NoThread => f.write_str("this contact has no conversation to reply on"),
+            ReplyRefused::OptedOut { at, keyword } => write!(
+                f,
+                "the patient opted out of SMS (`{keyword}` at {} UTC): no SMS can go to this number until they send \
+                 START; phone them on their number instead (in an emergency, phone them or 112/108)",
+                at.format("%Y-%m-%d %H:%M")
+            ),
+            ReplyRefused::TooLong(s) => write!(
+                f,
+                "this SMS would be {} segments ({}); at most {} are sent: shorten it or split it",
+                s.segments,
+                match s.encoding {
+                    twilio::Encoding::Gsm7 => "GSM-7, 153 characters each",
+                    twilio::Encoding::Ucs2 => "UCS-2 for Hindi or other scripts, 67 characters each",
+                },
+                twilio::MAX_SEGMENTS
+            ),
             ReplyRefused::WindowClosed { last_inbound_at, templates } => write!(
                 f,
                 "the patient last wrote at {} UTC, over 24 hours ago: WhatsApp allows only an approved template \
@@ -661,7 +804,10 @@ pub async fn queue_reply(
         .channels
         .account(thread.provider)
         .ok_or_else(|| ApiError::invalid("body", ReplyRefused::ChannelOff(channel).to_string()))?;
-    if now - thread.last_inbound_at > REPLY_WINDOW {
+    if thread.channel == Channel::Sms {
+        sms_allowed(state, &thread.address, body).await?;
+    }
+    if thread.channel == Channel::Whatsapp && now - thread.last_inbound_at > REPLY_WINDOW {
         let templates = state.channels.whatsapp.as_ref().map(|w| w.templates.clone()).unwrap_or_default();
         return Err(ApiError::invalid(
             "body",
@@ -669,11 +815,33 @@ pub async fn queue_reply(
         ));
     }
     let opaque = uuid::Uuid::new_v4().to_string();
-    let request = account.text_request(&thread.address, body, &opaque).to_string();
+    let request = account.text_request(&thread.address, body, &opaque);
     let send = NewChannelSend { provider: account.provider(), recipient: thread.address.clone(), request, opaque };
     let queued = state.store.add_reply_with_send(contact, staff, body, &send, now).await?;
     state.channels.outbox.notify_one();
     Ok(queued)
+}
+
+/// An SMS reply is refused (422, before anything is stored) to a number
+/// that opted out, and when it would take over [`twilio::MAX_SEGMENTS`].
+///
+/// No exception for emergency advice: Twilio and the carriers block every
+/// SMS to a number that sent STOP (error 21610), so an "exception" would
+/// only fail later and silently; an emergency is handled by phoning the
+/// patient (the number is on the contact) or by 112/108, which the refusal says.
+async fn sms_allowed(state: &AppState, address: &str, body: &str) -> crate::http::error::Result<()> {
+    use crate::http::error::ApiError;
+    if let Some(o) = state.store.channel_opt_out(Channel::Sms, address).await?.filter(|o| o.opted_out) {
+        return Err(ApiError::invalid(
+            "body",
+            ReplyRefused::OptedOut { at: o.changed_at, keyword: o.keyword }.to_string(),
+        ));
+    }
+    let size = twilio::segments(body);
+    if size.segments > twilio::MAX_SEGMENTS {
+        return Err(ApiError::invalid("body", ReplyRefused::TooLong(size).to_string()));
+    }
+    Ok(())
 }
 
 /// Posts queued replies until `shutdown`: woken by each reply, and every
@@ -727,6 +895,13 @@ async fn send_due(state: &AppState) -> anyhow::Result<()> {
             SendOutcome::Failed { error } => tracing::error!(reply = send.channel_outbox_id, %error, "reply failed"),
         }
         state.channels.metrics.sends.with_label_values(&[send.provider.as_str(), outcome_label(&outcome)]).inc();
+        if account.refused_as_opted_out(&posted) {
+            let channel = state.store.contact(&send.contact_id).await?.channel;
+            state
+                .store
+                .set_channel_opt_out(channel, &send.recipient, true, "provider: 21610 unsubscribed", Utc::now())
+                .await?;
+        }
         state.store.record_channel_send(send.channel_outbox_id, &outcome, Utc::now()).await?;
     }
     Ok(())

@@ -202,6 +202,8 @@ pub fn parse(body: &[u8], phone_number_id: &str) -> Result<Vec<NewChannelEvent>,
                     message_type: m.kind.clone(),
                     text: if m.kind == "text" { m.text.map(|t| t.body) } else { None },
                     raw: raw.clone(),
+                    channel: None,
+                    opt: None,
                 };
                 events.push(NewChannelEvent {
                     kind: EventKind::Message,

@@ -278,6 +278,39 @@ impl TryFrom<SendRow> for ChannelSend {
 const SEND_COLUMNS: &str = "channel_outbox_id, chat_message_id, contact_id, provider, recipient, request, opaque, \
      state, attempts, next_attempt_at, last_error, provider_message_id, delivery, delivery_at, created_at, updated_at";
 
+/// A number's opt-out of a channel (SMS's STOP and START).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ChannelOptOut {
+    pub channel: Channel,
+    pub address: String,
+    /// True after an opt-out keyword, false after an opt-in one.
+    pub opted_out: bool,
+    pub keyword: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OptOutRow {
+    channel: String,
+    address: String,
+    opted_out: bool,
+    keyword: String,
+    changed_at: DateTime<Utc>,
+}
+
+impl TryFrom<OptOutRow> for ChannelOptOut {
+    type Error = StoreError;
+    fn try_from(r: OptOutRow) -> Result<Self> {
+        Ok(ChannelOptOut {
+            channel: r.channel.parse().map_err(StoreError::Corrupt)?,
+            address: r.address,
+            opted_out: r.opted_out,
+            keyword: r.keyword,
+            changed_at: r.changed_at,
+        })
+    }
+}
+
 /// What one attempt at posting a reply came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SendOutcome {
@@ -705,6 +738,47 @@ impl Store {
         let rows: Vec<SendRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(contact).fetch_all(pool).await)
             .map_err(StoreError::from_sqlx)?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Records a patient's opt-out (`opted_out`) or opt-in on a channel, the
+    /// latest winning; `keyword` is what they sent (or the provider's error).
+    pub async fn set_channel_opt_out(
+        &self,
+        channel: Channel,
+        address: &str,
+        opted_out: bool,
+        keyword: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ChannelOptOut> {
+        let row: OptOutRow = on_pool!(self, pool => sqlx::query_as(
+            "insert into channel_opt_out (channel, address, opted_out, keyword, changed_at) values ($1, $2, $3, $4, $5) \
+             on conflict (channel, address) do update set opted_out = excluded.opted_out, \
+             keyword = excluded.keyword, changed_at = excluded.changed_at \
+             returning channel, address, opted_out, keyword, changed_at",
+        )
+        .bind(channel.as_str())
+        .bind(address)
+        .bind(opted_out)
+        .bind(keyword)
+        .bind(now)
+        .fetch_one(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        row.try_into()
+    }
+
+    /// A number's opt-out record on a channel, if it ever sent a keyword.
+    pub async fn channel_opt_out(&self, channel: Channel, address: &str) -> Result<Option<ChannelOptOut>> {
+        let row: Option<OptOutRow> = on_pool!(self, pool => sqlx::query_as(
+            "select channel, address, opted_out, keyword, changed_at from channel_opt_out \
+             where channel = $1 and address = $2",
+        )
+        .bind(channel.as_str())
+        .bind(address)
+        .fetch_optional(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        row.map(TryInto::try_into).transpose()
     }
 
     /// When the next queued reply falls due, if any.
