@@ -188,6 +188,14 @@ pub struct Words {
     pub accept: &'static str,
     pub decline: &'static str,
     pub conversation: &'static str,
+    /// WhatsApp: free text may go until (a time follows).
+    pub free_text_until: &'static str,
+    /// WhatsApp: the 24-hour window is over.
+    pub window_closed: &'static str,
+    /// SMS: the patient sent STOP.
+    pub sms_stopped: &'static str,
+    /// A reply's progress: queued, sending, sent, delivered, read, unknown, failed.
+    pub reply_states: [&'static str; 7],
     pub escalate: &'static str,
     pub specialty: &'static str,
     pub urgent: &'static str,
@@ -345,6 +353,10 @@ pub static EN: Words = Words {
     accept: "Accept",
     decline: "Decline",
     conversation: "Conversation",
+    free_text_until: "free text until",
+    window_closed: "over 24 hours since the patient wrote: WhatsApp takes only an approved template now",
+    sms_stopped: "the patient sent STOP: no SMS can go until they send START; phone them instead",
+    reply_states: ["queued", "sending", "sent", "delivered", "read", "outcome unknown", "not delivered"],
     escalate: "Escalate to a doctor",
     specialty: "Specialty",
     urgent: "Urgent",
@@ -501,6 +513,10 @@ pub static HI: Words = Words {
     accept: "स्वीकार करें",
     decline: "अस्वीकार करें",
     conversation: "बातचीत",
+    free_text_until: "इस समय तक कोई भी संदेश भेज सकते हैं:",
+    window_closed: "मरीज़ के पिछले संदेश को 24 घंटे से ज़्यादा हो गए: अब WhatsApp केवल स्वीकृत टेम्पलेट लेता है",
+    sms_stopped: "मरीज़ ने STOP भेजा है: START भेजने तक कोई SMS नहीं जा सकता; उन्हें फ़ोन करें",
+    reply_states: ["कतार में", "भेजा जा रहा है", "भेजा गया", "पहुँच गया", "पढ़ लिया", "पता नहीं", "नहीं पहुँचा"],
     escalate: "डॉक्टर को भेजें",
     specialty: "विशेषज्ञता",
     urgent: "अत्यावश्यक",

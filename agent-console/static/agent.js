@@ -121,9 +121,11 @@ async function open(id, callback = false) {
   }
   // The number to dial for a callback, and who is calling otherwise.
   const lastId = history.reduce((m, x) => Math.max(m, x.chat_message_id), 0);
-  contacts.set(id, { messages: history, lastId, unread: false, phone: contact.caller_phone, callback });
+  contacts.set(id, { messages: history, lastId, unread: false, phone: contact.caller_phone, callback, channel: contact.channel });
   focus(id);
-  if (contact.channel !== 'chat') {
+  if (MESSAGING.includes(contact.channel)) await refreshConversation(id);
+  // Written channels have no call to join: the web chat, WhatsApp, SMS.
+  if (!TEXT_CHANNELS.includes(contact.channel)) {
     const call = await joinCall({
       contact: id,
       // Doctors consult by video where the patient's side allows it.
@@ -141,6 +143,60 @@ async function open(id, callback = false) {
     window.careline = { calls };
     showCall();
   }
+}
+
+// WhatsApp and SMS: the channel's rules (the 24-hour window, a STOP) and
+// each reply's progress, kept fresh while the conversation is in view.
+const TEXT_CHANNELS = ['chat', 'whatsapp', 'sms'];
+const MESSAGING = ['whatsapp', 'sms'];
+const CHANNEL_NAMES = { whatsapp: 'WhatsApp', sms: 'SMS' };
+
+async function refreshConversation(id) {
+  const c = contacts.get(id);
+  if (!c || !MESSAGING.includes(c.channel)) return;
+  c.conversation = await api(`/api/contacts/${id}/conversation`, 'GET');
+  if (current === id) {
+    showChannel();
+    $('#agent-messages').replaceChildren(...c.messages.map(bubble));
+  }
+}
+setInterval(() => {
+  if (current) refreshConversation(current).catch((e) => fail('#contact', e));
+}, 4000);
+
+function showChannel() {
+  const el = $('#contact-channel');
+  const conv = contacts.get(current)?.conversation;
+  el.hidden = !conv;
+  if (!conv) return;
+  el.querySelector('strong').textContent = `${CHANNEL_NAMES[conv.channel] ?? conv.channel} ${conv.address}`;
+  let rule = '';
+  el.classList.remove('warning');
+  if (conv.opted_out) {
+    rule = el.dataset.stopped;
+    el.classList.add('warning');
+  } else if (conv.window_closes_at) {
+    const closes = new Date(conv.window_closes_at);
+    if (closes > new Date()) rule = `${el.dataset.until} ${closes.toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })}`;
+    else {
+      rule = el.dataset.closed + (conv.templates.length ? `: ${conv.templates.join(', ')}` : '');
+      el.classList.add('warning');
+    }
+  }
+  el.querySelector('span').textContent = rule;
+}
+
+// A reply's progress in the console's language (the order of `data-state-N`).
+function progress(r) {
+  const i = r.state === 'failed' || r.delivery === 'failed' ? 6
+    : r.delivery === 'read' ? 4
+      : r.delivery === 'delivered' ? 3
+        : r.delivery === 'sent' || r.state === 'sent' ? 2
+          : r.state === 'unknown' ? 5
+            : r.state === 'sending' ? 1 : 0;
+  const word = $('#agent-messages').getAttribute(`data-state-${i}`) ?? r.state;
+  const mark = ['🕓', '🕓', '✓', '✓✓', '✓✓', '?', '⚠'][i];
+  return { text: `${mark} ${word}${i === 6 && r.last_error ? `: ${r.last_error}` : ''}`, failed: i === 6, read: i === 4 };
 }
 
 // Voice and video calls, by contact.
@@ -196,6 +252,7 @@ function focus(id) {
     $('#agent-messages').replaceChildren(...c.messages.map(bubble));
     $('#agent-state').textContent = 'busy';
   }
+  showChannel();
   showCall();
   document.dispatchEvent(new CustomEvent('careline:contact', { detail: id }));
 }
@@ -214,6 +271,15 @@ function bubble(m) {
   const li = document.createElement('li');
   li.className = m.sender;
   li.textContent = m.body;
+  const id = m.chat_message_id ?? m.id;
+  const reply = contacts.get(m.contact_id ?? m.contact)?.conversation?.replies.find((r) => r.chat_message_id === id);
+  if (reply) {
+    const p = progress(reply);
+    const tick = Object.assign(document.createElement('small'), { className: 'tick', textContent: p.text });
+    tick.classList.toggle('failed', p.failed);
+    tick.classList.toggle('read', p.read);
+    li.append(' ', tick);
+  }
   return li;
 }
 
@@ -234,8 +300,10 @@ function received(u) {
 $('#agent-message-form').addEventListener('submit', run('#contact', async (e) => {
   e.preventDefault();
   const input = e.target.elements.body;
-  await api(`/api/contacts/${current}/messages`, 'POST', { body: input.value });
+  const id = current;
+  await api(`/api/contacts/${id}/messages`, 'POST', { body: input.value });
   input.value = '';
+  await refreshConversation(id);
 }));
 
 const end = run('#contact', async () => {

@@ -1367,6 +1367,8 @@ const ACCESS_RULES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/api/contacts/{id}", "111A33A3", "contact.read"),
     ("GET", "/api/contacts/{id}/messages", "1A3A33A3", "contact.messages"),
     ("POST", "/api/contacts/{id}/messages", "1A3A3333", ""),
+    // The scenario's contact is a web chat: staff who may read it get its 404 (no conversation).
+    ("GET", "/api/contacts/{id}/conversation", "111A33A3", "contact.conversation"),
     ("GET", "/api/contacts/{id}/consult", "111A33A3", "contact.consult"),
     ("GET", "/api/contacts/{id}/fhir", "111A33A3", "contact.fhir"),
     ("GET", "/api/contacts/{id}/transcript", "111A33A3", "contact.transcript"),

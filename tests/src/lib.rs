@@ -39,6 +39,25 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
+/// The command that runs `tests/node/SCRIPT` (playwright-core, headless
+/// Chromium) against `server`, signed in as `user`; screenshots go to
+/// `tests/artifacts`.
+pub fn node_script(script: &str, server: &Careline, user: &str) -> Command {
+    let root = repo_root();
+    assert!(
+        root.join("tests/node/node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
+    );
+    let mut command = Command::new("node");
+    command
+        .arg(root.join("tests/node").join(script))
+        .env("CARELINE_URL", &server.base)
+        .env("CARELINE_USER", user)
+        .env("CARELINE_PASSWORD", &server.passwords[user])
+        .env("CARELINE_ARTIFACTS", root.join("tests/artifacts"));
+    command
+}
+
 /// A running `careline serve`.
 pub struct Careline {
     child: Child,

@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use tests::{Careline, client, repo_root};
+use tests::{Careline, client, node_script, repo_root};
 
 /// Runs `tests/node/SCRIPT` against `server`, signed in as `user`.
 fn node(script: &str, server: &Careline, user: &str) -> Output {
@@ -12,20 +12,7 @@ fn node(script: &str, server: &Careline, user: &str) -> Output {
 
 /// [`node`], with more environment for the script.
 fn node_with(script: &str, server: &Careline, user: &str, env: &[(&str, &std::ffi::OsStr)]) -> Output {
-    let root = repo_root();
-    assert!(
-        root.join("tests/node/node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `npm ci --prefix tests/node` (bash .ci/run does)"
-    );
-    Command::new("node")
-        .arg(root.join("tests/node").join(script))
-        .env("CARELINE_URL", &server.base)
-        .env("CARELINE_USER", user)
-        .env("CARELINE_PASSWORD", &server.passwords[user])
-        .env("CARELINE_ARTIFACTS", root.join("tests/artifacts"))
-        .envs(env.iter().copied())
-        .output()
-        .expect("run node (install Node.js)")
+    node_script(script, server, user).envs(env.iter().copied()).output().expect("run node (install Node.js)")
 }
 
 #[test]

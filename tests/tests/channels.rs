@@ -23,7 +23,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tests::{Careline, client};
+use tests::{Careline, client, node_script};
 
 const APP_SECRET: &str = "test-app-secret";
 const VERIFY_TOKEN: &str = "test-verify-token";
@@ -443,6 +443,12 @@ async fn a_whatsapp_message_is_routed_answered_and_its_statuses_only_move_forwar
     assert!(said.contains("body") && said.contains("24 hours") && said.contains("appointment_reminder"), "{said}");
     assert_eq!(count(dir.path(), "select count(*) from chat_message").await, before);
     assert_eq!(count(dir.path(), "select count(*) from channel_outbox").await, 1);
+    // The console is told the window is closed, and which templates may go.
+    let url = server.url(&format!("/api/contacts/{late}/conversation"));
+    let seen: Value = client().get(url).bearer_auth(&asha).send().await.unwrap().json().await.unwrap();
+    let closes: chrono::DateTime<chrono::Utc> = seen["window_closes_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(closes.timestamp(), old + 24 * 3600, "{seen}");
+    assert_eq!(seen["templates"], json!(["appointment_reminder:hi"]), "{seen}");
 }
 
 #[tokio::test]
@@ -716,6 +722,27 @@ async fn an_sms_is_routed_answered_and_stop_is_honoured_until_start() {
     })
     .await;
     assert_eq!(text(dir.path(), "select delivery from channel_outbox").await.as_deref(), Some("delivered"));
+    // The operator's console sees the channel and how far the reply got.
+    let conversation = |contact: String| {
+        let (server, asha) = (&server, &asha);
+        async move {
+            let url = server.url(&format!("/api/contacts/{contact}/conversation"));
+            let res = client().get(url).bearer_auth(asha).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let seen = conversation(contact.clone()).await;
+    assert_eq!((seen["channel"].as_str(), seen["address"].as_str()), (Some("sms"), Some(patient)), "{seen}");
+    assert_eq!(seen["window_closes_at"], Value::Null, "SMS has no 24-hour window: {seen}");
+    assert_eq!(seen["opted_out"], Value::Null, "{seen}");
+    let replies = seen["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), 1, "{seen}");
+    assert_eq!(
+        (replies[0]["state"].as_str(), replies[0]["delivery"].as_str()),
+        (Some("sent"), Some("delivered")),
+        "{seen}"
+    );
     let forged = sms_status(out_sid, patient, "failed");
     let (status, _, _) = post_twilio(&server, &callback_path, &forged, Some("bm90IGEgc2lnbmF0dXJl")).await;
     assert_eq!(status, 403);
@@ -749,6 +776,8 @@ async fn an_sms_is_routed_answered_and_stop_is_honoured_until_start() {
     assert!(said.contains("opted out") && said.contains("START"), "{said}");
     assert_eq!(count(dir.path(), "select count(*) from chat_message").await, messages_before);
     assert_eq!(count(dir.path(), "select count(*) from channel_outbox").await, 1);
+    let seen = conversation(contact.clone()).await;
+    assert_eq!(seen["opted_out"]["keyword"], "STOP", "the console shows the STOP: {seen}");
 
     // START: replies go again. Twilio refusing one as unsubscribed (21610) records the opt-out again.
     post_twilio_signed(&server, path, &sms_from(patient, "SM0000000000000000000000000000start", "START")).await;
@@ -773,4 +802,84 @@ async fn an_sms_is_routed_answered_and_stop_is_honoured_until_start() {
     let (status, problem) =
         server.post(&asha, &format!("/api/contacts/{contact}/messages"), json!({"body": "Hello?"})).await;
     assert_eq!(status, 422, "{problem}");
+    let seen = conversation(contact.clone()).await;
+    let last = seen["replies"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["state"], "failed", "{seen}");
+    assert!(last["last_error"].as_str().unwrap().contains("21610"), "the provider's reason is shown: {seen}");
+}
+
+#[tokio::test]
+async fn an_operator_answers_an_sms_in_the_console_and_sees_it_delivered_then_stopped() {
+    let (api, requests) = fake_api("");
+    // Twilio takes every send.
+    std::thread::spawn(move || {
+        for (n, (_, answer)) in requests.into_iter().enumerate() {
+            let created = json!({"sid": format!("SMconsole{n:025}"), "account_sid": TWILIO_SID, "status": "queued"});
+            let _ = answer.send((201, created.to_string()));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_sms(dir.path(), &api);
+    server.round_the_clock("operator", "asha").await;
+    let patient = "+919810067890";
+    // The browser's output goes to files, to be shown whenever the story stops.
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+    let mut browser = node_script("sms-conversation.mjs", &server, "asha")
+        .env("CARELINE_PATIENT", patient)
+        .stdout(log("node.out"))
+        .stderr(log("node.err"))
+        .spawn()
+        .expect("run node (install Node.js)");
+    let said = || {
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        format!("{}\n{}", read("node.out"), read("node.err"))
+    };
+
+    // The patient writes once the operator is ready in the browser.
+    let asha = server.bearer("asha").await;
+    wait_for(60, "the operator is ready in the console", || async {
+        (agent_state(&server, &asha).await["state"] == "idle").then_some(())
+    })
+    .await;
+    post_twilio_signed(
+        &server,
+        "/webhooks/twilio/sms",
+        &sms_from(patient, "SMconsole0000000000000000000000in", "Is the Lok Nayak fever clinic open on Sunday?"),
+    )
+    .await;
+
+    // Once Twilio has the reply, its status callback says delivered; then the patient sends STOP.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let sent = loop {
+        let pool = db(dir.path()).await;
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("select opaque, provider_message_id from channel_outbox where state = 'sent'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        if let Some(row) = row {
+            break row;
+        }
+        let stopped = browser.try_wait().unwrap();
+        assert!(stopped.is_none() && std::time::Instant::now() < deadline, "no reply was sent:\n{}", said());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let callback = format!("/webhooks/twilio/status?careline_ref={}", sent.0);
+    post_twilio_signed(&server, &callback, &sms_status(&sent.1.unwrap(), patient, "delivered")).await;
+    wait_for(20, "the delivery is recorded", || async {
+        (text(dir.path(), "select delivery from channel_outbox").await.as_deref() == Some("delivered")).then_some(())
+    })
+    .await;
+    post_twilio_signed(
+        &server,
+        "/webhooks/twilio/sms",
+        &sms_from(patient, "SMconsole000000000000000000000stop", "STOP"),
+    )
+    .await;
+
+    let status = tokio::task::spawn_blocking(move || browser.wait()).await.unwrap().unwrap();
+    let output = said();
+    assert!(status.success(), "the console story failed:\n{output}");
+    assert!(output.contains("the STOP is shown and the reply refused"), "{output}");
 }

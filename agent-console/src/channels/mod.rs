@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::AppState;
 use crate::store::{
     Channel, ChannelEvent, ChannelSend, ChatMessage, ContactStatus, DeliveryStatus, EventOutcome, InboundMessage,
-    NewChannelSend, NewContact, PatientKey, Provider, SendOutcome, StaffId, StoreError,
+    NewChannelSend, NewContact, PatientKey, Provider, SendOutcome, SendState, StaffId, StoreError,
 };
 
 /// The messaging accounts, from flags or environment. Secrets are better
@@ -782,6 +782,89 @@ impl std::fmt::Display for ReplyRefused {
 /// WhatsApp's customer service window: free text within 24 hours of the
 /// patient's last message (Meta, "Customer service windows"; error 131047 otherwise).
 pub const REPLY_WINDOW: Duration = Duration::hours(24);
+
+/// A messaging contact's conversation as its operator needs it beside the
+/// messages: the channel, whether free text may go (WhatsApp's window,
+/// SMS's STOP), and how far each reply got.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Conversation {
+    pub channel: Channel,
+    pub provider: Provider,
+    /// The patient's address on the channel, as the provider gives it.
+    pub address: String,
+    pub last_inbound_at: DateTime<Utc>,
+    /// WhatsApp: free text may be sent until then (24 hours after the
+    /// patient's last message); after it only an approved template.
+    pub window_closes_at: Option<DateTime<Utc>>,
+    /// The approved templates, named when the window is closed.
+    pub templates: Vec<String>,
+    /// SMS: the patient's STOP, while it stands (until START).
+    pub opted_out: Option<crate::store::ChannelOptOut>,
+    /// Each reply's progress with the provider, in the order sent.
+    pub replies: Vec<ReplyProgress>,
+}
+
+/// How far one reply got: the outbox's state, then the provider's statuses.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplyProgress {
+    pub chat_message_id: i64,
+    /// `queued` (waiting, or waiting for a retry at `next_attempt_at`),
+    /// `sending`, `sent` (the provider took it), `unknown` (no answer in
+    /// time: settled by a status callback), `failed`.
+    pub state: SendState,
+    /// The furthest status the provider reported: `sent`, `delivered`, `read`, `failed`.
+    pub delivery: Option<DeliveryStatus>,
+    pub delivery_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last try failed, as the provider said it.
+    pub last_error: Option<String>,
+}
+
+/// The conversation of a messaging contact; `None` for a contact no
+/// patient's message opened (a call, a web chat).
+pub async fn conversation(
+    state: &AppState,
+    contact: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Conversation>, StoreError> {
+    let Some(thread) = state.store.thread_of_contact(contact).await? else { return Ok(None) };
+    let whatsapp = thread.channel == Channel::Whatsapp;
+    let opted_out = match thread.channel {
+        Channel::Sms => state.store.channel_opt_out(Channel::Sms, &thread.address).await?.filter(|o| o.opted_out),
+        _ => None,
+    };
+    let window_closes_at = whatsapp.then(|| thread.last_inbound_at + REPLY_WINDOW);
+    let templates = match (window_closes_at, &state.channels.whatsapp) {
+        (Some(closes), Some(w)) if closes <= now => w.templates.clone(),
+        _ => Vec::new(),
+    };
+    let replies = state
+        .store
+        .channel_sends_of_contact(contact)
+        .await?
+        .into_iter()
+        .map(|s| ReplyProgress {
+            chat_message_id: s.chat_message_id,
+            state: s.state,
+            delivery: s.delivery,
+            delivery_at: s.delivery_at,
+            attempts: s.attempts,
+            next_attempt_at: s.next_attempt_at,
+            last_error: s.last_error,
+        })
+        .collect();
+    Ok(Some(Conversation {
+        channel: thread.channel,
+        provider: thread.provider,
+        address: thread.address,
+        last_inbound_at: thread.last_inbound_at,
+        window_closes_at,
+        templates,
+        opted_out,
+        replies,
+    }))
+}
 
 /// Queues a staff reply on a messaging contact: its chat message and its
 /// outbox row in one transaction, then wakes the sender. Free text after

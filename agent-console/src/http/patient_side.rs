@@ -30,6 +30,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_contact))
         .routes(routes!(patient_stream))
         .routes(routes!(messages, send_message))
+        .routes(routes!(conversation))
         .routes(routes!(request_callback))
         .routes(routes!(hang_up))
 }
@@ -246,6 +247,26 @@ async fn messages(
 ) -> Result<axum::Json<Vec<ChatMessage>>> {
     party_reading(&store, &id, q.token.as_deref(), user, "contact.messages").await?;
     Ok(axum::Json(store.chat_messages(&id, q.after.unwrap_or(0)).await?))
+}
+
+/// A WhatsApp or SMS contact's conversation: the channel, whether free
+/// text may go now (WhatsApp's 24-hour window, an SMS STOP), and each
+/// reply's progress with the provider. Staff on the contact; 404 for a
+/// contact no patient's message opened.
+#[utoipa::path(get, path = "/api/contacts/{id}/conversation", tag = "contacts", params(("id" = String, Path)),
+    responses((status = 200, body = crate::channels::Conversation), (status = 401), (status = 403), (status = 404)))]
+async fn conversation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: super::AuthUser,
+) -> Result<axum::Json<crate::channels::Conversation>> {
+    let Party::Staff(_) = party_reading(&state.store, &id, None, Some(user), "contact.conversation").await? else {
+        return Err(ApiError::Forbidden("staff only".into()));
+    };
+    crate::channels::conversation(&state, &id, Utc::now())
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("contact {id} is not a WhatsApp or SMS conversation")))
 }
 
 #[derive(Deserialize, ToSchema)]
