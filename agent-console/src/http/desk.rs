@@ -123,7 +123,7 @@ struct StockSearch {
 
 /// Where a medicine is in stock, most first.
 #[utoipa::path(get, path = "/api/stock", tag = "desk", params(StockSearch),
-    responses((status = 200, body = [Stock]), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, body = [Stock]), (status = 400), (status = 401), (status = 403), (status = 422)))]
 async fn stock(
     State(store): State<Store>,
     _staff: StaffOnDuty,

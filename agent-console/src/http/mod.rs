@@ -191,7 +191,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wallboard::router())
         .merge(health::router())
         .split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(document_common_responses(openapi));
     api.route(
         "/api/openapi.json",
         axum::routing::get(move || {
@@ -207,6 +207,60 @@ pub fn router(state: AppState) -> Router {
     .layer(middleware::map_response(pages::security_headers))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
+}
+
+/// Adds to each operation the answers that come from the request's shape
+/// rather than from its handler, so the document lists every status a
+/// client can get (checked by the API fuzzing in `.ci/run`):
+/// - with a JSON body: 400 (not JSON), 422 (JSON, but not of the documented
+///   shape: a field missing, unknown or of the wrong type), 413 (over the
+///   body limit), 415 (no `Content-Type: application/json`);
+/// - with query parameters, or a path parameter that is a number: 400 (a
+///   parameter that does not parse, e.g. a number out of range);
+/// - everywhere but the liveness probe: 503 (the database is unreachable,
+///   or the routing state is being rebuilt from its log: retry).
+fn document_common_responses(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{RefOr, Response};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            let mut add = |code: &str, why: &str| {
+                op.responses.responses.entry(code.to_owned()).or_insert_with(|| RefOr::T(Response::new(why)));
+            };
+            let parsed = op.parameters.iter().flatten().any(|p| match p.parameter_in {
+                ParameterIn::Query => true,
+                // A path id of a number: `/api/facilities/x` does not parse.
+                ParameterIn::Path => serde_json::to_value(&p.schema).is_ok_and(|s| s["type"] != "string"),
+                _ => false,
+            });
+            if op.request_body.is_some() {
+                add("400", "The body is not JSON.");
+                add("413", "The body is over the size limit.");
+                add("415", "The body is not sent as `Content-Type: application/json`.");
+                add(
+                    "422",
+                    "The body is not of the documented shape, or a value is out of its domain (the detail names the field).",
+                );
+            }
+            if parsed {
+                add("400", "A path or query parameter does not parse (the detail says which and why).");
+            }
+            if path != "/healthz" {
+                add("503", "The database is unreachable or the routing state is being rebuilt: retry shortly.");
+            }
+        }
+    }
+    doc
 }
 
 /// Counts and times every request for `/metrics`.
