@@ -24,12 +24,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use prometheus::{IntCounterVec, Opts};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, Opts};
 use routing::{ContactId, Event as RoutingEvent};
 use telemed::ivr::{Action, Event, Ivr, IvrConfig, Prompt};
 use telemed::phone::dtmf::{EventReceiver, ToneDetector};
@@ -178,6 +180,77 @@ impl PhoneMetrics {
     }
 }
 
+/// The SIP server's own counters ([`telemed::sip::MetricsSnapshot`]) on
+/// `/metrics`, read from the server on each scrape: telemed keeps plain
+/// atomics and leaves the exporting to us. Calls by trunk are not here:
+/// [`PhoneMetrics::calls`] has them.
+struct SipCollector {
+    server: Arc<SipServer>,
+    /// Only the collector writes these: each scrape resets them and sets
+    /// them to the snapshot's totals. The lock keeps two scrapes at once
+    /// from interleaving that; the same metrics every time keep `desc()`
+    /// stable.
+    metrics: Mutex<SipCounters>,
+    descs: Vec<Desc>,
+}
+
+struct SipCounters {
+    responses: IntCounterVec,
+    refused: IntCounterVec,
+    rtp_dropped: IntCounter,
+}
+
+impl SipCollector {
+    fn new(server: Arc<SipServer>) -> prometheus::Result<SipCollector> {
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "sip_responses_total",
+                "SIP responses sent, by status code (the transaction layer's retransmissions included).",
+            ),
+            &["code"],
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "sip_invites_refused_total",
+                "INVITEs refused before a call existed: untrusted (403, not from a trunk), rate_limited (503, \
+                 the per-source INVITE rate).",
+            ),
+            &["reason"],
+        )?;
+        let rtp_dropped = IntCounter::new(
+            "sip_rtp_dropped_total",
+            "Received RTP packets dropped because the application did not take them in time.",
+        )?;
+        let descs = [responses.desc(), refused.desc(), rtp_dropped.desc()].concat().into_iter().cloned().collect();
+        Ok(SipCollector { server, metrics: Mutex::new(SipCounters { responses, refused, rtp_dropped }), descs })
+    }
+}
+
+impl Collector for SipCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot = self.server.metrics();
+        // A scrape that panicked midway left these half set, but each scrape
+        // resets them all first, so a poisoned lock is safe to take.
+        let m = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        m.responses.reset();
+        for (code, n) in &snapshot.responses {
+            m.responses.with_label_values(&[&code.to_string()]).inc_by(*n);
+        }
+        // Both reasons always, zero included: the family is there (and a
+        // rate over it defined) before the first refusal.
+        m.refused.reset();
+        m.refused.with_label_values(&["untrusted"]).inc_by(snapshot.untrusted);
+        m.refused.with_label_values(&["rate_limited"]).inc_by(snapshot.rate_limited);
+        m.rtp_dropped.reset();
+        m.rtp_dropped.inc_by(snapshot.rtp_dropped);
+        [m.responses.collect(), m.refused.collect(), m.rtp_dropped.collect()].concat()
+    }
+}
+
 /// The counts of one call's audio already added to [`PhoneMetrics::rtp`],
 /// so each report adds only what is new.
 #[derive(Default)]
@@ -230,12 +303,12 @@ pub async fn start(
     let metrics = PhoneMetrics::register(&state.metrics.registry)?;
     let (server, mut calls) = SipServer::start(sip, shutdown.clone()).await?;
     let addr = server.local_addr();
+    // The registry holds the server's handle (its counters) from here on;
+    // dropping the handle would stop nothing, so nothing else needs it.
+    state.metrics.registry.register(Box::new(SipCollector::new(Arc::new(server))?))?;
     let hold = Arc::new(hold_music());
     let call_tasks = tasks.clone();
     tasks.spawn(async move {
-        // Held for as long as calls are taken: dropping it stops nothing, but it
-        // is the server's handle (its metrics), kept with its listener.
-        let _server = server;
         loop {
             let call = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -634,6 +707,39 @@ pub fn default_prompts() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real SIP server on loopback that has seen no traffic: the refusal
+    /// and RTP families are there at zero, responses appear once one is sent
+    /// (the end-to-end test in tests/tests/phone.rs sees them after a call).
+    #[tokio::test]
+    async fn the_sip_counters_are_exported_with_stable_descriptors() {
+        use telemed::sip::Trunk;
+        let trunk = Trunk { name: "pstn".into(), cidrs: vec!["127.0.0.1/32".parse().unwrap()], max_channels: 1 };
+        let config = SipConfig::new("127.0.0.1:0".parse().unwrap(), vec![trunk]);
+        let cancel = CancellationToken::new();
+        let (server, _calls) = SipServer::start(config, cancel.clone()).await.unwrap();
+        let collector = SipCollector::new(Arc::new(server)).unwrap();
+        let ids = |c: &SipCollector| c.desc().iter().map(|d| d.id).collect::<Vec<_>>();
+        let before = ids(&collector);
+        assert_eq!(before.len(), 3);
+        collector.collect();
+        assert_eq!(ids(&collector), before, "desc() is the same after a collect");
+
+        let registry = prometheus::Registry::new();
+        registry.register(Box::new(collector)).unwrap();
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for line in [
+            r#"sip_invites_refused_total{reason="rate_limited"} 0"#,
+            r#"sip_invites_refused_total{reason="untrusted"} 0"#,
+            "sip_rtp_dropped_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        assert!(!text.contains("sip_responses_total{"), "no response sent yet:\n{text}");
+        cancel.cancel();
+    }
 
     #[test]
     fn every_shipped_prompt_loads_as_alaw() {

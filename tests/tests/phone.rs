@@ -8,19 +8,25 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tests::{Careline, client, next_where, repo_root, sse};
 
-/// A free port on 127.0.0.1 (for SIPp's own SIP and RTP sockets).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A free UDP port on `ip` (for SIPp's own SIP and RTP sockets).
+fn free_udp_port_on(ip: &str) -> u16 {
+    std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
 }
 
-fn sipp(scenario: &str, target: &str, dir: &std::path::Path) -> tokio::process::Child {
-    let port = free_udp_port().to_string();
-    let media = free_udp_port().to_string();
+fn free_udp_port() -> u16 {
+    free_udp_port_on("127.0.0.1")
+}
+
+/// SIPp on `scenario` (a path from the repository root) against `target`,
+/// from the loopback address `from` (127.0.0.1 is the trunk).
+fn sipp(scenario: &str, target: &str, from: &str, dir: &std::path::Path) -> tokio::process::Child {
+    let port = free_udp_port_on(from).to_string();
+    let media = free_udp_port_on(from).to_string();
     let mut cmd = tokio::process::Command::new("sipp");
     cmd.arg("-sf")
-        .arg(repo_root().join("tests/sipp").join(scenario))
+        .arg(repo_root().join(scenario))
         .arg(target)
-        .args(["-i", "127.0.0.1", "-p", &port, "-mi", "127.0.0.1", "-mp", &media])
+        .args(["-i", from, "-p", &port, "-mi", from, "-mp", &media])
         .args(["-s", "104", "-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
         .current_dir(dir)
         // Files, not pipes: SIPp redraws its screen all the time and would
@@ -49,7 +55,7 @@ async fn a_phone_caller_keys_through_the_ivr_into_the_queue_and_reaches_an_opera
     let (status, body) = server.post(&asha, "/api/agent/ready", json!({})).await;
     assert_eq!(status, 200, "{body}");
 
-    let mut caller = sipp("ivr-to-queue.xml", &target, dir.path());
+    let mut caller = sipp("tests/sipp/ivr-to-queue.xml", &target, "127.0.0.1", dir.path());
     // 2 (English), then 0 (an operator): the call is queued and offered.
     let offer = next_where(&mut desk, 20, |u| u["type"] == "offer").await;
     let id = offer["contact"].as_str().unwrap().to_owned();
@@ -89,14 +95,35 @@ async fn a_phone_caller_keys_through_the_ivr_into_the_queue_and_reaches_an_opera
         );
     }
 
+    // An INVITE from 127.0.0.3, which is no trunk: refused with 403 before
+    // any call exists (telemed's own scenario for this).
+    let mut stranger = sipp("telemed/tests/sipp/expect_403.xml", &target, "127.0.0.3", dir.path());
+    let status = tokio::time::timeout(Duration::from_secs(30), stranger.wait()).await.expect("sipp ends").unwrap();
+    let said = std::fs::read_to_string(dir.path().join("sipp.err")).unwrap_or_default();
+    assert!(status.success(), "sipp (expect_403) failed: {said}");
+
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for line in [
         r#"careline_phone_calls_total{trunk="trunk"} 1"#,
         r#"careline_ivr_outcomes_total{outcome="queued"} 1"#,
         r#"careline_phone_digits_total{source="rfc4733"} 2"#,
+        // The SIP server's own counters: the stranger's INVITE, nothing rate-limited.
+        r#"careline_sip_invites_refused_total{reason="untrusted"} 1"#,
+        r#"careline_sip_invites_refused_total{reason="rate_limited"} 0"#,
     ] {
-        assert!(metrics.contains(line), "{line} not in /metrics:\n{metrics}");
+        assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics:\n{metrics}");
     }
+    let count =
+        |prefix: &str| metrics.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|v| v.trim().parse::<f64>().ok());
+    // Retransmissions are counted too, so at least, not exactly: 100 Trying
+    // and 200 to the INVITE, 200 to the caller's BYE, 403 to the stranger.
+    for (code, least) in [("100", 1.0), ("200", 2.0), ("403", 1.0)] {
+        let n = count(&format!(r#"careline_sip_responses_total{{code="{code}"}} "#)).unwrap_or(0.0);
+        assert!(n >= least, "{n} responses {code}, expected at least {least}:\n{metrics}");
+    }
+    // Whether the server fell behind on the caller's audio depends on the
+    // machine; the counter is there either way.
+    assert!(count("careline_sip_rtp_dropped_total ").is_some(), "no careline_sip_rtp_dropped_total:\n{metrics}");
 }
 
 /// The caller's tone, and the operator's (their fake microphone).
