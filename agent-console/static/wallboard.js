@@ -51,6 +51,7 @@ function show(board) {
     .map((s) => `${s} ${board.agents.filter((a) => a.state === s).length}`).join(' · ');
   calls(board.calls);
   alarms(board.ambulance_alarms);
+  security(board.security);
   $('wb-status').textContent = `${$('wallboard').dataset.live} ${new Date(board.at).toLocaleTimeString()}`;
   $('wallboard').dataset.updated = board.at;
 }
@@ -64,6 +65,20 @@ function alarms(list) {
     li.dataset.request = a.ambulance_request_id;
     li.textContent = `${a.urgency} · ${a.location} · ${Math.round(a.undelivered_seconds / 60)} min · `
       + `${a.attempts} ${box.dataset.tries}${a.last_error ? ` · ${a.last_error}` : ''}`;
+    return li;
+  }));
+}
+
+// Password guessing and break-glass reads: the supervisor follows them up.
+function security(list) {
+  const box = $('wb-security');
+  box.hidden = list.length === 0;
+  $('wb-security-list').replaceChildren(...list.map((a) => {
+    const li = document.createElement('li');
+    li.dataset.kind = a.kind;
+    const who = a.username ?? (a.staff_id ? `#${a.staff_id}` : '');
+    const patient = a.patient_id ? ` · patient ${a.patient_id}` : '';
+    li.textContent = `${new Date(a.at).toLocaleTimeString()} · ${box.getAttribute(`data-${a.kind}`) ?? a.kind} · ${who}${patient} · ${a.detail}`;
     return li;
   }));
 }

@@ -336,6 +336,14 @@ async fn strangers_cannot_lock_out_a_known_device_and_the_user_is_told() {
     let text = app.state.metrics.render();
     assert!(text.contains("careline_login_guessing_total 1"), "{text}");
     assert!(text.contains(r#"careline_login_failures_total{device="unknown"} 20"#), "{text}");
+    // And the wallboard shows it, with whose password it is.
+    let meera = app.login("meera").await;
+    let board = app.send("GET", "/api/wallboard", Some(&meera), None).await;
+    assert_eq!(board.status, StatusCode::OK);
+    let alerts = board.body["security"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!((alerts[0]["kind"].as_str(), alerts[0]["username"].as_str()), (Some("login_guessing"), Some("asha")));
+    assert!(alerts[0]["detail"].as_str().unwrap().contains("20 failed sign-ins"), "{alerts:?}");
 }
 
 /// The log lines written while a test runs on this thread.
@@ -1573,6 +1581,12 @@ async fn every_route_lets_in_exactly_whom_its_rule_names() {
     let log = app.send("GET", "/api/break-glass", Some(&meera), None).await;
     assert_eq!(log.body[0]["patient_id"], p2);
     assert_eq!(log.body[0]["detail"], "Mother on the line, child unconscious, no card");
+    // The wallboard shows it too, with who broke the glass and why.
+    let board = app.send("GET", "/api/wallboard", Some(&meera), None).await;
+    let alert = &board.body["security"][0];
+    assert_eq!((alert["kind"].as_str(), alert["username"].as_str()), (Some("break_glass"), Some("ravi")), "{alert}");
+    assert_eq!(alert["patient_id"], p2);
+    assert!(alert["detail"].as_str().unwrap().contains("child unconscious"), "{alert}");
 }
 
 /// The real accept loop on a loopback port with `limits`; stops when the returned token is cancelled.

@@ -160,6 +160,10 @@ pub(super) struct LoginResponse {
 /// lock it out. Sent only to the login route.
 pub const DEVICE_COOKIE: &str = "careline_device";
 
+/// The audit action written when a user's sign-ins from unknown devices
+/// become delayed by guessing (the wallboard shows it to supervisors).
+pub const GUESSING_ACTION: &str = "login.guessing";
+
 /// Signs a staff member in. Wrong credentials get 401. After repeated
 /// failures an unknown device waits (429 with `Retry-After`), by (user,
 /// address) and by user; a device that signed in as this user before waits
@@ -231,7 +235,7 @@ async fn login(
                         .store
                         .append_audit(&NewAudit {
                             staff_id: Some(staff.staff_id),
-                            action: "login.guessing".into(),
+                            action: GUESSING_ACTION.into(),
                             patient_id: None,
                             contact_id: None,
                             detail: format!(

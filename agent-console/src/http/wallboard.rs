@@ -56,6 +56,29 @@ pub struct Wallboard {
     /// alarm time (`--dispatch-alarm-seconds`), oldest first: phone 102/108.
     /// Each leaves the list when it is delivered.
     pub ambulance_alarms: Vec<AmbulanceAlarm>,
+    /// What a supervisor must know of the last [`SECURITY_SHOWN_FOR`],
+    /// newest first: someone guessing a user's password (that user's
+    /// sign-ins from unknown devices are then delayed: the supervisor
+    /// checks with them), and each break-glass read of a patient's record
+    /// with its reason.
+    pub security: Vec<SecurityAlert>,
+}
+
+/// How long a security event stays on the wallboard: a shift and more.
+pub const SECURITY_SHOWN_FOR: Duration = Duration::hours(12);
+
+/// A security event from the audit log.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SecurityAlert {
+    pub at: DateTime<Utc>,
+    /// `login_guessing` or `break_glass`.
+    pub kind: String,
+    /// Whose sign-ins are being guessed, or who broke the glass.
+    pub staff_id: Option<i64>,
+    pub username: Option<String>,
+    pub patient_id: Option<i64>,
+    /// The audit entry's words: the failures and the last address, or the reason given.
+    pub detail: String,
 }
 
 /// An ambulance request still undelivered after the alarm time.
@@ -148,6 +171,7 @@ async fn build(
                 answered_at: c.answered_at,
             })
             .collect(),
+        security: security_alerts(store, now).await?,
         ambulance_alarms: crate::dispatch::alarms(store, dispatch, now)
             .await?
             .into_iter()
@@ -163,6 +187,33 @@ async fn build(
             })
             .collect(),
     })
+}
+
+/// The security events of the last [`SECURITY_SHOWN_FOR`], newest first (at most 20).
+async fn security_alerts(store: &Store, now: DateTime<Utc>) -> Result<Vec<SecurityAlert>> {
+    let since = now - SECURITY_SHOWN_FOR;
+    let mut entries = Vec::new();
+    for (action, kind) in
+        [(super::auth::GUESSING_ACTION, "login_guessing"), (crate::store::BREAK_GLASS_ACTION, "break_glass")]
+    {
+        entries.extend(
+            store.audit_by_action(action, 20).await?.into_iter().filter(|e| e.created_at >= since).map(|e| (kind, e)),
+        );
+    }
+    entries.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at));
+    entries.truncate(20);
+    let staff = if entries.is_empty() { Vec::new() } else { store.list_staff().await? };
+    Ok(entries
+        .into_iter()
+        .map(|(kind, e)| SecurityAlert {
+            at: e.created_at,
+            kind: kind.to_owned(),
+            staff_id: e.staff_id.map(|s| s.0),
+            username: e.staff_id.and_then(|id| staff.iter().find(|s| s.staff_id == id)).map(|s| s.username.clone()),
+            patient_id: e.patient_id.map(|p| p.0),
+            detail: e.detail,
+        })
+        .collect())
 }
 
 /// The wallboard now.
