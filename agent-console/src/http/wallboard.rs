@@ -200,7 +200,7 @@ async fn security_alerts(store: &Store, now: DateTime<Utc>) -> Result<Vec<Securi
             store.audit_by_action(action, 20).await?.into_iter().filter(|e| e.created_at >= since).map(|e| (kind, e)),
         );
     }
-    entries.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.1.created_at));
     entries.truncate(20);
     let staff = if entries.is_empty() { Vec::new() } else { store.list_staff().await? };
     Ok(entries
