@@ -807,7 +807,19 @@ async fn a_restarted_node_restores_waiting_contacts_from_the_log() {
 
 /// Starts a contact as a client at `peer` (the socket's address) sending `forwarded_for`.
 async fn start_from(app: &App, peer: &str, forwarded_for: Option<&str>, phone: &str, emergency: bool) -> Reply {
-    let body = json!({"language": "hi", "phone": phone, "channel": "chat", "emergency": emergency}).to_string();
+    start_in("en", app, peer, forwarded_for, phone, emergency).await
+}
+
+/// [`start_from`], by a patient who asked for `language`.
+async fn start_in(
+    language: &str,
+    app: &App,
+    peer: &str,
+    forwarded_for: Option<&str>,
+    phone: &str,
+    emergency: bool,
+) -> Reply {
+    let body = json!({"language": language, "phone": phone, "channel": "chat", "emergency": emergency}).to_string();
     let mut req = Request::post("/api/contacts").header(header::CONTENT_TYPE, "application/json");
     if let Some(xff) = forwarded_for {
         req = req.header("x-forwarded-for", xff);
@@ -893,6 +905,11 @@ async fn a_phone_number_and_the_whole_helpline_have_ceilings_but_emergencies_pas
     let refused = start_from(&app, "192.0.2.3:1", None, "09810000051", false).await;
     assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.body["detail"].as_str().unwrap().contains("phone number"), "{:?}", refused.body);
+    // A patient who asked for Hindi is told in Hindi, with the number to call.
+    let hindi = start_in("hi", &app, "192.0.2.4:1", None, "9810000051", false).await;
+    assert_problem(&hindi, StatusCode::TOO_MANY_REQUESTS);
+    let said = hindi.body["detail"].as_str().unwrap();
+    assert!(said.contains("फ़ोन नंबर") && said.contains("104"), "{said}");
     // Fill the helpline's ceiling (8) from many addresses; the next is shed with a 503 and the number to call.
     for n in 0..6 {
         let reply = start_from(&app, &format!("192.0.2.{}:1", 10 + n), None, &format!("981000006{n}"), false).await;
@@ -902,13 +919,17 @@ async fn a_phone_number_and_the_whole_helpline_have_ceilings_but_emergencies_pas
     assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE);
     assert!(shed.headers.contains_key(header::RETRY_AFTER));
     assert!(shed.body["detail"].as_str().unwrap().contains("call 104"), "{:?}", shed.body);
+    let shed = start_in("hi", &app, "192.0.2.31:1", None, "9810000071", false).await;
+    assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE);
+    let said = shed.body["detail"].as_str().unwrap();
+    assert!(said.contains("व्यस्त") && said.contains("104") && said.contains("आपात"), "{said}");
     let emergency = start_from(&app, "192.0.2.30:1", None, "9810000070", true).await;
     assert_eq!(emergency.status, StatusCode::CREATED, "{:?}", emergency.body);
     assert_eq!(contacts_stored(&app).await, 9);
     let metrics = app.send("GET", "/metrics", None, None).await;
     let text = metrics.body.as_str().unwrap();
-    assert!(text.contains(r#"careline_contact_starts_refused_total{limit="overall"} 1"#), "{text}");
-    assert!(text.contains(r#"careline_contact_starts_refused_total{limit="phone"} 1"#), "{text}");
+    assert!(text.contains(r#"careline_contact_starts_refused_total{limit="overall"} 2"#), "{text}");
+    assert!(text.contains(r#"careline_contact_starts_refused_total{limit="phone"} 2"#), "{text}");
 }
 
 #[tokio::test]

@@ -44,13 +44,16 @@ impl Edge {
 
     /// Admits one contact start, or the problem that refuses it: a 429
     /// (this number or address) or a 503 (the helpline sheds load), each
-    /// with `Retry-After` and the phone number to call instead.
+    /// with `Retry-After` and the phone number to call instead, in the
+    /// patient's language (Hindi, else English).
     pub fn admit_contact(
         &self,
         client: Option<IpAddr>,
         phone: Option<&str>,
         emergency: bool,
+        language: &str,
     ) -> Result<(), (Refusal, ApiError)> {
+        let hindi = crate::i18n::Lang::parse(language) == Some(crate::i18n::Lang::Hi);
         let address = client.map(crate::net::group);
         let verdict = self.contacts.lock().expect("limiter lock").admit(Instant::now(), address, phone, emergency);
         verdict.map_err(|refusal| {
@@ -58,22 +61,43 @@ impl Edge {
             let error = match refusal {
                 Refusal::Phone { retry_after } => ApiError::RateLimited {
                     retry_after,
-                    detail: format!(
-                        "this phone number started too many contacts; try again in {retry_after} s, or call the helpline on {call}"
-                    ),
+                    detail: if hindi {
+                        format!(
+                            "इस फ़ोन नंबर से बहुत से संपर्क शुरू हुए हैं; {retry_after} सेकंड बाद फिर कोशिश करें, \
+                             या हेल्पलाइन {call} पर कॉल करें"
+                        )
+                    } else {
+                        format!(
+                            "this phone number started too many contacts; try again in {retry_after} s, or call the helpline on {call}"
+                        )
+                    },
                 },
                 Refusal::Address { retry_after } => ApiError::RateLimited {
                     retry_after,
-                    detail: format!(
-                        "too many contacts from this network; try again in {retry_after} s, or call the helpline on {call}"
-                    ),
+                    detail: if hindi {
+                        format!(
+                            "इस नेटवर्क से बहुत से संपर्क आए हैं; {retry_after} सेकंड बाद फिर कोशिश करें, \
+                             या हेल्पलाइन {call} पर कॉल करें"
+                        )
+                    } else {
+                        format!(
+                            "too many contacts from this network; try again in {retry_after} s, or call the helpline on {call}"
+                        )
+                    },
                 },
                 Refusal::Overall { retry_after } => ApiError::Overloaded {
                     retry_after,
-                    detail: format!(
-                        "the helpline is very busy; please call {call}, or try again in {retry_after} s. \
-                         In an emergency, say so: emergencies are always taken"
-                    ),
+                    detail: if hindi {
+                        format!(
+                            "हेल्पलाइन अभी बहुत व्यस्त है; कृपया {call} पर कॉल करें, या {retry_after} सेकंड बाद फिर \
+                             कोशिश करें। आपातकाल हो तो बताएं: आपातकालीन संपर्क हमेशा लिए जाते हैं"
+                        )
+                    } else {
+                        format!(
+                            "the helpline is very busy; please call {call}, or try again in {retry_after} s. \
+                             In an emergency, say so: emergencies are always taken"
+                        )
+                    },
                 },
             };
             (refusal, error)

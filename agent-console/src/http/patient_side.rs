@@ -99,7 +99,7 @@ async fn start_contact(
         return Err(ApiError::Invalid(errors));
     }
     // Limits per number, per address and overall; an emergency always passes.
-    if let Err((refusal, error)) = state.edge.admit_contact(client, phone.as_deref(), input.emergency) {
+    if let Err((refusal, error)) = state.edge.admit_contact(client, phone.as_deref(), input.emergency, &language) {
         state.metrics.contact_refused(refusal.limit());
         return Err(error);
     }
