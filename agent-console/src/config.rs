@@ -196,6 +196,21 @@ pub struct ServeConfig {
     #[arg(long = "trusted-proxy", env = "CARELINE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
+    /// Contact starts per phone number: `BURST:SECONDS` (BURST at once, then
+    /// one more every SECONDS). An emergency is never refused.
+    #[arg(long = "contact-limit-phone", env = "CARELINE_CONTACT_LIMIT_PHONE", default_value = "5:120")]
+    pub contact_limit_phone: crate::throttle::Rate,
+
+    /// Contact starts per client address (IPv6: one /64), which may be a
+    /// whole carrier NAT: `BURST:SECONDS`.
+    #[arg(long = "contact-limit-address", env = "CARELINE_CONTACT_LIMIT_ADDRESS", default_value = "100:5")]
+    pub contact_limit_address: crate::throttle::Rate,
+
+    /// Contact starts of the whole helpline, past which it sheds load (503
+    /// with the helpline's number): `BURST:SECONDS`.
+    #[arg(long = "contact-limit-overall", env = "CARELINE_CONTACT_LIMIT_OVERALL", default_value = "500:0.1")]
+    pub contact_limit_overall: crate::throttle::Rate,
+
     /// The helpline's phone number, told to web callers when the web cannot take them.
     #[arg(long = "helpline-phone", env = "CARELINE_HELPLINE_PHONE", default_value = "104")]
     pub helpline_phone: String,
@@ -218,6 +233,15 @@ impl ServeConfig {
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
             max_connections: self.max_connections.max(1),
             max_per_address: self.max_connections_per_address.max(1),
+        }
+    }
+
+    /// The limits on starting contacts.
+    pub fn contact_limits(&self) -> crate::throttle::ContactLimits {
+        crate::throttle::ContactLimits {
+            per_phone: self.contact_limit_phone,
+            per_address: self.contact_limit_address,
+            overall: self.contact_limit_overall,
         }
     }
 
@@ -292,6 +316,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
             .field("demo", &self.demo)
+            .field("contact_limit_phone", &self.contact_limit_phone)
+            .field("contact_limit_address", &self.contact_limit_address)
+            .field("contact_limit_overall", &self.contact_limit_overall)
             .field("secure_cookies", &self.secure_cookies)
             .field("session_hours", &self.session_hours)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
@@ -338,6 +365,22 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact_url;
+
+    #[test]
+    fn the_contact_limit_flags_default_to_the_documented_limits_and_name_a_bad_value() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: super::ServeConfig,
+        }
+        let cli = Cli::try_parse_from(["careline"]).expect("the defaults parse");
+        assert_eq!(cli.serve.contact_limits(), crate::throttle::ContactLimits::default());
+        let cli = Cli::try_parse_from(["careline", "--contact-limit-address", "2000:0.5"]).unwrap();
+        assert_eq!(cli.serve.contact_limits().per_address.burst, 2000);
+        let e = Cli::try_parse_from(["careline", "--contact-limit-phone", "5"]).err().expect("refused").to_string();
+        assert!(e.contains("--contact-limit-phone") && e.contains("BURST:SECONDS"), "{e}");
+    }
 
     #[test]
     fn hides_passwords() {

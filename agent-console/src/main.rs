@@ -370,7 +370,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.trusted_proxies()?,
         config.helpline_phone.clone(),
         config.metrics_token.clone().filter(|t| !t.is_empty()),
-        Default::default(),
+        config.contact_limits(),
     ));
     let limits = fit_file_limit(config.connection_limits());
     if let Some(url) = &config.hims_fhir_url {

@@ -23,6 +23,28 @@ pub struct Rate {
     pub every: Duration,
 }
 
+/// `BURST:SECONDS`, e.g. `5:120` (five at once, then one every two
+/// minutes) or `500:0.1` (500, then ten a second), as the flags take it.
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let shape = "write BURST:SECONDS, e.g. `5:120`: BURST at once, then one more every SECONDS";
+        let (burst, every) = s.trim().split_once(':').ok_or_else(|| format!("`{s}`: {shape}"))?;
+        let burst: u32 = burst.trim().parse().map_err(|_| format!("`{burst}` is not a whole number: {shape}"))?;
+        let seconds: f64 =
+            every.trim().parse().map_err(|_| format!("`{every}` is not a number of seconds: {shape}"))?;
+        if burst == 0 {
+            return Err(format!("a burst of 0 refuses everyone: {shape}"));
+        }
+        // At most a day between refills; at least a millisecond (a thousand a second).
+        if !(0.001..=86_400.0).contains(&seconds) {
+            return Err(format!("`{every}` s is outside 0.001 to 86400: {shape}"));
+        }
+        Ok(Rate { burst, every: Duration::from_secs_f64(seconds) })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
@@ -390,6 +412,16 @@ mod tests {
             per_phone: Rate { burst: 2, every: Duration::from_secs(60) },
             per_address: Rate { burst: 3, every: Duration::from_secs(10) },
             overall: Rate { burst: 5, every: Duration::from_secs(1) },
+        }
+    }
+
+    #[test]
+    fn rates_parse_from_their_flag_form_and_refuse_nonsense() {
+        assert_eq!("5:120".parse(), Ok(Rate { burst: 5, every: Duration::from_secs(120) }));
+        assert_eq!(" 500 : 0.1 ".parse(), Ok(Rate { burst: 500, every: Duration::from_millis(100) }));
+        for bad in ["", "5", "5:", ":5", "x:1", "5:x", "0:1", "-1:1", "5:0", "5:-2", "5:NaN", "5:inf", "5:100000"] {
+            let e = bad.parse::<Rate>().unwrap_err();
+            assert!(e.contains("BURST:SECONDS"), "{bad}: {e}");
         }
     }
 
