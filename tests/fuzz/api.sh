@@ -7,7 +7,8 @@
 #
 # Usage: tests/fuzz/api.sh [CARELINE_BINARY]   (default target/debug/careline)
 # Env: CARELINE_FUZZ_EXAMPLES (examples per operation and phase, default 10),
-#      CARELINE_FUZZ_SECONDS (the bound of each role's run, default 90).
+#      CARELINE_FUZZ_SECONDS (the bound of each role's run, default 90),
+#      CARELINE_FUZZ_REPORTS (a directory to keep each role's whole report in).
 # Bounded: each role's run is cut at CARELINE_FUZZ_SECONDS, and the server
 # (SQLite in a temporary directory, loopback only) is stopped on exit.
 set -euo pipefail
@@ -63,6 +64,7 @@ for who in nobody asha dr.mehta meera admin; do
   else
     grep -E 'generated|passed|failures' "$dir/fuzz-$who.txt" | tail -2
   fi
+  [ -z "${CARELINE_FUZZ_REPORTS:-}" ] || { mkdir -p "$CARELINE_FUZZ_REPORTS"; cp "$dir/fuzz-$who.txt" "$CARELINE_FUZZ_REPORTS/"; }
 done
 if grep -q 'panicked' "$dir/serve.log"; then
   grep -B2 -A8 'panicked' "$dir/serve.log" | head -60 >&2

@@ -179,6 +179,7 @@ pub(super) async fn audit(
 struct BreakGlassInput {
     /// Why the record is needed outside the rules (10 to 500 characters);
     /// kept in the audit log and shown to supervisors.
+    #[schema(min_length = 10, max_length = 500, pattern = r"^\s*\S[^\x00-\x1f\x7f]{8,}\S\s*$")]
     reason: String,
 }
 

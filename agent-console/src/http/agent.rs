@@ -183,6 +183,7 @@ async fn agent_ready(
 #[serde(deny_unknown_fields)]
 struct PauseInput {
     /// e.g. `break`, `training`, `meeting`.
+    #[schema(min_length = 1, pattern = r"\S")]
     reason: String,
 }
 

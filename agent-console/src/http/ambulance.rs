@@ -22,7 +22,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AmbulanceInput {
-    /// Where the patient is: an address, a landmark, or `lat, lon`.
+    /// Where the patient is: an address, a landmark, or `lat, lon` (3 characters or more).
+    #[schema(min_length = 3, pattern = r"\S.*\S.*\S")]
     location: String,
     /// `critical`, `urgent` or `routine`.
     urgency: crate::store::Urgency,

@@ -124,6 +124,7 @@ role_extractor!(
 
 #[derive(Deserialize, ToSchema)]
 pub(super) struct LoginRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     username: String,
     password: String,
     /// `cookie` (default) for the consoles; `bearer` returns a token for API clients.

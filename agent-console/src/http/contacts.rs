@@ -253,10 +253,12 @@ async fn end(
 #[serde(deny_unknown_fields)]
 struct EscalateInput {
     /// `general` or a specialty, e.g. `paediatrics`.
+    #[schema(min_length = 1, pattern = r"\S")]
     specialty: String,
     #[serde(default)]
     urgent: bool,
-    /// What the doctor should know (shown on the doctor's console).
+    /// What the doctor should know (shown on the doctor's console; 5 characters or more).
+    #[schema(min_length = 5, pattern = r"\S.*\S.*\S.*\S.*\S")]
     note: String,
 }
 

@@ -117,7 +117,8 @@ async fn facility(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StockSearch {
-    /// A generic name or part of it, e.g. `paracetamol`.
+    /// A generic name or part of it, e.g. `paracetamol` (two letters or more).
+    #[param(min_length = 2, pattern = r"^\s*\S.*\S\s*$")]
     medicine: String,
 }
 
@@ -191,6 +192,7 @@ struct ComplaintInput {
     patient_id: Option<i64>,
     contact_id: Option<String>,
     /// What happened, in the caller's words (10 to 4000 characters).
+    #[schema(min_length = 10, max_length = 4000, pattern = r"^\s*\S[\s\S]{8,}\S\s*$")]
     description: String,
 }
 
@@ -327,6 +329,7 @@ async fn set_complaint_status(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TaskInput {
+    #[schema(min_length = 1, pattern = r"\S")]
     note: String,
     /// When the reminder is due; in the future.
     due_at: DateTime<Utc>,

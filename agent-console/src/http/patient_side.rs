@@ -38,7 +38,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartInput {
-    /// `hi` or `en` (or another language the caller speaks).
+    /// `hi` or `en` (or another ISO 639-1 code of a language the caller speaks).
+    #[schema(pattern = r"^\s*[A-Za-z]{2,3}\s*$")]
     language: String,
     phone: String,
     /// `chat`, or `webrtc` for a voice call from the browser.
@@ -273,6 +274,7 @@ async fn conversation(
 #[serde(deny_unknown_fields)]
 struct MessageInput {
     /// 1 to 2000 characters.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     body: String,
 }
 
