@@ -20,6 +20,8 @@
 
 pub mod access;
 pub mod accounts;
+#[cfg(test)]
+mod arbitrary;
 pub mod auth;
 pub mod captions;
 pub mod center;

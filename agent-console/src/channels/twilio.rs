@@ -582,4 +582,191 @@ mod tests {
         assert_eq!(segments(&"क".repeat(670)).segments, MAX_SEGMENTS);
         assert_eq!(segments(&"a".repeat(1530)).segments, MAX_SEGMENTS);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Names Twilio's webhooks carry (and the parsers read), or others.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(
+                    &[
+                        "AccountSid",
+                        "MessageSid",
+                        "SmsSid",
+                        "From",
+                        "To",
+                        "Body",
+                        "NumMedia",
+                        "OptOutType",
+                        "MessageStatus",
+                        "SmsStatus",
+                        "ErrorCode",
+                        "ErrorMessage",
+                    ][..]
+                )
+                .prop_map(str::to_owned),
+                "\\PC{0,8}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(ACCOUNT.to_owned()),
+                proptest::sample::select(
+                    &["", " ", "0", "3", "-1", "STOP", "delivered", "undelivered", "whatsapp:+91"][..]
+                )
+                .prop_map(str::to_owned),
+                any::<String>(),
+            ]
+        }
+
+        fn params() -> impl Strategy<Value = Vec<(String, String)>> {
+            proptest::collection::vec((name(), value()), 0..10)
+        }
+
+        /// Parameters with distinct names, as a signed webhook carries.
+        fn distinct_params() -> impl Strategy<Value = Vec<(String, String)>> {
+            proptest::collection::btree_map("[A-Za-z]{1,12}", "[ -~]{0,20}", 1..8)
+                .prop_map(|m| m.into_iter().collect::<Vec<_>>())
+                .prop_shuffle()
+        }
+
+        /// A one-character change of `s` at `at` (a different ASCII
+        /// character in place of one), or one more character if `s` is empty.
+        fn one_change(s: &str, at: proptest::sample::Index) -> String {
+            let chars: Vec<char> = s.chars().collect();
+            if chars.is_empty() {
+                return "x".into();
+            }
+            let i = at.index(chars.len());
+            let replacement = if chars[i] == 'a' { 'b' } else { 'a' };
+            chars.iter().enumerate().map(|(j, c)| if j == i { replacement } else { *c }).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn form_of_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+                match form(&body) {
+                    Ok(pairs) => prop_assert!(pairs.len() <= body.len() / 2 + 1),
+                    Err(ParseError::Malformed(m)) => prop_assert!(m.contains("form-encoded")),
+                    Err(e) => return Err(TestCaseError::fail(format!("{e:?}"))),
+                }
+            }
+
+            /// What a form encoder writes, `form` reads back pair for pair,
+            /// in order (names repeat in Twilio's media fields).
+            #[test]
+            fn form_round_trips(pairs in proptest::collection::vec((any::<String>(), any::<String>()), 0..8)) {
+                let body = serde_urlencoded::to_string(&pairs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(form(body.as_bytes()), Ok(pairs));
+            }
+
+            #[test]
+            fn arbitrary_parameters_never_panic(p in params(), opaque in proptest::option::of(any::<String>())) {
+                let now = Utc::now();
+                let account_ok = get(&p, "AccountSid") == Some(ACCOUNT);
+                for result in [parse_message(&p, ACCOUNT, now), parse_status(&p, ACCOUNT, opaque, now)] {
+                    match result {
+                        Ok(e) => {
+                            prop_assert!(account_ok);
+                            serde_json::from_str::<Inbound>(&e.payload).map_err(|err| TestCaseError::fail(err.to_string()))?;
+                        }
+                        Err(ParseError::UnknownAccount(m)) => prop_assert!(m.starts_with("AccountSid")),
+                        Err(ParseError::Malformed(m)) => prop_assert!(!m.is_empty()),
+                    }
+                }
+            }
+
+            /// A generated inbound SMS gives the entry it describes.
+            #[test]
+            fn a_built_message_parses_back(
+                sid in "SM[0-9a-f]{32}",
+                from in "(whatsapp:)?\\+[1-9][0-9]{9,13}",
+                body in any::<String>(),
+                media in 0u32..10,
+            ) {
+                let now = Utc::now();
+                let p = vec![
+                    ("AccountSid".to_owned(), ACCOUNT.to_owned()),
+                    ("MessageSid".to_owned(), sid.clone()),
+                    ("From".to_owned(), from.clone()),
+                    ("Body".to_owned(), body.clone()),
+                    ("NumMedia".to_owned(), media.to_string()),
+                ];
+                let e = parse_message(&p, ACCOUNT, now).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                prop_assert_eq!(&e.event_key, &sid);
+                let inbound: Inbound = serde_json::from_str(&e.payload).map_err(|err| TestCaseError::fail(err.to_string()))?;
+                let Inbound::Message { from: f, text, channel, message_type, opt, .. } = inbound else {
+                    return Err(TestCaseError::fail("not a message"));
+                };
+                let want_channel = if from.starts_with("whatsapp:") { Channel::Whatsapp } else { Channel::Sms };
+                prop_assert_eq!((f, channel), (from, Some(want_channel)));
+                prop_assert_eq!(text, Some(body.clone()).filter(|b| !b.trim().is_empty()));
+                prop_assert_eq!(message_type, if media > 0 { "media" } else { "text" });
+                prop_assert_eq!(opt, OptKeyword::of(None, &body).map(|o| o == OptKeyword::Out));
+            }
+
+            #[test]
+            fn a_signature_signs_the_url_and_every_parameter(
+                token in "[ -~]{1,32}",
+                url in "https://[a-z]{1,10}\\.example(/[a-z]{1,8}){0,3}(\\?[a-z]=[0-9]{1,3})?",
+                params in distinct_params(),
+                at in any::<proptest::sample::Index>(),
+                which in any::<proptest::sample::Index>(),
+            ) {
+                let sig = sign(&token, &url, &params);
+                prop_assert!(signature_ok(&token, &url, &params, Some(&sig)));
+                // Order does not matter: Twilio signs the sorted names.
+                let mut reversed = params.clone();
+                reversed.reverse();
+                prop_assert!(signature_ok(&token, &url, &reversed, Some(&sig)));
+                prop_assert!(!signature_ok(&token, &one_change(&url, at), &params, Some(&sig)), "URL changed");
+                let i = which.index(params.len());
+                let mut changed = params.clone();
+                changed[i].1 = one_change(&changed[i].1, at);
+                prop_assert!(!signature_ok(&token, &url, &changed, Some(&sig)), "value changed");
+                let mut renamed = params.clone();
+                renamed[i].0 = one_change(&renamed[i].0, at);
+                prop_assert!(!signature_ok(&token, &url, &renamed, Some(&sig)), "name changed");
+                let mut dropped = params.clone();
+                dropped.remove(i);
+                prop_assert!(!signature_ok(&token, &url, &dropped, Some(&sig)), "parameter dropped");
+                prop_assert!(!signature_ok(&one_change(&token, at), &url, &params, Some(&sig)), "another token");
+            }
+
+            /// Segments are at least one, and as many as the text needs: at
+            /// least its size over a part's, and at most one more unit of
+            /// waste per part (a 2-septet character or a surrogate pair is
+            /// never split).
+            #[test]
+            fn segments_fit_the_text(text in "\\PC{0,400}|[a-z€{} ]{0,400}|[a-z😀]{0,200}") {
+                let s = segments(&text);
+                prop_assert!(s.segments >= 1);
+                let gsm: Option<u32> = text.chars().map(gsm_septets).sum();
+                match (s.encoding, gsm) {
+                    (Encoding::Gsm7, Some(septets)) if septets <= 160 => prop_assert_eq!(s.segments, 1),
+                    (Encoding::Gsm7, Some(septets)) => {
+                        prop_assert!(s.segments >= septets.div_ceil(153) && s.segments <= septets.div_ceil(152));
+                    }
+                    (Encoding::Ucs2, None) => {
+                        let units = text.encode_utf16().count() as u32;
+                        if units <= 70 {
+                            prop_assert_eq!(s.segments, 1);
+                        } else {
+                            prop_assert!(s.segments >= units.div_ceil(67) && s.segments <= units.div_ceil(66));
+                        }
+                    }
+                    (encoding, gsm) => return Err(TestCaseError::fail(format!("{encoding:?} for a text of {gsm:?} septets"))),
+                }
+                // A longer text never takes fewer segments.
+                let longer = segments(&format!("{text}a"));
+                prop_assert!(longer.segments >= s.segments);
+            }
+        }
+    }
 }

@@ -395,4 +395,173 @@ mod tests {
         let shown = format!("{w:?}");
         assert!(!shown.contains("s3cret") && shown.contains("\"P\""), "{shown}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+        use crate::arbitrary;
+
+        /// A notification for number `P` around `value`: the envelope is
+        /// right, so the parser reaches whatever `value` holds.
+        fn envelope(value: Value) -> Vec<u8> {
+            json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": value}]}]})
+                .to_string()
+                .into_bytes()
+        }
+
+        fn well_formed_or_typed_error(body: &[u8]) -> Result<(), TestCaseError> {
+            match parse(body, "P") {
+                Ok(events) => {
+                    for e in events {
+                        // Every entry's payload is the journal's JSON, and reads back.
+                        serde_json::from_str::<Inbound>(&e.payload)
+                            .map_err(|err| TestCaseError::fail(err.to_string()))?;
+                        prop_assert!(e.message_ref.is_some());
+                    }
+                }
+                Err(ParseError::Malformed(m)) | Err(ParseError::UnknownAccount(m)) => prop_assert!(!m.is_empty()),
+            }
+            Ok(())
+        }
+
+        #[derive(Debug, Clone)]
+        struct GenMessage {
+            from: String,
+            id: String,
+            timestamp: i64,
+            text: Option<String>,
+            name: Option<String>,
+        }
+
+        #[derive(Debug, Clone)]
+        struct GenStatus {
+            id: String,
+            status: &'static str,
+            timestamp: i64,
+            opaque: Option<String>,
+        }
+
+        fn message() -> impl Strategy<Value = GenMessage> {
+            (
+                "[1-9][0-9]{9,13}",
+                "wamid\\.[A-Za-z0-9=]{1,30}",
+                0i64..4_000_000_000,
+                proptest::option::of(any::<String>()),
+                proptest::option::of("\\PC{1,20}"),
+            )
+                .prop_map(|(from, id, timestamp, text, name)| GenMessage {
+                    from,
+                    id,
+                    timestamp,
+                    text,
+                    name,
+                })
+        }
+
+        fn status() -> impl Strategy<Value = GenStatus> {
+            (
+                "wamid\\.[A-Za-z0-9=]{1,30}",
+                proptest::sample::select(&["sent", "delivered", "read", "failed"][..]),
+                0i64..4_000_000_000,
+                proptest::option::of("[a-z0-9-]{1,20}"),
+            )
+                .prop_map(|(id, status, timestamp, opaque)| GenStatus { id, status, timestamp, opaque })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+                well_formed_or_typed_error(&body)?;
+            }
+
+            #[test]
+            fn arbitrary_json_never_panics(root in arbitrary::json(), value in arbitrary::json(), item in arbitrary::json()) {
+                well_formed_or_typed_error(root.to_string().as_bytes())?;
+                well_formed_or_typed_error(&envelope(value))?;
+                // An arbitrary message and status inside a valid value.
+                let v = json!({"metadata": {"phone_number_id": "P"}, "messages": [item.clone()], "statuses": [item]});
+                well_formed_or_typed_error(&envelope(v))?;
+            }
+
+            /// A notification built from generated messages and statuses
+            /// gives one journal entry each, in order, saying what was sent.
+            #[test]
+            fn a_built_notification_parses_back(
+                messages in proptest::collection::vec(message(), 0..4),
+                statuses in proptest::collection::vec(status(), 0..4),
+            ) {
+                let contacts: Vec<Value> = messages
+                    .iter()
+                    .filter_map(|m| Some(json!({"wa_id": m.from, "profile": {"name": m.name.clone()?}})))
+                    .collect();
+                let wire_messages: Vec<Value> = messages
+                    .iter()
+                    .map(|m| match &m.text {
+                        Some(t) => json!({"from": m.from, "id": m.id, "timestamp": m.timestamp.to_string(), "type": "text", "text": {"body": t}}),
+                        None => json!({"from": m.from, "id": m.id, "timestamp": m.timestamp.to_string(), "type": "image", "image": {"id": "media-1"}}),
+                    })
+                    .collect();
+                let wire_statuses: Vec<Value> = statuses
+                    .iter()
+                    .map(|s| {
+                        let mut v = json!({"id": s.id, "status": s.status, "timestamp": s.timestamp.to_string(), "recipient_id": "1"});
+                        if let Some(o) = &s.opaque {
+                            v["biz_opaque_callback_data"] = json!(o);
+                        }
+                        v
+                    })
+                    .collect();
+                let value = json!({
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "P"},
+                    "contacts": contacts,
+                    "messages": wire_messages,
+                    "statuses": wire_statuses,
+                });
+                let events = parse(&envelope(value.clone()), "P").map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                prop_assert_eq!(events.len(), messages.len() + statuses.len());
+                for (m, e) in messages.iter().zip(&events) {
+                    prop_assert_eq!((e.kind, e.event_key.as_str()), (EventKind::Message, m.id.as_str()));
+                    let inbound: Inbound = serde_json::from_str(&e.payload).map_err(|err| TestCaseError::fail(err.to_string()))?;
+                    let Inbound::Message { from, name, text, sent_at, .. } = inbound else {
+                        return Err(TestCaseError::fail("not a message"));
+                    };
+                    // The first contact with this wa_id names the sender (only
+                    // messages with a name were given a contact).
+                    let want_name = messages.iter().filter(|o| o.from == m.from).find_map(|o| o.name.clone());
+                    prop_assert_eq!((from.as_str(), name, text.as_ref()), (m.from.as_str(), want_name, m.text.as_ref()));
+                    prop_assert_eq!(sent_at.timestamp(), m.timestamp);
+                }
+                for (s, e) in statuses.iter().zip(&events[messages.len()..]) {
+                    prop_assert_eq!(e.kind, EventKind::Status);
+                    prop_assert_eq!(&e.event_key, &format!("{}:{}", s.id, s.status));
+                    prop_assert_eq!(&e.opaque, &s.opaque);
+                }
+                // The same notification for another number is refused as such.
+                prop_assert!(matches!(parse(&envelope(value), "Q"), Err(ParseError::UnknownAccount(_))));
+            }
+
+            #[test]
+            fn a_signature_is_of_the_exact_body(
+                secret in "\\PC{0,20}",
+                body in proptest::collection::vec(any::<u8>(), 0..200),
+                at in any::<proptest::sample::Index>(),
+                flip in 1u8..=255,
+            ) {
+                let sig = sign(&secret, &body);
+                prop_assert!(signature_ok(&secret, &body, Some(&sig)));
+                if !body.is_empty() {
+                    let mut changed = body.clone();
+                    changed[at.index(body.len())] ^= flip;
+                    prop_assert!(!signature_ok(&secret, &changed, Some(&sig)));
+                }
+                let other_secret = format!("{secret}x");
+                prop_assert!(!signature_ok(&other_secret, &body, Some(&sig)));
+            }
+        }
+    }
 }

@@ -105,26 +105,46 @@ struct StockRow {
 }
 
 /// Parses every row of a CSV text, or says which line is wrong and why.
+/// Each row comes with the line it starts on: a quoted field may hold line
+/// breaks and blank lines are skipped, so counting rows would name the
+/// wrong line in the later checks' errors.
 fn rows<T: serde::de::DeserializeOwned>(file: &'static str, text: &str) -> Result<Vec<(u64, T)>, ImportError> {
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let row_error = |err: &csv::Error, line: Option<u64>| {
+        let line = line.or_else(|| err.position().map(|p| p.line())).unwrap_or(0);
+        let message = match err.kind() {
+            csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                Some(i) => format!("column {}: {}", i + 1, err.kind()),
+                None => err.kind().to_string(),
+            },
+            _ => err.to_string(),
+        };
+        ImportError::Row { file, line, message }
+    };
+    let headers = reader.headers().map_err(|e| row_error(&e, None))?.clone();
     let mut out = Vec::new();
-    for record in reader.deserialize::<T>() {
-        match record {
-            Ok(row) => out.push((out.len() as u64 + 2, row)),
-            Err(err) => {
-                let line = err.position().map(|p| p.line()).unwrap_or(0);
-                let message = match err.kind() {
-                    csv::ErrorKind::Deserialize { err, .. } => match err.field() {
-                        Some(i) => format!("column {}: {}", i + 1, err.kind()),
-                        None => err.kind().to_string(),
-                    },
-                    _ => err.to_string(),
-                };
-                return Err(ImportError::Row { file, line, message });
-            }
-        }
+    for record in reader.records() {
+        let record = record.map_err(|e| row_error(&e, None))?;
+        let line = start_line(text, record.position());
+        let row = record.deserialize(Some(&headers)).map_err(|e| row_error(&e, Some(line)))?;
+        out.push((line, row));
     }
     Ok(out)
+}
+
+/// The line a record starts on. The reader's position is where it began
+/// reading the record, before the blank lines it skips, so its line can be
+/// too early: count the lines up to the record's first character instead.
+fn start_line(text: &str, position: Option<&csv::Position>) -> u64 {
+    let Some(position) = position else { return 0 };
+    let bytes = text.as_bytes();
+    let from = usize::try_from(position.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
+    let blank = bytes[from..].iter().take_while(|b| matches!(b, b'\n' | b'\r')).count();
+    // \n, \r\n and a lone \r each end a line, as the reader counts them.
+    let ends = (0..from + blank)
+        .filter(|&i| bytes[i] == b'\n' || (bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+        .count();
+    u64::try_from(ends).map_or(u64::MAX, |n| n + 1)
 }
 
 fn bad(file: &'static str, line: u64, message: impl Into<String>) -> ImportError {
@@ -401,6 +421,12 @@ pub fn patient_from_fhir(r: &serde_json::Value) -> Result<crate::store::NewPatie
         Some(p) => Some(crate::http::patients::normalise_phone(&p).map_err(bad_resource)?),
         None => None,
     };
+    // Stored as the patient form stores it (upper case): the search by card
+    // and a scanned QR code look it up in that form, exactly.
+    let ehealth_card = match ident(telemed::fhir::EHEALTH_CARD_SYSTEM) {
+        Some(c) => Some(crate::http::patients::normalise_card(&c).map_err(bad_resource)?),
+        None => None,
+    };
     Ok(crate::store::NewPatient {
         name,
         birth_date: r["birthDate"].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
@@ -414,7 +440,7 @@ pub fn patient_from_fhir(r: &serde_json::Value) -> Result<crate::store::NewPatie
         phone,
         email: telecom("email"),
         preferred_language: None,
-        ehealth_card: ident(telemed::fhir::EHEALTH_CARD_SYSTEM),
+        ehealth_card,
         abha_number: abha,
         hims_patient_id: ident(telemed::fhir::HIMS_SYSTEM).or_else(|| text(&r["id"])),
     })
@@ -436,6 +462,175 @@ mod tests {
         assert!(rows::<FacilityRow>("facilities.csv", DEMO.facilities.unwrap()).unwrap().len() >= 10);
         assert!(rows::<StockRow>("stock.csv", DEMO.stock.unwrap()).unwrap().len() >= 20);
         assert_eq!(rows::<Scheme>("schemes.csv", DEMO.schemes.unwrap()).unwrap().len(), 5);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+        use crate::arbitrary;
+        use crate::http::patients::{normalise_card, normalise_phone};
+        use crate::store::Sex;
+
+        /// A stock line as a facility writes it; the medicine may hold the
+        /// characters CSV must quote (comma, quote, line break).
+        fn stock_row() -> impl Strategy<Value = (String, String, i64, String)> {
+            ("[A-Z]{2}-[0-9]{1,4}", "[A-Za-z]([A-Za-z0-9 ,\"\n]{0,20}[A-Za-z0-9])?", any::<i64>(), "[a-z]{1,8}")
+        }
+
+        fn is_row_error(e: &ImportError, file: &str) -> bool {
+            matches!(e, ImportError::Row { file: f, message, .. } if *f == file && !message.is_empty())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_csv_never_panics(text in "\\PC{0,200}|[a-z0-9,\"\r\n -]{0,200}") {
+                let with_header = format!("facility_code,medicine,quantity,unit\n{text}");
+                for t in [&text, &with_header] {
+                    if let Err(e) = rows::<StockRow>("stock.csv", t) {
+                        prop_assert!(is_row_error(&e, "stock.csv"), "{e}");
+                    }
+                    if let Err(e) = rows::<FacilityRow>("facilities.csv", t) {
+                        prop_assert!(is_row_error(&e, "facilities.csv"), "{e}");
+                    }
+                }
+            }
+
+            /// Rows written by a CSV writer read back as written, each with
+            /// the line it starts on: a quoted line break or a blank line
+            /// between rows must not shift the lines named in errors.
+            #[test]
+            fn stock_rows_round_trip_with_their_lines(
+                written in proptest::collection::vec((stock_row(), any::<bool>()), 0..8),
+                crlf in any::<bool>(),
+            ) {
+                let (end, terminator) = if crlf { ("\r\n", csv::Terminator::CRLF) } else { ("\n", csv::Terminator::Any(b'\n')) };
+                let mut text = format!("facility_code,medicine,quantity,unit{end}");
+                let mut lines = Vec::new();
+                for (row, blank_after) in &written {
+                    lines.push(text.matches('\n').count() as u64 + 1);
+                    let mut w = csv::WriterBuilder::new().has_headers(false).terminator(terminator).from_writer(Vec::new());
+                    w.serialize(row).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let record = w.into_inner().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    text += &String::from_utf8(record).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    if *blank_after {
+                        text += end;
+                    }
+                }
+                let read = rows::<StockRow>("stock.csv", &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                prop_assert_eq!(read.len(), written.len());
+                for ((_, got), ((code, medicine, quantity, unit), _)) in read.iter().zip(&written) {
+                    prop_assert_eq!(
+                        (&got.facility_code, &got.medicine, got.quantity, &got.unit),
+                        (code, medicine, *quantity, unit)
+                    );
+                }
+                let read_lines: Vec<u64> = read.iter().map(|(line, _)| *line).collect();
+                prop_assert_eq!(read_lines, lines, "{}", text);
+            }
+
+            #[test]
+            fn arbitrary_fhir_resources_never_panic(r in arbitrary::json()) {
+                for rtype in ["Patient", "Location"] {
+                    let mut typed = r.clone();
+                    if let Some(o) = typed.as_object_mut() {
+                        o.insert("resourceType".into(), json!(rtype));
+                    }
+                    for resource in [&r, &typed] {
+                        if let Ok(p) = patient_from_fhir(resource) {
+                            prop_assert!(!p.name.trim().is_empty());
+                        }
+                        if let Ok(f) = location_from_fhir(resource, vec!["OPD".into()]) {
+                            prop_assert!(!f.name.is_empty());
+                        }
+                    }
+                }
+            }
+
+            /// A Patient as Careline writes it (telemed's FHIR builder) reads
+            /// back to the same record, identifiers in the form the patient
+            /// search and a card's QR code look them up by.
+            #[test]
+            fn a_written_patient_reads_back(
+                name in "[A-Za-z][A-Za-z ]{0,20}[A-Za-z]",
+                sex in proptest::sample::select(&["male", "female", "other", "unknown"][..]),
+                birth in proptest::option::of(0i32..40_000),
+                phone in proptest::option::of("[6-9][0-9]{9}"),
+                email in proptest::option::of("[a-z]{1,8}@[a-z]{1,8}\\.in"),
+                abha in proptest::option::of("91[0-9]{12}"),
+                card in proptest::option::of("[A-Za-z]{2}-[A-Za-z]{3}-[0-9]{6}"),
+                hims in proptest::option::of("[A-Z0-9-]{1,12}"),
+            ) {
+                let birth_date = birth.and_then(|d| NaiveDate::from_num_days_from_ce_opt(700_000 + d));
+                let resource = telemed::fhir::patient(&telemed::fhir::FhirPatient {
+                    name: &name,
+                    sex,
+                    birth_date,
+                    phone: phone.as_deref(),
+                    email: email.as_deref(),
+                    abha_number: abha.as_deref(),
+                    ehealth_card: card.as_deref(),
+                    hims_id: hims.as_deref(),
+                });
+                let p = patient_from_fhir(&resource).map_err(|e| TestCaseError::fail(format!("{e}\n{resource}")))?;
+                prop_assert_eq!(&p.name, &name);
+                prop_assert_eq!(p.sex.map(Sex::as_str), Some(sex));
+                prop_assert_eq!(p.birth_date, birth_date);
+                prop_assert_eq!(p.phone, phone.map(|n| normalise_phone(&n)).transpose().map_err(TestCaseError::fail)?);
+                prop_assert_eq!(&p.email, &email);
+                let want_abha = abha.map(|a| crate::store::AbhaNumber::parse(&a)).transpose().map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&p.abha_number, &want_abha);
+                let want_card = card.map(|c| normalise_card(&c)).transpose().map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&p.ehealth_card, &want_card);
+                prop_assert_eq!(&p.hims_patient_id, &hims);
+            }
+
+            /// A Location's identifier, name, kind and hours come out as given.
+            #[test]
+            fn a_location_reads_back(
+                code in "[A-Z]{2}-[0-9]{1,4}",
+                kind in proptest::sample::select(&["Mohalla Clinic", "Polyclinic", "Dispensary", "Hospital"][..]),
+                name in "[A-Za-z]{1,12}",
+                hours in proptest::option::of(("([0-1][0-9]|2[0-3]):[0-5][0-9]:00", "([0-1][0-9]|2[0-3]):[0-5][0-9]:00")),
+            ) {
+                let mut r = json!({
+                    "resourceType": "Location",
+                    "id": "loc-1",
+                    "identifier": [{"value": code}],
+                    "name": format!("{name} {kind}"),
+                    "type": [{"text": kind}],
+                });
+                if let Some((open, close)) = &hours {
+                    r["hoursOfOperation"] = json!([{"daysOfWeek": ["mon", "tue"], "openingTime": open, "closingTime": close}]);
+                }
+                let f = location_from_fhir(&r, vec!["OPD".into()]).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&f.code, &code);
+                let want = match kind {
+                    "Mohalla Clinic" => FacilityKind::MohallaClinic,
+                    "Polyclinic" => FacilityKind::Polyclinic,
+                    "Dispensary" => FacilityKind::Dispensary,
+                    _ => FacilityKind::Hospital,
+                };
+                // A name that happens to say "clinic" or "poly" wins over the type text.
+                let lower = name.to_lowercase();
+                if !["mohalla", "clinic", "poly", "dispensary"].iter().any(|w| lower.contains(w)) {
+                    prop_assert_eq!(f.kind, want);
+                }
+                let want_hours = match &hours {
+                    Some((open, close)) => format!("mon,tue {}-{}", &open[..5], &close[..5]),
+                    None => "ask the facility".into(),
+                };
+                prop_assert_eq!(&f.opening_hours, &want_hours);
+                prop_assert_eq!(&f.services, &vec!["OPD".to_owned()]);
+                // Without a name it is refused, with the reason.
+                let mut nameless: Value = r.clone();
+                nameless["name"] = json!("  ");
+                prop_assert!(location_from_fhir(&nameless, vec![]).is_err());
+            }
+        }
     }
 }
 

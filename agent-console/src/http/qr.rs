@@ -115,4 +115,42 @@ mod tests {
         assert!(decode(&png).unwrap_err().contains("no QR code"));
         assert!(decode(b"not an image").unwrap_err().contains("not a PNG or JPEG"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A card number as printed, in any case: letters and digits both.
+        fn card() -> impl Strategy<Value = String> {
+            "[A-Za-z]{2}-[A-Za-z]{3}-[0-9]{6}|[A-Za-z]{1,4}[0-9]{5,10}"
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever a code says, a card number found in it is one the
+            /// patient search accepts as it is (normalised, letters and digits).
+            #[test]
+            fn what_is_found_is_a_card_number(text in "\\PC{0,80}|[a-zA-Z0-9/:.?=&\"{}, -]{0,80}") {
+                if let Some(c) = card_in(&text) {
+                    prop_assert_eq!(normalise_card(&c), Ok(c.clone()));
+                    prop_assert!(c.chars().any(|c| c.is_ascii_digit()) && c.chars().any(|c| c.is_ascii_alphabetic()));
+                }
+            }
+
+            /// The card number comes out of the payloads cards carry: alone,
+            /// a URL path segment, a query value or a JSON field.
+            #[test]
+            fn a_card_is_found_in_its_payloads(card in card(), name in "[A-Za-z ]{0,20}", form in 0u8..4) {
+                let text = match form {
+                    0 => format!(" {card}\n"),
+                    1 => format!("https://ehealth.delhi.gov.in/card/{card}?v=2"),
+                    2 => format!("ehealth://card?id={card}&name={}", name.replace(' ', "+")),
+                    _ => serde_json::json!({"name": name, "card": card}).to_string(),
+                };
+                prop_assert_eq!(card_in(&text), Some(card.to_uppercase()), "{}", text);
+            }
+        }
+    }
 }

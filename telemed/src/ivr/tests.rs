@@ -958,3 +958,45 @@ fn ivr_every_prompt_has_a_row_and_a_file() {
     let absent: Vec<_> = all.iter().filter(|f| !dir.join(format!("{f}.wav")).is_file()).collect();
     assert!(absent.is_empty(), "run telemed/scripts/make-prompts.sh; no recording for {absent:?}");
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Exactly ten ASCII digits, kept as keyed; anything else (other
+        /// lengths, Unicode digits such as Devanagari ४) is refused.
+        #[test]
+        fn a_phone_number_is_ten_ascii_digits(s in "\\PC{0,12}|[0-9]{9,11}|[0-9०-९]{10}") {
+            let ten_digits = s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit());
+            match PhoneNumber::parse(&s) {
+                Some(n) => {
+                    prop_assert!(ten_digits, "{s:?}");
+                    prop_assert_eq!(n.as_str(), s.as_str());
+                }
+                None => prop_assert!(!ten_digits, "{s:?}"),
+            }
+        }
+
+        #[test]
+        fn a_pin_is_six_digits_not_starting_with_0(s in "\\PC{0,8}|[0-9]{5,7}|[0-9०-९]{6}") {
+            let valid = s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+            match Pin::parse(&s) {
+                Some(pin) => {
+                    prop_assert!(valid, "{s:?}");
+                    prop_assert_eq!(pin.get().to_string(), s);
+                }
+                None => prop_assert!(!valid, "{s:?}"),
+            }
+        }
+
+        #[test]
+        fn every_pin_code_round_trips(code in 100_000u32..1_000_000) {
+            prop_assert_eq!(Pin::parse(&code.to_string()).map(Pin::get), Some(code));
+            prop_assert_eq!(Pin::parse(&format!("0{}", code % 100_000)), None);
+        }
+    }
+}

@@ -798,4 +798,57 @@ mod tests {
         assert_eq!(detect(&speech), "");
         assert_eq!(detect(&Law::A.decode(&Law::A.encode(&speech))), "");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_payload_parses_only_at_four_octets(payload in proptest::collection::vec(any::<u8>(), 0..12)) {
+                let parsed = TelephoneEvent::parse(&payload);
+                prop_assert_eq!(parsed.is_ok(), payload.len() == TelephoneEvent::LEN);
+                if let Err(e) = parsed {
+                    prop_assert_eq!(e, DtmfError::Length(payload.len()));
+                }
+            }
+
+            /// Parsing then encoding gives the octets back with R (reserved,
+            /// RFC 4733 §2.3.3) cleared.
+            #[test]
+            fn octets_round_trip_but_the_reserved_bit(octets in any::<[u8; 4]>()) {
+                let e = TelephoneEvent::parse(&octets).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(e.volume <= 63);
+                prop_assert_eq!(e.to_bytes(), Ok([octets[0], octets[1] & !0x40, octets[2], octets[3]]));
+            }
+
+            #[test]
+            fn events_round_trip_and_loud_ones_are_refused(
+                event in any::<u8>(),
+                end in any::<bool>(),
+                volume in any::<u8>(),
+                duration in any::<u16>(),
+            ) {
+                let e = TelephoneEvent { event, end, volume, duration };
+                match e.to_bytes() {
+                    Ok(octets) => {
+                        prop_assert!(volume <= 63);
+                        prop_assert_eq!(TelephoneEvent::parse(&octets), Ok(e));
+                    }
+                    Err(err) => {
+                        prop_assert!(volume > 63);
+                        prop_assert_eq!(err, DtmfError::Volume(volume));
+                    }
+                }
+                // A key's event code maps back to the key, and only keys map.
+                match event_digit(event) {
+                    Some(key) => prop_assert_eq!(digit_event(key), Some(event)),
+                    None => prop_assert!(event > 15),
+                }
+            }
+        }
+    }
 }

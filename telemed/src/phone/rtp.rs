@@ -27,6 +27,14 @@ pub enum RtpError {
     /// Building a packet with the padding bit set: never needed here.
     #[error("refusing to build a padded RTP packet")]
     PaddingRequested,
+    /// Building with a payload type that does not fit its 7 bits: the
+    /// eighth would be written over the marker bit.
+    #[error("RTP payload type {0}; RFC 3550 §5.1 has 7 bits (0–127)")]
+    PayloadType(u8),
+    /// Building with more CSRCs than CC's 4 bits count: the count would
+    /// spill into the extension and padding bits.
+    #[error("{0} CSRCs; RFC 3550 §5.1 allows at most 15")]
+    Csrcs(usize),
     /// Too short for its header, CSRC list, extension or padding.
     #[error("malformed RTP packet: {0}")]
     Malformed(#[from] rtc::shared::error::Error),
@@ -55,10 +63,18 @@ pub fn parse(datagram: &[u8]) -> Result<Packet, RtpError> {
 }
 
 /// Builds a datagram from a header and a payload. The header's version is
-/// written as 2 whatever it holds; a padded header is refused.
+/// written as 2 whatever it holds; a padded header is refused, and so is one
+/// the fixed header cannot say (`rtc` would OR the excess into the
+/// neighbouring bits and send a packet that reads back as another).
 pub fn build(header: &Header, payload: &[u8]) -> Result<Vec<u8>, RtpError> {
     if header.padding {
         return Err(RtpError::PaddingRequested);
+    }
+    if header.payload_type > 0x7F {
+        return Err(RtpError::PayloadType(header.payload_type));
+    }
+    if header.csrc.len() > 15 {
+        return Err(RtpError::Csrcs(header.csrc.len()));
     }
     let header = Header { version: 2, ..header.clone() };
     let mut out = header.marshal()?.to_vec();
@@ -144,5 +160,111 @@ mod tests {
         assert!(!is_rtcp(&build(&header(1), &[0xD5]).unwrap()));
         assert!(!is_rtcp(&[0x80, 0x08]));
         assert!(!is_rtcp(&[0x80]));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A header as the phone leg could be asked to build: any field,
+        /// including out-of-range payload types and CSRC counts, never padded.
+        fn any_header() -> impl Strategy<Value = Header> {
+            (
+                0u8..4,
+                any::<bool>(),
+                any::<u8>(),
+                any::<u16>(),
+                any::<u32>(),
+                any::<u32>(),
+                proptest::collection::vec(any::<u32>(), 0..20),
+            )
+                .prop_map(|(version, marker, payload_type, sequence_number, timestamp, ssrc, csrc)| {
+                    Header {
+                        version,
+                        marker,
+                        payload_type,
+                        sequence_number,
+                        timestamp,
+                        ssrc,
+                        csrc,
+                        ..Header::default()
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_datagrams_never_panic(datagram in proptest::collection::vec(any::<u8>(), 0..200)) {
+                if let Ok(p) = parse(&datagram) {
+                    prop_assert_eq!(p.header.version, 2);
+                    prop_assert!(p.payload.len() <= datagram.len());
+                }
+                let _ = is_rtcp(&datagram);
+            }
+
+            /// Version 2 with any flags: past the version check into the
+            /// CSRC, extension and padding arithmetic.
+            #[test]
+            fn version_2_datagrams_never_panic(
+                first in 0u8..64,
+                rest in proptest::collection::vec(any::<u8>(), 0..120),
+            ) {
+                let mut datagram = vec![0x80 | first];
+                datagram.extend(rest);
+                if let Ok(p) = parse(&datagram) {
+                    prop_assert!(12 + 4 * p.header.csrc.len() + p.payload.len() <= datagram.len());
+                }
+            }
+
+            /// Building never emits a packet that reads back as another: a
+            /// header RTP can carry round-trips with its payload, one it
+            /// cannot (a payload type over 127, more than 15 CSRCs) is refused.
+            #[test]
+            fn build_then_parse_gives_the_header_and_payload_back(
+                header in any_header(),
+                payload in proptest::collection::vec(any::<u8>(), 0..300),
+            ) {
+                let representable = header.payload_type <= 0x7F && header.csrc.len() <= 15;
+                match build(&header, &payload) {
+                    Ok(datagram) => {
+                        prop_assert!(representable, "built an unrepresentable header {header:?}");
+                        let p = parse(&datagram).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!(p.header, Header { version: 2, ..header.clone() });
+                        prop_assert_eq!(&p.payload[..], &payload[..]);
+                    }
+                    Err(RtpError::PayloadType(pt)) => prop_assert_eq!(pt, header.payload_type),
+                    Err(RtpError::Csrcs(n)) => prop_assert_eq!(n, header.csrc.len()),
+                    Err(e) => return Err(TestCaseError::fail(format!("{e} for {header:?}"))),
+                }
+            }
+
+            /// RFC 8285 one-byte and two-byte header extensions, set through
+            /// `set_extension` (which checks ids and lengths), survive too.
+            #[test]
+            fn extensions_round_trip(
+                two_byte in any::<bool>(),
+                exts in proptest::collection::btree_map(1u8..15, proptest::collection::vec(any::<u8>(), 1..17), 0..4),
+                payload in proptest::collection::vec(any::<u8>(), 0..40),
+            ) {
+                let profile = if two_byte { 0x1000 } else { 0xBEDE };
+                let mut header = Header { version: 2, payload_type: 8, extension: true, extension_profile: profile, ..Header::default() };
+                for (id, bytes) in &exts {
+                    header
+                        .set_extension(*id, bytes::Bytes::copy_from_slice(bytes))
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
+                let datagram = build(&header, &payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let p = parse(&datagram).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                for (id, bytes) in &exts {
+                    let got = p.header.get_extension(*id);
+                    prop_assert_eq!(got.as_deref(), Some(&bytes[..]));
+                }
+                prop_assert_eq!(p.header.extensions.len(), exts.len());
+                prop_assert_eq!(&p.payload[..], &payload[..]);
+            }
+        }
     }
 }

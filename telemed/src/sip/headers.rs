@@ -205,4 +205,129 @@ mod tests {
         assert!(lists_tag("100rel, timer", "timer"));
         assert!(!lists_tag("100rel", "timer"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A display name as trunks send them: letters and inner spaces,
+        /// never the word that means "withheld".
+        fn display_name() -> impl Strategy<Value = String> {
+            "[A-Za-z][A-Za-z .]{0,14}[A-Za-z]"
+                .prop_filter("anonymous is a withheld name", |n| !n.trim().eq_ignore_ascii_case("anonymous"))
+        }
+
+        /// An identity header carrying `number` (and `name`): a SIP or tel
+        /// URI, bracketed or bare, with the parameters carriers add.
+        fn identity(number: &str, name: Option<&str>, host: &str, form: u8) -> String {
+            let display = name.map(|n| format!("\"{n}\" ")).unwrap_or_default();
+            match form % 4 {
+                0 => format!("{display}<sip:{number}@{host};user=phone>;tag=a1"),
+                1 => format!("{display}<tel:{number};phone-context=+91>"),
+                2 => format!("{display}<sips:{number};isub=7@{host}:5061>"),
+                _ => format!("sip:{number}@{host};tag=b2"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_header_values_never_panic(
+                pai in proptest::option::of(any::<String>()),
+                from in proptest::option::of(any::<String>()),
+                privacy in proptest::option::of(any::<String>()),
+                content_type in any::<String>(),
+                body in any::<String>(),
+            ) {
+                let id = CallerId::from_headers(pai.as_deref(), from.as_deref(), privacy.as_deref());
+                // No number is the same as a withheld one.
+                prop_assert!(id.number.is_some() || id.withheld);
+                let _ = user_of(&body);
+                let _ = SessionExpires::parse(&body);
+                let _ = lists_tag(&content_type, &body);
+                if let Some(key) = dtmf_from_info(&content_type, &body) {
+                    prop_assert!("0123456789*#ABCD".contains(key), "{key:?}");
+                }
+            }
+
+            /// Text shaped like the headers (angle brackets, schemes, `@`,
+            /// `;`) reaches the branches that arbitrary text rarely does.
+            #[test]
+            fn header_shaped_values_never_panic(
+                value in "[\"<>a-zA-Z0-9:@;=+. ]{0,40}",
+                other in "(sips?|tel):[a-z0-9@;=+<>\" ]{0,30}",
+            ) {
+                let _ = CallerId::from_headers(Some(&value), Some(&other), Some(&value));
+                let _ = CallerId::from_headers(None, Some(&value), None);
+                let _ = user_of(&other);
+                let _ = SessionExpires::parse(&value);
+                let _ = dtmf_from_info("application/dtmf-relay", &value);
+            }
+
+            #[test]
+            fn an_asserted_identity_gives_its_number_and_name(
+                number in "\\+?[0-9]{3,15}",
+                name in proptest::option::of(display_name()),
+                host in "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){0,2}",
+                form in any::<u8>(),
+                from_form in any::<u8>(),
+            ) {
+                let pai = identity(&number, name.as_deref(), &host, form);
+                // The tel form and a bare URI carry no display name.
+                let name = name.filter(|_| form % 4 != 3);
+                let from = identity("0000", None, "10.0.0.1", from_form);
+                let want = CallerId { number: Some(number.clone()), name: name.clone(), withheld: false };
+                prop_assert_eq!(CallerId::from_headers(Some(&pai), Some(&from), None), want.clone());
+                // Without an asserted identity, From says the same.
+                prop_assert_eq!(CallerId::from_headers(None, Some(&pai), None), want);
+                prop_assert_eq!(user_of(&pai), Some(number.clone()));
+                // RFC 3323 Privacy: id withholds it, whatever the case and other values.
+                let id = CallerId::from_headers(Some(&pai), None, Some("header; ID "));
+                prop_assert_eq!(id, CallerId { number: Some(number), name, withheld: true });
+            }
+
+            #[test]
+            fn a_session_expires_value_round_trips(
+                secs in any::<u64>(),
+                refresher in proptest::option::of(any::<bool>()),
+                upper in any::<bool>(),
+                spaced in any::<bool>(),
+            ) {
+                let sep = if spaced { " ; " } else { ";" };
+                let mut value = secs.to_string();
+                if let Some(uac) = refresher {
+                    let r = if uac { "refresher=uac" } else { "refresher=uas" };
+                    value += sep;
+                    value += &if upper { r.to_ascii_uppercase() } else { r.to_owned() };
+                }
+                // Other parameters (RFC 4028 allows extensions) do not change it.
+                value += ";x-vendor=1";
+                let want = SessionExpires { interval: Duration::from_secs(secs), refresher_uac: refresher };
+                prop_assert_eq!(SessionExpires::parse(&value), Some(want));
+                prop_assert_eq!(SessionExpires::parse(&format!("-{value}")), None);
+            }
+
+            #[test]
+            fn an_info_key_round_trips(
+                key in proptest::sample::select("0123456789*#ABCDabcd".chars().collect::<Vec<_>>()),
+                duration in 0u32..10_000,
+                as_event in any::<bool>(),
+            ) {
+                let want = Some(key.to_ascii_uppercase());
+                // RFC 4733 §3.2 codes 10 and 11, as some gear writes * and #.
+                let signal = match key {
+                    '*' if as_event => "10".to_owned(),
+                    '#' if as_event => "11".to_owned(),
+                    k => k.to_string(),
+                };
+                let relay = format!("Signal= {signal}\r\nDuration={duration}\r\n");
+                prop_assert_eq!(dtmf_from_info("application/dtmf-relay", &relay), want);
+                prop_assert_eq!(dtmf_from_info("Application/DTMF-Relay; charset=utf-8", &relay), want);
+                prop_assert_eq!(dtmf_from_info("application/dtmf", &format!(" {key}\r\n")), want);
+                prop_assert_eq!(dtmf_from_info("text/plain", &relay), None);
+            }
+        }
+    }
 }

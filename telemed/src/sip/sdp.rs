@@ -553,4 +553,297 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        use std::net::{Ipv6Addr, SocketAddrV4};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// One payload format as a generator builds it, with the lines that say it.
+        #[derive(Debug, Clone)]
+        struct GenFormat {
+            payload_type: u8,
+            rtpmap: Option<(String, Option<u32>)>,
+            fmtp: Option<String>,
+        }
+
+        #[derive(Debug, Clone)]
+        struct GenMedia {
+            kind: &'static str,
+            port: u16,
+            port_count: Option<u8>,
+            formats: Vec<GenFormat>,
+            connection: Option<IpAddr>,
+            ptime: Option<u32>,
+            direction: Option<Direction>,
+        }
+
+        #[derive(Debug, Clone)]
+        struct GenOffer {
+            connection: Option<IpAddr>,
+            direction: Option<Direction>,
+            media: Vec<GenMedia>,
+        }
+
+        fn direction() -> impl Strategy<Value = Direction> {
+            prop_oneof![
+                Just(Direction::SendRecv),
+                Just(Direction::SendOnly),
+                Just(Direction::RecvOnly),
+                Just(Direction::Inactive),
+            ]
+        }
+
+        fn address() -> impl Strategy<Value = IpAddr> {
+            prop_oneof![
+                any::<Ipv4Addr>().prop_map(IpAddr::V4),
+                any::<Ipv6Addr>().prop_map(IpAddr::V6),
+                // The RFC 2543 hold address.
+                Just(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ]
+        }
+
+        fn formats() -> impl Strategy<Value = Vec<GenFormat>> {
+            // Distinct payload types: an rtpmap names one format.
+            let types = proptest::sample::subsequence((0u8..128).collect::<Vec<_>>(), 1..5).prop_shuffle();
+            types.prop_flat_map(|types| {
+                let n = types.len();
+                let encoding = prop_oneof![
+                    Just("PCMA"),
+                    Just("PCMU"),
+                    Just("pcmu"),
+                    Just("telephone-event"),
+                    Just("G729"),
+                    Just("opus"),
+                ];
+                let rate = proptest::option::of(prop_oneof![Just(8000u32), Just(16000), Just(48000)]);
+                let rtpmap = proptest::option::of((encoding.prop_map(str::to_owned), rate));
+                let fmtp = proptest::option::of("[!-~]{1,12}");
+                (Just(types), proptest::collection::vec((rtpmap, fmtp), n)).prop_map(|(types, extra)| {
+                    types
+                        .into_iter()
+                        .zip(extra)
+                        .map(|(payload_type, (rtpmap, fmtp))| GenFormat { payload_type, rtpmap, fmtp })
+                        .collect()
+                })
+            })
+        }
+
+        fn media() -> impl Strategy<Value = GenMedia> {
+            (
+                prop_oneof![3 => Just("audio"), 1 => Just("video"), 1 => Just("image")],
+                any::<u16>(),
+                proptest::option::of(1u8..4),
+                formats(),
+                proptest::option::of(address()),
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(direction()),
+            )
+                .prop_map(|(kind, port, port_count, formats, connection, ptime, direction)| GenMedia {
+                    kind,
+                    port,
+                    port_count,
+                    formats,
+                    connection,
+                    ptime,
+                    direction,
+                })
+        }
+
+        fn offer() -> impl Strategy<Value = GenOffer> {
+            (
+                proptest::option::of(address()),
+                proptest::option::of(direction()),
+                proptest::collection::vec(media(), 1..4),
+            )
+                .prop_map(|(connection, direction, media)| GenOffer { connection, direction, media })
+        }
+
+        fn connection_line(ip: IpAddr) -> String {
+            match ip {
+                IpAddr::V4(v4) => format!("c=IN IP4 {v4}\r\n"),
+                IpAddr::V6(v6) => format!("c=IN IP6 {v6}\r\n"),
+            }
+        }
+
+        /// The SDP text of a generated offer, lines in RFC 4566 §5's order.
+        fn render(o: &GenOffer) -> String {
+            let mut out = String::from("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n");
+            if let Some(ip) = o.connection {
+                out += &connection_line(ip);
+            }
+            out += "t=0 0\r\n";
+            if let Some(d) = o.direction {
+                out += &format!("a={}\r\n", d.attribute());
+            }
+            for m in &o.media {
+                let port = match m.port_count {
+                    Some(n) => format!("{}/{n}", m.port),
+                    None => m.port.to_string(),
+                };
+                if m.kind == "image" {
+                    out += &format!("m=image {port} udptl t38\r\n");
+                } else {
+                    let pts: Vec<String> = m.formats.iter().map(|f| f.payload_type.to_string()).collect();
+                    out += &format!("m={} {port} RTP/AVP {}\r\n", m.kind, pts.join(" "));
+                }
+                if let Some(ip) = m.connection {
+                    out += &connection_line(ip);
+                }
+                if m.kind != "image" {
+                    for f in &m.formats {
+                        match &f.rtpmap {
+                            Some((name, Some(rate))) => {
+                                out += &format!("a=rtpmap:{} {name}/{rate}\r\n", f.payload_type)
+                            }
+                            Some((name, None)) => out += &format!("a=rtpmap:{} {name}\r\n", f.payload_type),
+                            None => {}
+                        }
+                        if let Some(fmtp) = &f.fmtp {
+                            out += &format!("a=fmtp:{} {fmtp}\r\n", f.payload_type);
+                        }
+                    }
+                }
+                if let Some(p) = m.ptime {
+                    out += &format!("a=ptime:{p}\r\n");
+                }
+                if let Some(d) = m.direction {
+                    out += &format!("a={}\r\n", d.attribute());
+                }
+            }
+            out
+        }
+
+        /// What parsing the rendered offer must give: written out from the
+        /// generated parts, not from the parser's own rules.
+        fn expected(o: &GenOffer) -> SessionDescription {
+            let media = o
+                .media
+                .iter()
+                .map(|m| {
+                    let rtp = m.kind != "image";
+                    Media {
+                        kind: m.kind.to_owned(),
+                        port: m.port,
+                        proto: if rtp { "RTP/AVP" } else { "udptl" }.to_owned(),
+                        format_tokens: if rtp {
+                            m.formats.iter().map(|f| f.payload_type.to_string()).collect()
+                        } else {
+                            vec!["t38".to_owned()]
+                        },
+                        formats: if rtp {
+                            m.formats
+                                .iter()
+                                .map(|f| Format {
+                                    payload_type: f.payload_type,
+                                    encoding: f.rtpmap.as_ref().map(|(n, _)| n.clone()),
+                                    clock_rate: f.rtpmap.as_ref().and_then(|(_, r)| *r),
+                                    fmtp: f.fmtp.clone(),
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
+                        connection: m.connection.or(o.connection),
+                        ptime: m.ptime,
+                        direction: m.direction.or(o.direction).unwrap_or_default(),
+                    }
+                })
+                .collect();
+            SessionDescription { media }
+        }
+
+        /// The G.711 codec a format is, by RFC 3551: an 8 kHz (or unstated
+        /// rate) rtpmap name, else the static payload type.
+        fn g711(f: &Format) -> Option<Codec> {
+            match (&f.encoding, f.clock_rate) {
+                (Some(e), None | Some(8000)) if e.eq_ignore_ascii_case("PCMA") => Some(Codec::Pcma),
+                (Some(e), None | Some(8000)) if e.eq_ignore_ascii_case("PCMU") => Some(Codec::Pcmu),
+                (Some(_), _) => None,
+                (None, _) => match f.payload_type {
+                    8 => Some(Codec::Pcma),
+                    0 => Some(Codec::Pcmu),
+                    _ => None,
+                },
+            }
+        }
+
+        /// Negotiating `sd` either agrees on the offer's first G.711 format
+        /// and answers with it (an answer that negotiates back to the same
+        /// choice), or is refused with the error that says why.
+        fn check_negotiation(sd: &SessionDescription) -> Result<(), TestCaseError> {
+            let audio = sd.media.iter().find(|m| m.kind == "audio" && m.port != 0 && m.proto.starts_with("RTP/"));
+            match negotiate(sd) {
+                Ok(n) => {
+                    let audio = audio.ok_or_else(|| TestCaseError::fail("negotiated without an audio stream"))?;
+                    prop_assert_eq!(Some(n.codec), audio.formats.iter().find_map(g711));
+                    prop_assert_eq!(Some(n.remote.port()), Some(audio.port));
+                    // An offered ptime outside 10–60 ms is not one a G.711 leg sends.
+                    let ptime = audio.ptime.filter(|p| (10..=60).contains(p)).unwrap_or(DEFAULT_PTIME_MS);
+                    prop_assert_eq!(n.ptime_ms, ptime);
+                    let local = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 30000));
+                    let a = answer(&n, local, Origin { session_id: 1, version: 1 });
+                    let back = parse(a.as_bytes()).map_err(|e| TestCaseError::fail(format!("our answer: {e}\n{a}")))?;
+                    // RFC 3264 §6: as many m-lines as the offer, in its order.
+                    prop_assert_eq!(back.media.len(), sd.media.len());
+                    let again = negotiate(&back).map_err(|e| TestCaseError::fail(format!("our answer: {e}\n{a}")))?;
+                    prop_assert_eq!((again.codec, again.telephone_event), (n.codec, n.telephone_event));
+                    prop_assert_eq!(again.direction, n.direction.answer());
+                }
+                Err(e @ SdpError::NoCommonCodec { .. }) => {
+                    let audio = audio.ok_or_else(|| TestCaseError::fail("NoCommonCodec without an audio stream"))?;
+                    prop_assert!(audio.formats.iter().all(|f| g711(f).is_none()), "{audio:?}");
+                    prop_assert!(e.to_string().contains(SUPPORTED), "{e}");
+                    prop_assert!(e.is_not_acceptable());
+                }
+                Err(SdpError::NoAudio) => prop_assert!(audio.is_none()),
+                Err(SdpError::NoConnection) => {
+                    let audio = audio.ok_or_else(|| TestCaseError::fail("NoConnection without an audio stream"))?;
+                    prop_assert!(audio.connection.is_none());
+                    prop_assert!(audio.formats.iter().any(|f| g711(f).is_some()));
+                }
+                Err(e) => return Err(TestCaseError::fail(format!("negotiate gave a parse error: {e}"))),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+                if let Ok(sd) = parse(&body) {
+                    check_negotiation(&sd)?;
+                }
+            }
+
+            /// Lines that look like SDP, in any order and with any values,
+            /// reach the deeper branches that random bytes rarely do.
+            #[test]
+            fn sdp_like_lines_never_panic(
+                lines in proptest::collection::vec(
+                    ("[vcmaost]", "(IN IP[46] )?[0-9a-fA-F.:/ ]{0,20}|(rtpmap|fmtp|ptime):[0-9]{0,4} ?[A-Za-z0-9/-]{0,12}|(audio|video) [0-9/]{0,7} (RTP/AVP|udptl)( [0-9]{1,3}){0,4}|sendonly|inactive"),
+                    0..12,
+                ),
+            ) {
+                let body: String = std::iter::once("v=0".to_owned())
+                    .chain(lines.iter().map(|(k, v)| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                if let Ok(sd) = parse(body.as_bytes()) {
+                    check_negotiation(&sd)?;
+                }
+            }
+
+            #[test]
+            fn a_built_offer_parses_back_to_its_parts(o in offer()) {
+                let text = render(&o);
+                let sd = parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                prop_assert_eq!(&sd, &expected(&o), "{}", text);
+                check_negotiation(&sd)?;
+            }
+        }
+    }
 }
