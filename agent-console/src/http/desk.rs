@@ -390,6 +390,7 @@ async fn due_tasks(State(store): State<Store>, StaffOnDuty(staff): StaffOnDuty) 
 struct SlotSearch {
     department: Option<String>,
     /// How many days ahead to look (1 to 30, default 7).
+    #[param(minimum = 1, maximum = 30)]
     days: Option<i64>,
 }
 

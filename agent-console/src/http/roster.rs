@@ -55,12 +55,16 @@ async fn roster(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ShiftInput {
+    #[schema(min_length = 1, pattern = r"\S")]
     name: String,
-    /// `operator` or `doctor`.
+    /// `operator` or `doctor`: the roles that work shifts.
+    #[schema(value_type = String, pattern = "^(operator|doctor)$")]
     role: Role,
     /// Local minutes after midnight, 0 to 1439.
+    #[schema(minimum = 0, maximum = 1439)]
     starts_minute: i64,
     /// Local minutes after midnight, 1 to 1440; at or before the start, the shift runs past midnight.
+    #[schema(minimum = 1, maximum = 1440)]
     ends_minute: i64,
     #[serde(default)]
     is_peak: bool,
