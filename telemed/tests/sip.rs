@@ -52,6 +52,21 @@ fn free_udp_port(ip: IpAddr) -> u16 {
     StdUdp::bind(SocketAddr::new(ip, 0)).unwrap().local_addr().unwrap().port()
 }
 
+/// SIPp's own signalling port: free for UDP and for TCP at once, since SIPp
+/// binds it with the transport it uses (`-t t1`: a TCP socket), and an
+/// ephemeral UDP port can be some TCP connection's local port (CI once
+/// failed with "Unable to bind main socket").
+fn free_signalling_port(ip: IpAddr) -> u16 {
+    for _ in 0..100 {
+        let udp = StdUdp::bind(SocketAddr::new(ip, 0)).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on {ip}");
+}
+
 /// A media port whose +2 (SIPp's video port) is free too.
 fn free_media_port(ip: IpAddr) -> u16 {
     for _ in 0..100 {
@@ -75,7 +90,7 @@ fn sipp(name: &str, target: SocketAddr, local_ip: &str) -> tokio::process::Child
 
 fn sipp_with(name: &str, target: SocketAddr, local_ip: &str, extra: &[&str]) -> tokio::process::Child {
     let ip: IpAddr = local_ip.parse().unwrap();
-    let port = free_udp_port(ip).to_string();
+    let port = free_signalling_port(ip).to_string();
     let media = free_media_port(ip).to_string();
     let dir = std::env::temp_dir().join(format!("careline-sipp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
