@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod net;
 pub mod phone;
 pub mod report;
+pub mod retry;
 pub mod server;
 // Rows are read as tuples, each destructured right below its query.
 #[allow(clippy::type_complexity)]

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Kolkata;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
@@ -20,33 +20,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Appointment, Attempt, Facility, NewMail, Patient, Store};
 
-/// How failed sends are retried.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Wait before the first retry; each later wait doubles.
-    pub first_backoff: Duration,
-    /// The longest wait between tries.
-    pub max_backoff: Duration,
-    /// Tries in all, the first included.
-    pub max_attempts: i64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy { first_backoff: Duration::seconds(30), max_backoff: Duration::hours(1), max_attempts: 10 }
-    }
-}
+/// How failed sends are retried (the same backoff as replies', its own defaults).
+pub use crate::retry::RetryPolicy;
 
 impl RetryPolicy {
     /// What to record after a failed try, given the tries made before it.
     pub fn after_failure(&self, attempts_before: i64, error: String, permanent: bool, now: DateTime<Utc>) -> Attempt {
-        let made = attempts_before + 1;
-        if permanent || made >= self.max_attempts {
-            return Attempt::GiveUp { error };
+        match self.wait_after(attempts_before + 1) {
+            Some(wait) if !permanent => Attempt::Retry { error, at: now + wait },
+            _ => Attempt::GiveUp { error },
         }
-        let factor = 1i32.checked_shl(u32::try_from(made - 1).unwrap_or(31)).unwrap_or(i32::MAX);
-        let wait = self.first_backoff.checked_mul(factor).map_or(self.max_backoff, |w| w.min(self.max_backoff));
-        Attempt::Retry { error, at: now + wait }
     }
 }
 
@@ -326,6 +309,8 @@ mod ics_param_tests {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Duration;
+
     use super::*;
 
     #[test]

@@ -384,7 +384,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(url) = &config.smtp_url {
         let policy = agent_console::mail::RetryPolicy {
             first_backoff: chrono::Duration::seconds(config.mail_retry_seconds.max(1)),
-            ..Default::default()
+            ..agent_console::mail::RetryPolicy::mail()
         };
         state.mailer = Some(agent_console::mail::Mailer::new(url, &config.mail_from, policy)?);
     }

@@ -195,7 +195,7 @@ impl ChannelConfig {
             http,
             retry: RetryPolicy {
                 first_backoff: Duration::seconds(self.channel_retry_seconds.max(1) as i64),
-                ..Default::default()
+                ..RetryPolicy::replies()
             },
             journal: Arc::new(Notify::new()),
             outbox: Arc::new(Notify::new()),
@@ -344,20 +344,8 @@ impl Channels {
     }
 }
 
-/// How replies that failed clearly are retried.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryPolicy {
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Tries in all, the first included; then the reply is failed.
-    pub max_attempts: i64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy { first_backoff: Duration::seconds(5), max_backoff: Duration::minutes(10), max_attempts: 10 }
-    }
-}
+/// How replies that failed clearly are retried (the same backoff as mail's, its own defaults).
+pub use crate::retry::RetryPolicy;
 
 /// What a provider's send API did with a request, before it is judged.
 #[derive(Clone, Debug, PartialEq)]
@@ -400,13 +388,10 @@ pub fn judge(
 ) -> SendOutcome {
     let retry = |error: String| {
         let tries = attempts_before + 1;
-        if tries >= policy.max_attempts {
-            return SendOutcome::Failed { error: format!("{error} (gave up after {tries} tries)") };
+        match policy.wait_after(tries) {
+            Some(wait) => SendOutcome::Retry { error, at: now + wait },
+            None => SendOutcome::Failed { error: format!("{error} (gave up after {tries} tries)") },
         }
-        let doublings = (tries - 1).clamp(0, 20) as u32;
-        let wait = Duration::milliseconds(policy.first_backoff.num_milliseconds().saturating_mul(1 << doublings))
-            .min(policy.max_backoff);
-        SendOutcome::Retry { error, at: now + wait }
     };
     match posted {
         Posted::Answered { status, body } if (200..300).contains(status) => match message_id {
