@@ -39,6 +39,25 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
+/// Runs a Python `script` that needs the PyPI module `module` (checked
+/// first, naming the install step when it is missing), with `input` on its
+/// stdin; returns its stdout, or the script's stderr as the error.
+pub fn python(module: &str, script: &str, input: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let check = Command::new("python3").args(["-c", &format!("import {module}")]).status().expect("python3");
+    assert!(check.success(), "{module} is missing: `python3 -m pip install {module}` (bash .ci/run does)");
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().expect("piped stdin").write_all(input).expect("write to python3");
+    let out = child.wait_with_output().expect("python3 ran");
+    if out.status.success() { Ok(out.stdout) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+}
+
 /// The command that runs `tests/node/SCRIPT` (playwright-core, headless
 /// Chromium) against `server`, signed in as `user`; screenshots go to
 /// `tests/artifacts`.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tests::{Careline, client, node_script};
+use tests::{Careline, client, node_script, python};
 
 const APP_SECRET: &str = "test-app-secret";
 const VERIFY_TOKEN: &str = "test-verify-token";
@@ -521,27 +521,14 @@ fn start_sms(dir: &Path, api: &str) -> Careline {
 /// `X-Twilio-Signature` of a request to `url` with `params`, computed by the
 /// PyPI `twilio` package.
 fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
-    let check = std::process::Command::new("python3")
-        .args(["-c", "import twilio.request_validator"])
-        .status()
-        .expect("python3");
-    assert!(check.success(), "twilio is missing: `python3 -m pip install twilio` (bash .ci/run does)");
     let script = "import json,sys\n\
         from twilio.request_validator import RequestValidator\n\
         d=json.load(sys.stdin)\n\
         print(RequestValidator(d['token']).compute_signature(d['url'], dict(d['params'])))";
     let input = json!({"token": token, "url": url, "params": params}).to_string();
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "twilio's signature: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let out = python("twilio.request_validator", script, input.as_bytes())
+        .unwrap_or_else(|e| panic!("twilio's signature: {e}"));
+    String::from_utf8(out).unwrap().trim().to_owned()
 }
 
 /// Twilio's documented inbound SMS webhook parameters.

@@ -4,11 +4,10 @@
 //! parser (PyPI `icalendar`) reads back exactly.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tests::{Careline, Smtpd, client, free_port, read_mail};
+use tests::{Careline, Smtpd, client, free_port, python, read_mail};
 
 /// A patient name with each character that needs quoting in a parameter
 /// value (RFC 5545 §3.2, RFC 6868): a comma, a semicolon, double quotes.
@@ -56,20 +55,9 @@ fn parse_ics(ics: &str) -> Value {
           'start':ev.decoded('DTSTART').isoformat(),'end':ev.decoded('DTEND').isoformat(),\n\
           'summary':str(ev['SUMMARY']),'location':str(ev['LOCATION']),\n\
           'organizer':who('ORGANIZER'),'attendee':who('ATTENDEE')}))";
-    let check = Command::new("python3").args(["-c", "import icalendar"]).status().expect("python3");
-    assert!(check.success(), "icalendar is missing: `python3 -m pip install icalendar` (bash .ci/run does)");
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(ics.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "icalendar refused the invitation: {}\n{ics}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
+    let out = python("icalendar", script, ics.as_bytes())
+        .unwrap_or_else(|e| panic!("icalendar refused the invitation: {e}\n{ics}"));
+    serde_json::from_slice(&out).expect("the parser's JSON")
 }
 
 #[tokio::test]
