@@ -173,7 +173,11 @@ fn hims_imports_locations_services_and_patients_from_a_fhir_bundle() {
 /// in which every copy of each tool in `hide` on PATH is covered by an empty,
 /// non-executable file (a PATH change could not hide a tool in /usr/bin).
 fn prereqs_without(hide: &[&str], args: &str) -> std::process::Output {
-    let empty = std::env::temp_dir().join(format!("careline-hidden-tool-{}", std::process::id()));
+    // One file per call: the tests run in parallel threads of one process,
+    // and one removing a shared file under the other's mount failed CI.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let empty = std::env::temp_dir().join(format!("careline-hidden-tool-{}-{n}", std::process::id()));
     std::fs::write(&empty, b"").unwrap();
     let script = format!(
         "set -e; for t in {tools}; do for p in $(which -a $t); do mount --bind {empty} \"$(readlink -f \"$p\")\"; done; done; \
