@@ -26,6 +26,13 @@ pub struct ServeConfig {
     #[arg(long = "redis-prefix", env = "CARELINE_REDIS_PREFIX", default_value = "careline")]
     pub redis_prefix: String,
 
+    /// With Redis: milliseconds a node's lease lasts. A node renews it six
+    /// times per lease; when one runs out, a live node declares that node
+    /// lost, its agents' offers move on at once, and it rejoins under a new id.
+    #[arg(long = "node-lease-ms", env = "CARELINE_NODE_LEASE_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(300..=60_000))]
+    pub node_lease_ms: u64,
+
     /// On an empty database, create a demo roster (operators, doctors, a
     /// supervisor and an admin) and print their passwords once.
     #[arg(long, env = "CARELINE_DEMO")]
@@ -315,6 +322,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
+            .field("node_lease_ms", &self.node_lease_ms)
             .field("demo", &self.demo)
             .field("contact_limit_phone", &self.contact_limit_phone)
             .field("contact_limit_address", &self.contact_limit_address)

@@ -355,6 +355,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         session_ttl: chrono::Duration::hours(config.session_hours),
         redis_url: config.redis_url.clone(),
         redis_prefix: config.redis_prefix.clone(),
+        node_lease: std::time::Duration::from_millis(config.node_lease_ms),
         dispatch_webhook: config.dispatch_webhook.clone(),
         dispatch: agent_console::dispatch::DispatchPolicy {
             first_backoff: chrono::Duration::seconds(config.dispatch_retry_seconds.max(1) as i64),

@@ -173,6 +173,19 @@ impl Careline {
         }
     }
 
+    /// `kill -9`: the process dies at once, as a machine that fails (nothing is flushed or handed over).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Everything printed since start-up, for assertions about logs.
     pub fn drain_output(&self) -> Vec<String> {
         self.lines.try_iter().collect()

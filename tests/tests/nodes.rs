@@ -1,6 +1,7 @@
-//! Two `careline` nodes sharing one queue: one PostgreSQL database and one
+//! Several `careline` nodes sharing one queue: one PostgreSQL database and one
 //! Redis (`--redis-url`), each test with its own database and its own Redis
-//! key prefix (`CARELINE_REDIS_PREFIX`), deleted at the end.
+//! key prefix (`CARELINE_REDIS_PREFIX`), deleted at the end; and nodes that
+//! die (`kill -9`) or stop (`SIGSTOP`, as a node cut off or paused) mid-shift.
 //!
 //! Needs PostgreSQL (`CARELINE_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and Redis
@@ -10,6 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -200,14 +203,15 @@ const OPERATORS: [&str; 6] = ["asha", "imran", "gurpreet", "neha", "ravi", "suni
 const PER_NODE: usize = 8;
 
 /// One operator at a seat: accepts every offer at once, ends the call, wraps
-/// up; fails if an offer comes while it holds one. Returns the contacts offered to it.
+/// up; fails if an offer comes while it holds one. Returns the contacts
+/// offered to it, each with when its offer came.
 async fn operator(
     base: String,
     token: String,
     mut desk: mpsc::UnboundedReceiver<Value>,
     answered: Arc<AtomicUsize>,
     total: usize,
-) -> Vec<String> {
+) -> Vec<(String, Instant)> {
     let mut offered = Vec::new();
     let mut holding: Option<String> = None;
     while answered.load(Ordering::SeqCst) < total {
@@ -216,7 +220,7 @@ async fn operator(
             Some("offer") => {
                 let contact = u["contact"].as_str().unwrap().to_owned();
                 assert!(holding.is_none(), "{contact} offered while this agent holds {holding:?}");
-                offered.push(contact.clone());
+                offered.push((contact.clone(), Instant::now()));
                 holding = Some(contact.clone());
                 let (status, body) = post(&base, &token, &format!("/api/contacts/{contact}/accept"), json!({})).await;
                 assert_eq!(status, 200, "accept of {contact}: {body}");
@@ -281,7 +285,7 @@ async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_o
         // An operator's failed assertion fails the test at once.
         let (on, offered) = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         per_agent.push(offered.len());
-        for c in offered {
+        for (c, _) in offered {
             *crossings.entry((started_on[&c].clone(), on.clone())).or_default() += 1;
             *offers.entry(c).or_default() += 1;
         }
@@ -388,6 +392,243 @@ async fn a_waiting_patient_whose_page_listens_late_is_told_its_place_on_either_n
         }
     }
     assert_eq!(on_b, (on_a, snapshot_a));
+    drop((a, b));
+    shared.drop_all().await;
+}
+
+/// Four more operators, made by the admin, so ten agents can sit at once.
+const MORE_OPERATORS: [&str; 4] = ["kavita", "mohan", "farah", "deepak"];
+
+/// Ten operators on a round-the-clock shift: the demo's six and four more; their passwords.
+async fn ten_operators(node: &Careline) -> (Vec<&'static str>, HashMap<String, String>) {
+    let admin = node.bearer("admin").await;
+    let mut passwords = node.passwords.clone();
+    for user in MORE_OPERATORS {
+        let password = format!("{user}-password-1");
+        let staff = json!({"username": user, "password": password, "role": "operator",
+            "display_name": user, "languages": ["hi", "en"]});
+        let (status, body) = node.post(&admin, "/api/staff", staff).await;
+        assert_eq!(status, 201, "{body}");
+        passwords.insert(user.to_owned(), password);
+    }
+    let users: Vec<&str> = OPERATORS.iter().chain(MORE_OPERATORS.iter()).copied().collect();
+    for user in &users {
+        node.round_the_clock("operator", user).await;
+    }
+    (users, passwords)
+}
+
+/// Node A holds the consoles of four operators: two talking, two with an
+/// offer ringing. Six operators on nodes B and C are seated, on a break; 26
+/// more contacts wait, started on all three nodes. Node A is killed (`kill
+/// -9`). Within 5 s the offers that rang on A are made to live agents (well
+/// before they would have run out), every waiting contact is answered once,
+/// and the two talking on A keep their contacts: their consoles come back
+/// through node B, which makes them ready again, and they end and wrap up there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_mid_shift_loses_no_caller_and_its_offers_move_within_5_s() {
+    let shared = Shared::new().await;
+    let a = shared.node(&["--demo"]);
+    let b = shared.node(&[]);
+    let c = shared.node(&[]);
+    let (users, passwords) = ten_operators(&a).await;
+    let admin = a.bearer("admin").await;
+
+    // Four consoles on node A, ready.
+    let mut on_a = Vec::new();
+    for (i, user) in users[..4].iter().enumerate() {
+        let token = sign_in(&a, user, &passwords[*user]).await;
+        let desk = take_seat(&a, &token, i as i64 + 1).await;
+        on_a.push((staff_id(&a, &admin, user).await, token, desk));
+    }
+    // The first four calls ring at them; two of them answer.
+    let mut ringing_at_a = Vec::new();
+    let mut talking_on_a = Vec::new();
+    for k in 0..4 {
+        let base = [&a.base, &b.base, &c.base][k % 3];
+        let (id, _) = start_contact(base, "webrtc", &format!("98110{k:05}")).await;
+        let asked = Instant::now();
+        let offered = loop {
+            assert!(asked.elapsed() < Duration::from_secs(10), "{id} was not offered on node A within 10 s");
+            let mut got = None;
+            for (agent, _, desk) in on_a.iter_mut() {
+                if let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(100), desk.recv()).await
+                    && u["type"] == "offer"
+                    && u["contact"] == id.as_str()
+                {
+                    got = Some((*agent, u));
+                }
+            }
+            if let Some(g) = got {
+                break g;
+            }
+        };
+        let (agent, offer) = offered;
+        let token = on_a.iter().find(|(a, _, _)| *a == agent).unwrap().1.clone();
+        if k < 2 {
+            let (status, body) = a.post(&token, &format!("/api/contacts/{id}/accept"), json!({})).await;
+            assert_eq!(status, 200, "{body}");
+            talking_on_a.push((agent, token, id));
+        } else {
+            let until: chrono::DateTime<chrono::Utc> = offer["until"].as_str().unwrap().parse().unwrap();
+            ringing_at_a.push((id, until));
+        }
+    }
+    // Six operators on nodes B and C, seated but on a break.
+    let mut live = Vec::new();
+    for (i, user) in users[4..].iter().enumerate() {
+        let node = if i % 2 == 0 { &b } else { &c };
+        let token = sign_in(node, user, &passwords[*user]).await;
+        let desk = sse(node.url("/api/agent/stream"), Some(&token)).await;
+        let (status, body) = node.post(&token, "/api/agent/session", json!({"seat_id": i as i64 + 5})).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = node.post(&token, "/api/agent/pause", json!({"reason": "break"})).await;
+        assert_eq!(status, 200, "{body}");
+        live.push((node.base.clone(), token, desk));
+    }
+    // 26 more calls wait, started on every node (calls: `operator` holds one contact at a time).
+    let mut waiting = Vec::new();
+    for k in 4..30 {
+        let base = [&a.base, &b.base, &c.base][k % 3];
+        waiting.push(start_contact(base, "webrtc", &format!("98110{k:05}")).await.0);
+    }
+
+    let killed = Instant::now();
+    let killed_at = chrono::Utc::now();
+    a.kill();
+    // The live operators come back from their break and answer whatever they are offered.
+    let total = ringing_at_a.len() + waiting.len();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut desks = tokio::task::JoinSet::new();
+    for (base, token, desk) in live {
+        let (status, body) = post(&base, &token, "/api/agent/ready", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        desks.spawn(operator(base, token, desk, answered.clone(), total));
+    }
+    // The two who were talking on node A: their consoles come back through node B.
+    let mut back = Vec::new();
+    for (_, token, _) in &talking_on_a {
+        back.push(sse(b.url("/api/agent/stream"), Some(token)).await);
+    }
+    for (agent, _, _) in &talking_on_a {
+        // Paused with node A (as their console gone), then made ready by node B, holding their call.
+        let paused = Instant::now();
+        while !shared.history().await.iter().any(|(_, k, _, x)| k == "pause" && *x == Some(*agent)) {
+            assert!(paused.elapsed() < Duration::from_secs(10), "agent {agent} was not paused with node A");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_agent_state(&b, &admin, *agent, "busy").await;
+    }
+    for ((_, token, id), desk) in talking_on_a.iter().zip(back.iter_mut()) {
+        // The stream opened with their state: the contact they talk on is still theirs.
+        let snapshot = next_where(desk, 5, |u| u["contacts"].is_array()).await;
+        assert!(snapshot["contacts"].as_array().unwrap().iter().any(|h| h["contact_id"] == id.as_str()), "{snapshot}");
+        let (status, body) = post(&b.base, token, &format!("/api/contacts/{id}/end"), json!({})).await;
+        assert_eq!(status, 204, "{body}");
+        let wrap = json!({"disposition": "information"});
+        let (status, body) = post(&b.base, token, &format!("/api/contacts/{id}/wrap-up"), wrap).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let mut offered_at: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(done) = tokio::time::timeout_at(deadline, desks.join_next()).await.unwrap_or_else(|_| {
+        panic!("not every contact was answered within 60 s of the kill: {} of {total}", answered.load(Ordering::SeqCst))
+    }) {
+        for (contact, at) in done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())) {
+            offered_at.entry(contact).or_default().push(at);
+        }
+    }
+    // Every contact that was ringing or waiting was offered to a live agent once, and answered.
+    let mut expected: Vec<String> = ringing_at_a.iter().map(|(id, _)| id.clone()).chain(waiting.clone()).collect();
+    expected.sort();
+    assert_eq!(offered_at.keys().cloned().collect::<Vec<_>>(), expected);
+    assert!(offered_at.values().all(|t| t.len() == 1), "{offered_at:?}");
+    // The offers that rang on the dead node moved within 5 s, before they would have run out.
+    let mut moved = Vec::new();
+    for (id, until) in &ringing_at_a {
+        let after = offered_at[id][0] - killed;
+        assert!(after < Duration::from_secs(5), "{id} was offered again {after:?} after the kill");
+        assert!(*until - killed_at > chrono::Duration::seconds(6), "the offer of {id} would have run out by itself");
+        moved.push(after);
+    }
+    eprintln!("kill -9 → the dead node's offers made to live agents after {moved:?}");
+
+    // The store's history: every contact arrived once, was accepted once, and ended once.
+    let history = shared.history().await;
+    let everyone: Vec<&String> = expected.iter().chain(talking_on_a.iter().map(|(_, _, id)| id)).collect();
+    for id in everyone {
+        for kind in ["contact_arrived", "accept", "end"] {
+            let n = history.iter().filter(|(_, k, c, _)| k == kind && c.as_deref() == Some(id.as_str())).count();
+            assert_eq!(n, 1, "{kind} of {id}: {history:#?}");
+        }
+    }
+    drop((b, c));
+    shared.drop_all().await;
+}
+
+/// A node that stops (`SIGSTOP`: as cut off from Redis, or paused) longer than
+/// its lease is declared lost: its agent's offer moves to a live node's agent
+/// within 5 s. When it runs again, what it appends under its old id is refused
+/// (the agent's accept of the moved offer is not taken, and the contact is
+/// answered once), and it rejoins under a new id: its console's agent is made
+/// ready there and answers the next contact through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins_under_a_new_id() {
+    let shared = Shared::new().await;
+    let a = shared.node(&["--demo"]);
+    let b = shared.node(&[]);
+    let passwords = a.passwords.clone();
+    a.round_the_clock("operator", "asha").await;
+    a.round_the_clock("operator", "imran").await;
+    let admin = a.bearer("admin").await;
+    let asha_id = staff_id(&a, &admin, "asha").await;
+    let imran_id = staff_id(&a, &admin, "imran").await;
+
+    let asha = sign_in(&a, "asha", &passwords["asha"]).await;
+    let mut asha_desk = take_seat(&a, &asha, 1).await;
+    let imran = sign_in(&b, "imran", &passwords["imran"]).await;
+    let mut imran_desk = sse(b.url("/api/agent/stream"), Some(&imran)).await;
+    let (status, body) = b.post(&imran, "/api/agent/session", json!({"seat_id": 2})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (id, _) = start_contact(&b.base, "webrtc", "9812000001").await;
+    let offer = next_where(&mut asha_desk, 10, |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], id.as_str());
+    let (status, body) = b.post(&imran, "/api/agent/ready", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    a.signal("STOP");
+    let stopped = Instant::now();
+    let moved = next_where(&mut imran_desk, 8, |u| u["type"] == "offer").await;
+    let after = stopped.elapsed();
+    assert_eq!(moved["contact"], id.as_str(), "{moved}");
+    assert!(after < Duration::from_secs(5), "offered again {after:?} after node A stopped");
+    eprintln!("SIGSTOP → the stopped node's offer made to a live agent after {after:?}");
+    let (status, body) = b.post(&imran, &format!("/api/contacts/{id}/accept"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Node A runs again and its agent tries to accept the offer it was shown: refused.
+    a.signal("CONT");
+    let (status, body) = a.post(&asha, &format!("/api/contacts/{id}/accept"), json!({})).await;
+    assert!(status == 409 || status == 503, "the fenced node's accept was taken: {status} {body}");
+    // It rejoined under a new id; asha's console there makes her ready again.
+    wait_agent_state(&b, &admin, asha_id, "idle").await;
+    let (next, _) = start_contact(&b.base, "webrtc", "9812000002").await;
+    let offer = next_where(&mut asha_desk, 10, |u| u["type"] == "offer" && u["contact"] == next.as_str()).await;
+    assert_eq!(offer["agent"], asha_id);
+    let (status, body) = a.post(&asha, &format!("/api/contacts/{next}/accept"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    wait_agent_state(&b, &admin, imran_id, "busy").await;
+
+    // Each contact accepted once; node A's rows are under its new id's name.
+    let history = shared.history().await;
+    for c in [&id, &next] {
+        let n = history.iter().filter(|(_, k, x, _)| k == "accept" && x.as_deref() == Some(c.as_str())).count();
+        assert_eq!(n, 1, "accepts of {c}: {history:#?}");
+    }
+    let lines = a.drain_output().join("\n");
+    assert!(lines.contains("rejoining under a new id"), "{lines}");
     drop((a, b));
     shared.drop_all().await;
 }

@@ -12,20 +12,28 @@
 //!   ([`routing::redis_log::SharedEngine`]): a handler's event is appended
 //!   to the stream and its answer is the engine's answer to that entry;
 //!   every node applies every entry (a follower task reads the stream as it
-//!   grows); the node that appended an entry carries out its actions and
-//!   writes its `routing_event` row, so the store's history has each event
-//!   once. The roster goes through the stream too. A (re)starting node
-//!   rebuilds its replica from the stream, not from the store. While Redis
-//!   cannot be reached the node stays up and routing answers 503.
+//!   grows), and every node delivers the decisions of every entry it
+//!   applies to its own readers; the node that appended an entry writes its
+//!   `routing_event` row, so the store's history has each event once. The
+//!   roster goes through the stream too. A (re)starting node rebuilds its
+//!   replica from the stream, not from the store. While Redis cannot be
+//!   reached the node stays up and routing answers 503. Each node holds a
+//!   lease in Redis (`--node-lease-ms`); a node whose lease runs out is
+//!   declared lost in the stream by a live one and fenced there (see
+//!   [`routing::redis_log`]): its agents are paused as their console gone, so
+//!   their offers move at once, and it rejoins under a new id if it still runs.
 //!
 //! A timer task sends `Tick` when the engine asks (with Redis every node
 //! does; a duplicate finds nothing due). Decisions go out as [`Update`]s on
 //! a broadcast channel that the server-sent event streams of agents and
-//! patients filter. With Redis every update is also published on a Redis
-//! channel, and each node feeds the updates of the other nodes into its own
-//! broadcast channel, so a console hears of its offers and a patient of
-//! their messages whichever node they are connected to (and a node's own
-//! updates reach its streams once, directly).
+//! patients filter. The engine's decisions reach each node's channel from
+//! the entries it applies (so a node that dies after appending loses no
+//! offer: the others deliver it). The updates handlers make (connected,
+//! ended, messages, captions) are also published on a Redis channel, and each
+//! node feeds the other nodes' into its own broadcast channel; that relay is
+//! at most once, and what a reader missed comes back in the snapshot it gets
+//! on reconnecting. When a node's replica is rebuilt its readers are sent
+//! [`Update::Resync`], which their streams turn into a fresh snapshot.
 //!
 //! ## Layout
 //! - this module: [`Center`], [`CenterError`], and the handling, logging and
@@ -160,6 +168,8 @@ impl Center {
                     url: r.url,
                     cfg,
                     shared: Mutex::new(None),
+                    joined: std::sync::Mutex::new(None),
+                    lease: r.lease,
                     outbox,
                 };
                 tasks.spawn(publish_updates(backing.url.clone(), backing.channel.clone(), rx, shutdown.clone()));
@@ -173,6 +183,7 @@ impl Center {
             }
             tasks.spawn(center.clone().relay_updates(r.url.clone(), r.channel.clone(), shutdown.clone()));
             tasks.spawn(center.clone().follow(shutdown.clone()));
+            tasks.spawn(center.clone().keep_lease(shutdown.clone()));
         }
         tasks.spawn(center.clone().drive(shutdown));
         Ok(center)
@@ -241,12 +252,13 @@ impl Center {
                 let submitted = match shared.submit(now.timestamp_millis(), event).await {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::error!(error = %e, "routing: Redis failed; the replica will be rebuilt");
+                        tracing::error!(error = %e, "routing: the replica will be rebuilt");
                         *guard = None;
                         return Err(CenterError::Unavailable(e.to_string()));
                     }
                 };
-                self.carry_out(&submitted.applied).await;
+                self.carry_out(shared.node(), &submitted.applied).await;
+                self.rejoin_if_fenced(&mut guard);
                 drop(guard);
                 let actions = submitted.result?;
                 if write != RecordWrite::Nothing {
@@ -274,11 +286,12 @@ impl Center {
         self.inner.store.log_routing_event(&self.inner.node, &row, write).await
     }
 
-    /// Carries out this node's entries among `applied` (other nodes carry
-    /// out theirs): logs each accepted event, and publishes its actions.
-    /// Called under the replica's lock, so this node's rows are in stream order.
-    async fn carry_out(&self, applied: &[Applied]) {
-        for a in applied.iter().filter(|a| a.node == self.inner.node) {
+    /// Carries out the entries among `applied`: every node delivers their
+    /// decisions to its own readers; the node that appended an entry (`node`
+    /// is this node's id on the stream) also writes its row of the store's
+    /// history. Called under the replica's lock, so rows and updates are in stream order.
+    async fn carry_out(&self, node: &str, applied: &[Applied]) {
+        for a in applied {
             let Ok(actions) = &a.result else { continue };
             if matches!(a.event, Event::Tick) && actions.is_empty() {
                 continue;
@@ -286,16 +299,20 @@ impl Center {
             // With Redis the stream is the routing state, and every replica already
             // applied this entry; the row is the store's history (reports), so a
             // failed write is logged and the actions still carried out.
-            if let Err(e) = self.log(at(a.at), &a.event, &RecordWrite::Nothing).await {
+            if a.node == node
+                && let Err(e) = self.log(at(a.at), &a.event, &RecordWrite::Nothing).await
+            {
                 tracing::error!(error = %e, entry = %a.id, "routing event not written to the store's history");
             }
             for action in actions {
-                self.publish(Update::from(action));
+                let _ = self.inner.updates.send(Update::from(action));
             }
         }
     }
 
-    /// Sends an update to whoever listens, on this node and (with Redis) on the others.
+    /// Sends an update a handler made to whoever listens, on this node and
+    /// (with Redis) on the others. The engine's decisions do not come
+    /// through here: every node delivers those from the entries it applies.
     pub fn publish(&self, update: Update) {
         if let Backing::Redis(r) = &self.inner.backing {
             let relayed = Relayed { node: self.inner.node.clone(), update: update.clone() };
@@ -386,13 +403,14 @@ impl Center {
                     let mut guard = r.shared.lock().await;
                     let Some(shared) = guard.as_mut() else { continue };
                     match shared.tick(Utc::now().timestamp_millis()).await {
-                        Ok(Some(submitted)) => self.carry_out(&submitted.applied).await,
+                        Ok(Some(submitted)) => self.carry_out(shared.node(), &submitted.applied).await,
                         Ok(None) => {}
                         Err(e) => {
-                            tracing::error!(error = %e, "routing tick: Redis failed; the replica will be rebuilt");
+                            tracing::error!(error = %e, "routing tick: the replica will be rebuilt");
                             *guard = None;
                         }
                     }
+                    self.rejoin_if_fenced(&mut guard);
                 }
             }
         }
@@ -416,7 +434,10 @@ impl Center {
                     return Err(CenterError::Unavailable("not connected to Redis".into()));
                 };
                 match shared.set_roster(now.timestamp_millis(), &roster).await {
-                    Ok(applied) => self.carry_out(&applied).await,
+                    Ok(applied) => {
+                        self.carry_out(shared.node(), &applied).await;
+                        self.rejoin_if_fenced(&mut guard);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "routing: Redis failed; the replica will be rebuilt");
                         *guard = None;

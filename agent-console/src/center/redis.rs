@@ -1,14 +1,15 @@
 //! The Redis backing: this node's replica of the shared routing stream,
-//! the follower that applies the other nodes' entries, and the relay of
-//! updates between nodes over pub/sub.
+//! the follower that applies the other nodes' entries, the lease keeper
+//! that declares lost nodes, and the relay of handlers' updates between
+//! nodes over pub/sub.
 
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
-use routing::redis_log::SharedEngine;
+use routing::redis_log::{self, SharedEngine};
 use routing::{Roster, RoutingConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, MutexGuard, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backing, Center, Update, roster_around};
@@ -23,6 +24,12 @@ pub(super) struct RedisBacking {
     /// This node's replica; `None` until connected, and again after Redis
     /// failed it (the follower reconnects and rebuilds it from the stream).
     pub(super) shared: Mutex<Option<SharedEngine>>,
+    /// This node's id on the stream while its replica is connected (the
+    /// lease keeper reads it without waiting for the replica's lock). A
+    /// `std::sync::Mutex`, never held across `.await`.
+    pub(super) joined: std::sync::Mutex<Option<String>>,
+    /// How long this node's lease lasts.
+    pub(super) lease: StdDuration,
     /// Updates for the other nodes, in order, to the publisher task.
     pub(super) outbox: mpsc::UnboundedSender<String>,
 }
@@ -34,6 +41,8 @@ pub struct RedisRouting {
     /// Keys are `{prefix}:routing` (the stream) and `{prefix}:updates` (the
     /// channel): one prefix per deployment (per database).
     pub prefix: String,
+    /// How long a node's lease lasts: a node silent that long is declared lost.
+    pub lease: StdDuration,
 }
 
 /// An update as it travels between nodes.
@@ -44,25 +53,30 @@ pub(super) struct Relayed {
 }
 
 impl Center {
-    /// Connects this node's replica: applies the whole stream to an engine
-    /// with no roster (so it ends where every replica is), then appends the
-    /// roster this node reads from the store.
+    /// Connects this node's replica: joins the stream under a fresh id with
+    /// its lease, applies the whole stream to an engine with no roster (so
+    /// it ends where every replica is), then appends the roster this node
+    /// reads from the store. Readers are then sent [`Update::Resync`]: what
+    /// they were told before may be stale.
     pub(super) async fn connect_replica(&self) -> anyhow::Result<()> {
         let Backing::Redis(r) = &self.inner.backing else { return Ok(()) };
         let mut guard = r.shared.lock().await;
         if guard.is_some() {
             return Ok(());
         }
-        let connect = SharedEngine::connect(&r.url, &r.stream, &self.inner.node, Roster::default(), r.cfg.clone());
-        let mut shared = tokio::time::timeout(StdDuration::from_secs(5), connect)
+        let lease_ms = r.lease.as_millis() as u64;
+        let join = SharedEngine::join(&r.url, &r.stream, &self.inner.node, lease_ms, Roster::default(), r.cfg.clone());
+        let mut shared = tokio::time::timeout(StdDuration::from_secs(5), join)
             .await
             .map_err(|_| anyhow::anyhow!("Redis did not answer within 5 s"))??;
+        *r.joined.lock().expect("joined lock") = Some(shared.node().to_owned());
         let now = Utc::now();
         let roster = roster_around(&self.inner.store, now).await?;
         shared.set_roster(now.timestamp_millis(), &roster).await?;
         let e = shared.engine();
         tracing::info!(
             stream = %r.stream,
+            node = shared.node(),
             last = shared.last_id().unwrap_or("-"),
             agents = e.agents().count(),
             waiting = e.waiting(),
@@ -70,8 +84,120 @@ impl Center {
         );
         *guard = Some(shared);
         drop(guard);
+        let _ = self.inner.updates.send(Update::Resync);
         self.inner.wake.notify_one();
         Ok(())
+    }
+
+    /// After applying entries: if they declared this node lost, its replica
+    /// is dropped (its entries are refused from now on), and the follower
+    /// rejoins under a new id.
+    pub(super) fn rejoin_if_fenced(&self, guard: &mut MutexGuard<'_, Option<SharedEngine>>) {
+        let Backing::Redis(r) = &self.inner.backing else { return };
+        if let Some(shared) = guard.as_ref()
+            && shared.fenced()
+        {
+            tracing::warn!(
+                node = shared.node(),
+                "routing: this node was declared lost by the others; rejoining under a new id"
+            );
+            **guard = None;
+            *r.joined.lock().expect("joined lock") = None;
+        }
+    }
+
+    /// With Redis: renews this node's lease six times per lease, and declares
+    /// lost every node of the stream whose lease is gone. A renewal that finds
+    /// the lease already gone (this node was stopped or cut off that long)
+    /// drops the replica so it rejoins under a new id, whether or not another
+    /// node has declared it lost yet. Gives the lease up on shutdown.
+    pub(super) async fn keep_lease(self, shutdown: CancellationToken) {
+        let Backing::Redis(r) = &self.inner.backing else { return };
+        let lease_ms = r.lease.as_millis() as u64;
+        let period = (r.lease / 6).max(StdDuration::from_millis(50));
+        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let round = async {
+                if conn.is_none() {
+                    let client = redis::Client::open(r.url.as_str())?;
+                    conn = Some(client.get_multiplexed_async_connection().await?);
+                }
+                let c = conn.as_mut().expect("connected above");
+                let Some(me) = r.joined.lock().expect("joined lock").clone() else { return anyhow::Ok(()) };
+                if !redis_log::renew_lease(c, &r.stream, &me, lease_ms).await? {
+                    tracing::warn!(node = %me, "routing: this node's lease had run out; rejoining under a new id");
+                    let mut guard = r.shared.lock().await;
+                    if guard.as_ref().is_some_and(|s| s.node() == me) {
+                        *guard = None;
+                    }
+                    *r.joined.lock().expect("joined lock") = None;
+                    return Ok(());
+                }
+                // The nodes the replica has seen; skipped this round while the replica is busy.
+                let others: Vec<String> = match r.shared.try_lock() {
+                    Ok(guard) => guard
+                        .as_ref()
+                        .map(|s| s.replica().nodes().filter(|n| *n != me).map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                for node in others {
+                    if redis_log::lease_alive(c, &r.stream, &node).await? {
+                        continue;
+                    }
+                    let mut guard = r.shared.lock().await;
+                    let Some(shared) = guard.as_mut() else { break };
+                    if shared.replica().is_fenced(&node) {
+                        continue;
+                    }
+                    match shared.lose(Utc::now().timestamp_millis(), &node).await {
+                        Ok(applied) => {
+                            tracing::warn!(lost = %node, paused = applied.iter().filter(|a| a.node == me).count(),
+                                "routing: a node's lease ran out; declared lost, its agents' offers move on");
+                            self.carry_out(&me, &applied).await;
+                            self.rejoin_if_fenced(&mut guard);
+                        }
+                        Err(e) => {
+                            *guard = None;
+                            return Err(e.into());
+                        }
+                    }
+                    drop(guard);
+                    self.inner.wake.notify_one();
+                }
+                Ok(())
+            };
+            // A round is bounded: a lease renewal that waits longer than the lease is no renewal.
+            match tokio::time::timeout(r.lease, round).await {
+                Ok(Ok(())) => failing = false,
+                Ok(Err(e)) => {
+                    conn = None;
+                    if !failing {
+                        tracing::warn!(error = %e, "routing: the node lease could not be kept; retrying");
+                        failing = true;
+                    }
+                }
+                Err(_) => {
+                    conn = None;
+                    if !failing {
+                        tracing::warn!("routing: Redis did not answer the lease keeper within a lease; retrying");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        // A clean stop: give the lease up so the others move this node's agents' offers at once.
+        let me = r.joined.lock().expect("joined lock").clone();
+        if let (Some(me), Some(c)) = (me, conn.as_mut())
+            && let Err(e) = redis_log::drop_lease(c, &r.stream, &me).await
+        {
+            tracing::warn!(error = %e, "routing: this node's lease was not given up; it runs out by itself");
+        }
     }
 
     /// With Redis: keeps the replica connected and applies the other nodes'
@@ -111,7 +237,11 @@ impl Center {
                 let mut guard = r.shared.lock().await;
                 if let Some(shared) = guard.as_mut() {
                     match shared.sync().await {
-                        Ok(applied) => self.carry_out(&applied).await,
+                        Ok(applied) => {
+                            let node = shared.node().to_owned();
+                            self.carry_out(&node, &applied).await;
+                            self.rejoin_if_fenced(&mut guard);
+                        }
                         Err(e) => {
                             *guard = None;
                             return Err(e.into());
@@ -183,7 +313,7 @@ impl Center {
     }
 }
 
-/// With Redis: publishes this node's updates, in order, for the other nodes.
+/// With Redis: publishes the updates this node's handlers made, in order, for the other nodes.
 /// While Redis is away they are dropped (the consoles on other nodes miss
 /// them; this node's own streams had them already).
 pub(super) async fn publish_updates(

@@ -74,6 +74,11 @@ pub enum Update {
         #[serde(rename = "final")]
         is_final: bool,
     },
+    /// This node's routing state was rebuilt (its replica reconnected, or
+    /// rejoined after being fenced), so its readers may have missed
+    /// updates: every stream sends its reader a fresh snapshot instead of
+    /// this. Never relayed to other nodes nor sent to a client as such.
+    Resync,
 }
 
 impl Update {
@@ -90,7 +95,7 @@ impl Update {
             | Update::Alert { contact, .. }
             | Update::Message { contact, .. }
             | Update::Caption { contact, .. } => Some(contact),
-            Update::AgentPaused { .. } => None,
+            Update::AgentPaused { .. } | Update::Resync => None,
         }
     }
 

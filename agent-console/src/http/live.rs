@@ -1,7 +1,9 @@
 //! Server-sent event streams that start from a snapshot: a reader first
 //! gets a `snapshot` event (what it needs to draw its page now), then the
 //! live `update`s it may see. A reader that falls behind the broadcast
-//! channel (`RecvError::Lagged`) gets a fresh snapshot instead of a silent gap.
+//! channel (`RecvError::Lagged`) gets a fresh snapshot instead of a silent gap,
+//! and so does every reader when the node's routing state was rebuilt
+//! ([`Update::Resync`]).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -58,23 +60,26 @@ pub(super) async fn live<R: Reader>(
                     _ = shutdown.cancelled() => return None,
                     got = rx.recv() => got,
                 };
-                match got {
+                let resync = match got {
+                    Ok(Update::Resync) => "the node's routing state was rebuilt",
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a stream fell behind; it gets a fresh snapshot");
+                        "the stream fell behind"
+                    }
+                    Err(RecvError::Closed) => return None,
                     Ok(update) => {
                         if reader.pass(&update) {
                             return Some((Ok(update_event(&update)), (reader, rx, shutdown, pending)));
                         }
+                        continue;
                     }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "a stream fell behind; it gets a fresh snapshot");
-                        match reader.snapshot().await {
-                            Ok(events) => pending.extend(events),
-                            Err(e) => {
-                                tracing::error!(error = %e, "a stream's snapshot failed; the stream ends, its reader reconnects");
-                                return None;
-                            }
-                        }
+                };
+                match reader.snapshot().await {
+                    Ok(events) => pending.extend(events),
+                    Err(e) => {
+                        tracing::error!(error = %e, why = resync, "a stream's snapshot failed; the stream ends, its reader reconnects");
+                        return None;
                     }
-                    Err(RecvError::Closed) => return None,
                 }
             }
         },

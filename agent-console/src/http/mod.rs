@@ -93,6 +93,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// The prefix of this deployment's Redis keys (one per database).
     pub redis_prefix: String,
+    /// With Redis: how long this node's lease lasts (see `center`).
+    pub node_lease: Duration,
     /// The ambulance dispatch service's webhook, when configured.
     pub dispatch_webhook: Option<String>,
     /// How undelivered ambulance requests are retried, and when the wallboard raises the alarm.
@@ -113,10 +115,11 @@ impl AppState {
         shutdown: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Self> {
-        let redis = settings
-            .redis_url
-            .clone()
-            .map(|url| crate::center::RedisRouting { url, prefix: settings.redis_prefix.clone() });
+        let redis = settings.redis_url.clone().map(|url| crate::center::RedisRouting {
+            url,
+            prefix: settings.redis_prefix.clone(),
+            lease: settings.node_lease,
+        });
         let local = redis.is_none();
         // With Redis, node names must differ across machines too (every container's careline may be pid 1).
         let node = match &redis {
