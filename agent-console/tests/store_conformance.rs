@@ -128,6 +128,7 @@ conformance!(
     shifts_secrets_audit_and_mail_read_back,
     ambulance_requests_keep_their_delivery,
     a_routing_event_and_its_record_change_are_written_together,
+    a_routing_entry_is_written_once_whichever_node_carries_it_out,
     patient_access_facts_list_every_relation,
     messaging_channels_journal_threads_and_outbox,
     sms_opt_outs_are_kept_per_number,
@@ -902,6 +903,46 @@ async fn a_routing_event_and_its_record_change_are_written_together(store: &Stor
     store.write_contact(&end, t0).await.unwrap();
     assert_eq!(store.contact("c-1").await.unwrap().status, ContactStatus::WrapUp);
     assert!(matches!(store.write_contact(&abandon, t0).await, Err(StoreError::Refused(_))));
+}
+
+async fn a_routing_entry_is_written_once_whichever_node_carries_it_out(store: &Store, _url: &str) {
+    let asha = store.create_staff(&new_staff("asha", Role::Operator)).await.unwrap();
+    let t0 = now();
+    let row = |kind: &str| RoutingEventRow {
+        at: t0,
+        kind: kind.into(),
+        contact_id: Some("c-9".into()),
+        agent_id: None,
+        body: format!(r#"{{"type":"{kind}"}}"#),
+    };
+    let new = NewContact { channel: Some(Channel::Chat), language: "hi".into(), ..Default::default() };
+    let create = RecordWrite::Create { contact_id: "c-9".into(), new, token_hash: "hash-9".into() };
+    // The record change travels in the stream as JSON and comes back the same.
+    let json = serde_json::to_string(&create).unwrap();
+    assert_eq!(serde_json::from_str::<RecordWrite>(&json).unwrap(), create);
+    assert!(store.log_routing_entry("node-a~1", "1-0", &row("contact_arrived"), &create).await.unwrap());
+    // Another node carries out the same entry: nothing is written twice (no conflict either).
+    assert!(!store.log_routing_entry("node-a~1", "1-0", &row("contact_arrived"), &create).await.unwrap());
+    assert_eq!(store.routing_events_since(t0 - Duration::seconds(1)).await.unwrap().len(), 1);
+    assert_eq!(store.contact("c-9").await.unwrap().status, ContactStatus::Waiting);
+    let answer = RecordWrite::Change {
+        contact_id: "c-9".into(),
+        change: ContactChange::Answered { by: asha.staff_id },
+        staff: Some(asha.staff_id),
+    };
+    assert!(store.log_routing_entry("node-b~2", "2-0", &row("accept"), &answer).await.unwrap());
+    assert!(!store.log_routing_entry("node-c~3", "2-0", &row("accept"), &answer).await.unwrap());
+    let c = store.contact("c-9").await.unwrap();
+    assert_eq!((c.status, c.answered_by), (ContactStatus::Connected, Some(asha.staff_id)));
+    // A change the record refuses: the event is still in the history, once, and the record as it was.
+    let abandon = RecordWrite::Change { contact_id: "c-9".into(), change: ContactChange::Abandoned, staff: None };
+    let refused = store.log_routing_entry("node-b~2", "3-0", &row("abandon"), &abandon).await;
+    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert!(!store.log_routing_entry("node-c~3", "3-0", &row("abandon"), &abandon).await.unwrap());
+    let kinds: Vec<String> =
+        store.routing_events_since(t0 - Duration::seconds(1)).await.unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["contact_arrived", "accept", "abandon"]);
+    assert_eq!(store.contact("c-9").await.unwrap().status, ContactStatus::Connected);
 }
 
 async fn patient_access_facts_list_every_relation(store: &Store, _url: &str) {

@@ -9,10 +9,13 @@
 //! racing to accept the same offer, the entry that came first wins on every
 //! replica and the other is refused on every replica. A node learns the
 //! engine's answer to its own event when its entry comes back from the
-//! stream ([`SharedEngine::submit`]), and carries out the actions of its own
-//! entries only (each node appends the events of the consoles and timers it
-//! serves; [`Applied::node`] says whose an entry is). Ticks go through the
-//! stream too: a duplicate finds nothing due.
+//! stream ([`SharedEngine::submit`]). Each node appends the events of the
+//! consoles and timers it serves ([`Applied::node`] says whose an entry is),
+//! and every replica hands back every entry it applies, with what the
+//! appender attached to it ([`Applied::record`]), so any node can carry an
+//! entry out: the server keys those effects by [`Applied::id`], so doing
+//! them on every node changes nothing twice. Ticks go through the stream
+//! too: a duplicate finds nothing due.
 //!
 //! The roster goes through the stream too ([`SharedEngine::set_roster`]), so
 //! every replica changes it at the same point of the order; a replica that
@@ -69,7 +72,8 @@ pub enum LogError {
 /// One stream entry as applied to this replica.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Applied {
-    /// The stream entry ID.
+    /// The stream entry ID; for the pauses a `lost` entry makes, `{entry ID}.{agent}`,
+    /// so every `Applied` has its own (the key its effects are written under).
     pub id: String,
     /// The node that appended it: only that node carries out its actions.
     pub node: String,
@@ -77,6 +81,9 @@ pub struct Applied {
     pub at: Millis,
     pub event: Event,
     pub result: Result<Vec<Action>, RoutingError>,
+    /// What the appending node attached to the event for whoever carries it
+    /// out (opaque here: the server's record change).
+    pub record: Option<String>,
 }
 
 /// What a replica does with each stream entry, in stream order: pure (the
@@ -178,7 +185,8 @@ impl Replica {
         if result.is_ok() {
             self.note_home(&event, &node);
         }
-        vec![Applied { id: id.to_owned(), node, at, event, result }]
+        let record = field("record").map(str::to_owned);
+        vec![Applied { id: id.to_owned(), node, at, event, result, record }]
     }
 
     /// Who acts for an agent: the node of their last accepted event.
@@ -221,7 +229,8 @@ impl Replica {
             if result.is_ok() {
                 self.note_home(&event, by);
             }
-            out.push(Applied { id: id.to_owned(), node: by.to_owned(), at, event, result });
+            let id = format!("{id}.{}", agent.0);
+            out.push(Applied { id, node: by.to_owned(), at, event, result, record: None });
         }
         out
     }
@@ -353,28 +362,30 @@ impl SharedEngine {
         self.replica.skipped()
     }
 
-    /// Appends one entry (`kind` is `event`, `roster` or `lost`) stamped with
-    /// this node and `at`; returns its stream ID.
-    async fn append(&mut self, at: Millis, kind: &str, body: String) -> Result<String, LogError> {
-        Ok(redis::cmd("XADD")
-            .arg(&self.key)
-            .arg("*")
-            .arg("node")
-            .arg(&self.node)
-            .arg("at")
-            .arg(at)
-            .arg(kind)
-            .arg(body)
-            .query_async(&mut self.conn)
-            .await?)
+    /// Appends one entry (`kind` is `event`, `roster` or `lost`, with an
+    /// optional `record` field) stamped with this node and `at`; returns its stream ID.
+    async fn append(&mut self, at: Millis, kind: &str, body: String, record: Option<&str>) -> Result<String, LogError> {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&self.key).arg("*").arg("node").arg(&self.node).arg("at").arg(at).arg(kind).arg(body);
+        if let Some(record) = record {
+            xadd.arg("record").arg(record);
+        }
+        Ok(xadd.query_async(&mut self.conn).await?)
     }
 
     /// Appends `event` at `at`, then applies the stream up to and including
     /// it. Returns the engine's answer to it and every entry applied on the
     /// way (other nodes' entries that came before it, and this one, last).
     pub async fn submit(&mut self, at: Millis, event: Event) -> Result<Submitted, LogError> {
+        self.submit_with(at, event, None).await
+    }
+
+    /// [`SharedEngine::submit`], with `record` attached to the entry: every
+    /// replica's [`Applied::record`], so any node can carry the entry out
+    /// (its appender may die right after appending).
+    pub async fn submit_with(&mut self, at: Millis, event: Event, record: Option<&str>) -> Result<Submitted, LogError> {
         let body = serde_json::to_string(&event).expect("events serialize");
-        let id = self.append(at, "event", body).await?;
+        let id = self.append(at, "event", body, record).await?;
         let applied = self.apply_until(&id).await?;
         let result = match applied.last() {
             Some(a) if a.id == id && a.node == self.node => a.result.clone(),
@@ -389,7 +400,7 @@ impl SharedEngine {
     /// applied on the way (not the roster entry itself, which has no answer).
     pub async fn set_roster(&mut self, at: Millis, roster: &Roster) -> Result<Vec<Applied>, LogError> {
         let body = serde_json::to_string(roster).expect("rosters serialize");
-        let id = self.append(at, "roster", body).await?;
+        let id = self.append(at, "roster", body, None).await?;
         self.apply_until(&id).await
     }
 
@@ -398,7 +409,7 @@ impl SharedEngine {
     /// ending with the pauses of the lost node's agents (none if another
     /// node declared it first).
     pub async fn lose(&mut self, at: Millis, node: &str) -> Result<Vec<Applied>, LogError> {
-        let id = self.append(at, "lost", node.to_owned()).await?;
+        let id = self.append(at, "lost", node.to_owned(), None).await?;
         self.apply_until(&id).await
     }
 

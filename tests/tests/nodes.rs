@@ -63,6 +63,16 @@ impl Shared {
             .unwrap()
     }
 
+    /// Waits (at most 10 s) until the history has a pause of `agent` (the only pauses the tests
+    /// leave unasked are those of a lost node's agents).
+    async fn wait_paused(&self, agent: i64) {
+        let since = Instant::now();
+        while !self.history().await.iter().any(|(_, k, _, x)| k == "pause" && *x == Some(agent)) {
+            assert!(since.elapsed() < Duration::from_secs(10), "agent {agent} was not paused with their node");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn drop_all(mut self) {
         let client = redis_client(&self.redis);
         let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
@@ -512,11 +522,7 @@ async fn a_node_killed_mid_shift_loses_no_caller_and_its_offers_move_within_5_s(
     }
     for (agent, _, _) in &talking_on_a {
         // Paused with node A (as their console gone), then made ready by node B, holding their call.
-        let paused = Instant::now();
-        while !shared.history().await.iter().any(|(_, k, _, x)| k == "pause" && *x == Some(*agent)) {
-            assert!(paused.elapsed() < Duration::from_secs(10), "agent {agent} was not paused with node A");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        shared.wait_paused(*agent).await;
         wait_agent_state(&b, &admin, *agent, "busy").await;
     }
     for ((_, token, id), desk) in talking_on_a.iter().zip(back.iter_mut()) {
@@ -621,7 +627,7 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins_under_a_new_id() {
     assert_eq!(status, 200, "{body}");
     wait_agent_state(&b, &admin, imran_id, "busy").await;
 
-    // Each contact accepted once; node A's rows are under its new id's name.
+    // Each contact accepted once.
     let history = shared.history().await;
     for c in [&id, &next] {
         let n = history.iter().filter(|(_, k, x, _)| k == "accept" && x.as_deref() == Some(c.as_str())).count();
@@ -631,4 +637,122 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins_under_a_new_id() {
     assert!(lines.contains("rejoining under a new id"), "{lines}");
     drop((a, b));
     shared.drop_all().await;
+}
+
+/// The record of `contact` as node `node` reads it (one database).
+async fn contact_record(node: &Careline, token: &str, contact: &str) -> Value {
+    let res = client().get(node.url(&format!("/api/contacts/{contact}"))).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{contact}");
+    res.json().await.unwrap()
+}
+
+/// A node dies right after appending an event to the stream, before it
+/// carried the event out (`CARELINE_FAILPOINT=after-append:KIND` aborts it
+/// there): an arrival, an accept, a wrap-up. The live node carries the entry
+/// out instead, the record change included: nothing is lost or done twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_dies_between_append_and_carry_out_loses_nothing() {
+    for kind in ["contact_arrived", "accept", "wrap_up_done"] {
+        let shared = Shared::new().await;
+        let failpoint = format!("after-append:{kind}");
+        let a = Careline::start(
+            shared.dir.path(),
+            &["--demo"],
+            &[
+                ("DATABASE_URL", &shared.url),
+                ("REDIS_URL", &shared.redis),
+                ("CARELINE_REDIS_PREFIX", &shared.prefix),
+                ("CARELINE_FAILPOINT", &failpoint),
+            ],
+        );
+        let b = shared.node(&[]);
+        let passwords = a.passwords.clone();
+        a.round_the_clock("operator", "asha").await;
+        a.round_the_clock("operator", "imran").await;
+        let admin = a.bearer("admin").await;
+        let supervisor = sign_in(&b, "meera", &passwords["meera"]).await;
+        let asha_id = staff_id(&a, &admin, "asha").await;
+        let asha = sign_in(&a, "asha", &passwords["asha"]).await;
+        let imran = sign_in(&b, "imran", &passwords["imran"]).await;
+        let mut imran_desk = take_seat(&b, &imran, 2).await;
+
+        let id = if kind == "contact_arrived" {
+            // The patient starts on node A, which dies before answering them.
+            let start = json!({"language": "hi", "phone": "9813000001", "channel": "webrtc"});
+            let res = client().post(a.url("/api/contacts")).json(&start).send().await;
+            assert!(res.is_err(), "node A answered: {res:?}");
+            // Node B carries the arrival out: the record, and the offer to its operator.
+            let offer = next_where(&mut imran_desk, 10, |u| u["type"] == "offer").await;
+            let id = offer["contact"].as_str().unwrap().to_owned();
+            let (status, body) = b.post(&imran, &format!("/api/contacts/{id}/accept"), json!({})).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["caller_phone"], "+919813000001", "{body}");
+            id
+        } else {
+            // Asha's console is on node A; imran on B is busy with another call meanwhile.
+            let (other, _) = start_contact(&b.base, "webrtc", "9813000002").await;
+            next_where(&mut imran_desk, 10, |u| u["type"] == "offer" && u["contact"] == other.as_str()).await;
+            let (status, body) = b.post(&imran, &format!("/api/contacts/{other}/accept"), json!({})).await;
+            assert_eq!(status, 200, "{body}");
+            let mut asha_desk = take_seat(&a, &asha, 1).await;
+            let (id, _) = start_contact(&b.base, "webrtc", "9813000003").await;
+            next_where(&mut asha_desk, 10, |u| u["type"] == "offer" && u["contact"] == id.as_str()).await;
+            let accept = client().post(a.url(&format!("/api/contacts/{id}/accept"))).bearer_auth(&asha).send().await;
+            if kind == "accept" {
+                assert!(accept.is_err(), "node A answered the accept: {accept:?}");
+            } else {
+                assert_eq!(accept.unwrap().status(), 200);
+                let (status, body) = a.post(&asha, &format!("/api/contacts/{id}/end"), json!({})).await;
+                assert_eq!(status, 204, "{body}");
+                let wrap = json!({"disposition": "information"});
+                let res = client()
+                    .post(a.url(&format!("/api/contacts/{id}/wrap-up")))
+                    .bearer_auth(&asha)
+                    .json(&wrap)
+                    .send()
+                    .await;
+                assert!(res.is_err(), "node A answered the wrap-up: {res:?}");
+            }
+            // Her console comes back through node B: the contact is still hers (or wrapped up).
+            let mut back = sse(b.url("/api/agent/stream"), Some(&asha)).await;
+            let want = if kind == "accept" { "busy" } else { "idle" };
+            shared.wait_paused(asha_id).await;
+            wait_agent_state(&b, &admin, asha_id, want).await;
+            if kind == "accept" {
+                let snapshot = next_where(&mut back, 5, |u| u["contacts"].is_array()).await;
+                assert!(
+                    snapshot["contacts"].as_array().unwrap().iter().any(|h| h["contact_id"] == id.as_str()),
+                    "{snapshot}"
+                );
+                let (status, body) = b.post(&asha, &format!("/api/contacts/{id}/end"), json!({})).await;
+                assert_eq!(status, 204, "{body}");
+                let wrap = json!({"disposition": "information"});
+                let (status, body) = b.post(&asha, &format!("/api/contacts/{id}/wrap-up"), wrap).await;
+                assert_eq!(status, 200, "{body}");
+            }
+            id
+        };
+        // The record says what happened, written once though both nodes carried the entry out.
+        let record = contact_record(&b, &supervisor, &id).await;
+        let answered_by = if kind == "contact_arrived" { staff_id(&b, &admin, "imran").await } else { asha_id };
+        assert_eq!(record["answered_by"], answered_by, "{kind}: {record}");
+        if kind != "contact_arrived" {
+            assert_eq!(
+                (record["status"].as_str(), record["disposition"].as_str()),
+                (Some("ended"), Some("information")),
+                "{kind}: {record}"
+            );
+        }
+        let history = shared.history().await;
+        for k in ["contact_arrived", "accept"] {
+            let n = history.iter().filter(|(_, x, c, _)| x == k && c.as_deref() == Some(id.as_str())).count();
+            assert_eq!(n, 1, "{kind}: {k} of {id}: {history:#?}");
+        }
+        assert!(
+            a.drain_output().iter().any(|l| l.contains("fault point")),
+            "{kind}: node A did not reach its fault point"
+        );
+        drop((a, b));
+        shared.drop_all().await;
+    }
 }

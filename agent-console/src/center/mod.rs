@@ -108,6 +108,8 @@ struct Inner {
     backing: Backing,
     updates: broadcast::Sender<Update>,
     wake: Notify,
+    /// `CARELINE_FAILPOINT`, for the tests that kill a node at a given step.
+    failpoint: Option<String>,
 }
 
 /// The contact centre of this node. Cheap to clone.
@@ -176,7 +178,16 @@ impl Center {
                 Backing::Redis(Box::new(backing))
             }
         };
-        let center = Center { inner: Arc::new(Inner { store, node, backing, updates, wake: Notify::new() }) };
+        let center = Center {
+            inner: Arc::new(Inner {
+                store,
+                node,
+                backing,
+                updates,
+                wake: Notify::new(),
+                failpoint: std::env::var("CARELINE_FAILPOINT").ok().filter(|p| !p.is_empty()),
+            }),
+        };
         if let Backing::Redis(r) = &center.inner.backing {
             if let Err(e) = center.connect_replica().await {
                 tracing::warn!(error = %e, "routing: Redis not reachable; retrying in the background");
@@ -249,7 +260,11 @@ impl Center {
                 let Some(shared) = guard.as_mut() else {
                     return Err(CenterError::Unavailable("not connected to Redis".into()));
                 };
-                let submitted = match shared.submit(now.timestamp_millis(), event).await {
+                // The record change travels in the entry: whichever node carries it out first writes it.
+                let record = (write != RecordWrite::Nothing)
+                    .then(|| serde_json::to_string(&write).expect("record changes serialize"));
+                let kind = event.kind();
+                let submitted = match shared.submit_with(now.timestamp_millis(), event, record.as_deref()).await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "routing: the replica will be rebuilt");
@@ -257,15 +272,13 @@ impl Center {
                         return Err(CenterError::Unavailable(e.to_string()));
                     }
                 };
-                self.carry_out(shared.node(), &submitted.applied).await;
+                self.failpoint("after-append", kind);
+                let own = submitted.applied.last().map(|a| a.id.clone());
+                let written = self.carry_out(&submitted.applied, own.as_deref()).await;
                 self.rejoin_if_fenced(&mut guard);
                 drop(guard);
                 let actions = submitted.result?;
-                if write != RecordWrite::Nothing {
-                    self.inner.store.write_contact(&write, now).await.inspect_err(|e| {
-                        tracing::error!(error = %e, contact = ?write.contact_id(), "routing entry applied, record not written");
-                    })?;
-                }
+                written?;
                 actions
             }
         };
@@ -286,27 +299,69 @@ impl Center {
         self.inner.store.log_routing_event(&self.inner.node, &row, write).await
     }
 
-    /// Carries out the entries among `applied`: every node delivers their
-    /// decisions to its own readers; the node that appended an entry (`node`
-    /// is this node's id on the stream) also writes its row of the store's
-    /// history. Called under the replica's lock, so rows and updates are in stream order.
-    async fn carry_out(&self, node: &str, applied: &[Applied]) {
+    /// Carries out the entries among `applied` (with Redis), on every node:
+    /// logs each accepted event to the store's history with the record
+    /// change its appender attached, keyed by the entry (whichever node comes
+    /// first writes it; the others find it written and change nothing), and
+    /// delivers its decisions to this node's readers. So an entry whose
+    /// appender died right after appending is still carried out. Returns the
+    /// outcome of writing the entry `own` (the event a handler of this node
+    /// waits on); the others' failures are logged here. Called under the
+    /// replica's lock, so rows and updates are in stream order.
+    async fn carry_out(&self, applied: &[Applied], own: Option<&str>) -> crate::store::Result<()> {
+        let mut mine = Ok(());
         for a in applied {
             let Ok(actions) = &a.result else { continue };
             if matches!(a.event, Event::Tick) && actions.is_empty() {
                 continue;
             }
-            // With Redis the stream is the routing state, and every replica already
-            // applied this entry; the row is the store's history (reports), so a
-            // failed write is logged and the actions still carried out.
-            if a.node == node
-                && let Err(e) = self.log(at(a.at), &a.event, &RecordWrite::Nothing).await
-            {
-                tracing::error!(error = %e, entry = %a.id, "routing event not written to the store's history");
+            let write = match a.record.as_deref().map(serde_json::from_str::<RecordWrite>) {
+                None => RecordWrite::Nothing,
+                Some(Ok(w)) => w,
+                // Another version's change: the event is still logged and its decisions
+                // delivered (the stream is the routing state); the record stays as it was.
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, entry = %a.id, "a routing entry's record change is not understood; not written");
+                    RecordWrite::Nothing
+                }
+            };
+            let (kind, contact_id, agent_id) = describe(&a.event);
+            let row = RoutingEventRow {
+                at: at(a.at),
+                kind,
+                contact_id,
+                agent_id,
+                body: serde_json::to_string(&a.event).expect("events serialize"),
+            };
+            let logged = self.inner.store.log_routing_entry(&a.node, &a.id, &row, &write).await.map(|_| ());
+            if own == Some(a.id.as_str()) {
+                mine = logged;
+            } else if let Err(e) = logged {
+                // Not this node's request: nobody here waits on it. Every node that applies
+                // the entry tries it, so a refused change is logged on each as a warning.
+                match e {
+                    StoreError::Refused(why) => {
+                        tracing::warn!(%why, entry = %a.id, "a routing entry's record change was refused")
+                    }
+                    e => tracing::error!(error = %e, entry = %a.id, "a routing entry was not written to the store"),
+                }
             }
             for action in actions {
                 let _ = self.inner.updates.send(Update::from(action));
             }
+        }
+        mine
+    }
+
+    /// A test's fault point: with `CARELINE_FAILPOINT=STEP:KIND` (e.g.
+    /// `after-append:accept`), the process aborts at `STEP` of an event of
+    /// `KIND`, as a machine that dies there (nothing flushed or handed over).
+    fn failpoint(&self, step: &str, kind: &str) {
+        if let Some(point) = &self.inner.failpoint
+            && point.split_once(':') == Some((step, kind))
+        {
+            eprintln!("careline: fault point {point} reached; aborting");
+            std::process::abort();
         }
     }
 
@@ -403,7 +458,10 @@ impl Center {
                     let mut guard = r.shared.lock().await;
                     let Some(shared) = guard.as_mut() else { continue };
                     match shared.tick(Utc::now().timestamp_millis()).await {
-                        Ok(Some(submitted)) => self.carry_out(shared.node(), &submitted.applied).await,
+                        // Nobody waits on a tick: its writes' failures are logged in `carry_out`.
+                        Ok(Some(submitted)) => {
+                            let _ = self.carry_out(&submitted.applied, None).await;
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             tracing::error!(error = %e, "routing tick: the replica will be rebuilt");
@@ -435,7 +493,8 @@ impl Center {
                 };
                 match shared.set_roster(now.timestamp_millis(), &roster).await {
                     Ok(applied) => {
-                        self.carry_out(shared.node(), &applied).await;
+                        // The roster entry has no row; the others' failures are logged there.
+                        let _ = self.carry_out(&applied, None).await;
                         self.rejoin_if_fenced(&mut guard);
                     }
                     Err(e) => {

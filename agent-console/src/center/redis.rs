@@ -159,7 +159,7 @@ impl Center {
                         Ok(applied) => {
                             tracing::warn!(lost = %node, paused = applied.iter().filter(|a| a.node == me).count(),
                                 "routing: a node's lease ran out; declared lost, its agents' offers move on");
-                            self.carry_out(&me, &applied).await;
+                            let _ = self.carry_out(&applied, None).await;
                             self.rejoin_if_fenced(&mut guard);
                         }
                         Err(e) => {
@@ -238,8 +238,8 @@ impl Center {
                 if let Some(shared) = guard.as_mut() {
                     match shared.sync().await {
                         Ok(applied) => {
-                            let node = shared.node().to_owned();
-                            self.carry_out(&node, &applied).await;
+                            // Other nodes' entries: nobody here waits on them (failures logged there).
+                            let _ = self.carry_out(&applied, None).await;
                             self.rejoin_if_fenced(&mut guard);
                         }
                         Err(e) => {

@@ -161,8 +161,10 @@ pub struct ChatMessage {
     pub created_at: DateTime<Utc>,
 }
 
-/// A change to a contact's record; each is one `update`.
-#[derive(Clone, Debug, PartialEq)]
+/// A change to a contact's record; each is one `update`. Serialized into a
+/// routing entry with Redis (any node may write it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum ContactChange {
     Answered { by: StaffId },
     Escalated { specialty: String },
@@ -280,8 +282,10 @@ pub(super) const ADD_CONTACT_STAFF: &str =
 /// A change to the contact records that goes with a routing event: with the
 /// `Local` backing it is written in the same transaction as the event's log
 /// row (`Store::log_routing_event`), so the records and the routing log
-/// agree after any crash.
-#[derive(Clone, Debug, PartialEq)]
+/// agree after any crash. With Redis it travels in the routing entry, and
+/// whichever node carries the entry out first writes it (keyed by the entry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "write", rename_all = "snake_case")]
 pub enum RecordWrite {
     /// The event changes no record.
     Nothing,

@@ -58,6 +58,63 @@ impl Store {
         })
     }
 
+    /// With Redis: logs the routing entry `entry` (its stream ID) and makes
+    /// its record change, once whichever node asks first: `Ok(false)` when
+    /// the entry was logged before (by this or another node) and nothing
+    /// was written now. A change the contact's status does not allow is
+    /// `StoreError::Refused`; the row is then logged without it, so the
+    /// history still has the event (and a later try does nothing).
+    pub async fn log_routing_entry(
+        &self,
+        node: &str,
+        entry: &str,
+        e: &RoutingEventRow,
+        write: &RecordWrite,
+    ) -> Result<bool> {
+        const INSERT_ENTRY: &str = "insert into routing_event (node, at, kind, contact_id, agent_id, body, entry_id) \
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (entry_id) do nothing";
+        let refused = on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
+            let inserted = sqlx::query(INSERT_ENTRY)
+                .bind(node)
+                .bind(e.at)
+                .bind(&e.kind)
+                .bind(&e.contact_id)
+                .bind(e.agent_id)
+                .bind(&e.body)
+                .bind(entry)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+                .rows_affected();
+            if inserted == 0 {
+                return Ok(false);
+            }
+            match run_write!(tx, write, e.at).await {
+                Ok(()) => {
+                    tx.commit().await.map_err(StoreError::from_sqlx)?;
+                    return Ok(true);
+                }
+                // The transaction is dropped (rolled back); the row alone follows.
+                Err(StoreError::Refused(why)) => why,
+                Err(other) => return Err(other),
+            }
+        });
+        on_pool!(self, pool => sqlx::query(INSERT_ENTRY)
+            .bind(node)
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(&e.contact_id)
+            .bind(e.agent_id)
+            .bind(&e.body)
+            .bind(entry)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(StoreError::from_sqlx)?;
+        Err(StoreError::Refused(refused))
+    }
+
     /// The routing events at or after `since`, in the order they were logged.
     pub async fn routing_events_since(&self, since: DateTime<Utc>) -> Result<Vec<RoutingEventRow>> {
         let rows: Vec<(DateTime<Utc>, String, Option<String>, Option<i64>, String)> =
