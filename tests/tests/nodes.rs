@@ -756,3 +756,130 @@ async fn a_node_that_dies_between_append_and_carry_out_loses_nothing() {
         shared.drop_all().await;
     }
 }
+
+/// A TCP link to Redis that a test can cut and heal. While cut it forwards
+/// nothing, in either direction, and takes new connections without passing
+/// them on: the packets of a cut network link are dropped, not refused.
+struct Link {
+    url: String,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Link {
+    async fn to(redis_url: &str) -> Link {
+        let target = redis_url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (flag, target) = (flag.clone(), target.clone());
+                tokio::spawn(async move {
+                    while flag.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(Link::pipe(cr, sw, flag.clone()), Link::pipe(sr, cw, flag));
+                });
+            }
+        });
+        Link { url, cut }
+    }
+
+    /// Copies `from` to `to`, holding each chunk while the link is cut.
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        cut: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while cut.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+/// Node A's link to Redis is cut while an offer rings at its operator: node B
+/// declares it lost and the offer moves to B's operator within 5 s. While cut,
+/// node A takes no routing event (503). When the link heals, A rejoins under a
+/// new id: its operator's console there makes her ready again, she is never
+/// offered the moved contact again, and she answers the next one through A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_redis_is_fenced_and_rejoins_when_the_link_heals() {
+    let shared = Shared::new().await;
+    let link = Link::to(&shared.redis).await;
+    let a = Careline::start(
+        shared.dir.path(),
+        &["--demo"],
+        &[("DATABASE_URL", &shared.url), ("REDIS_URL", &link.url), ("CARELINE_REDIS_PREFIX", &shared.prefix)],
+    );
+    let b = shared.node(&[]);
+    let passwords = a.passwords.clone();
+    a.round_the_clock("operator", "asha").await;
+    a.round_the_clock("operator", "imran").await;
+    let admin = sign_in(&b, "admin", &passwords["admin"]).await;
+    let asha_id = staff_id(&b, &admin, "asha").await;
+    let asha = sign_in(&a, "asha", &passwords["asha"]).await;
+    let mut asha_desk = take_seat(&a, &asha, 1).await;
+    let imran = sign_in(&b, "imran", &passwords["imran"]).await;
+    let mut imran_desk = sse(b.url("/api/agent/stream"), Some(&imran)).await;
+    let (status, body) = b.post(&imran, "/api/agent/session", json!({"seat_id": 2})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (id, _) = start_contact(&b.base, "webrtc", "9814000001").await;
+    next_where(&mut asha_desk, 10, |u| u["type"] == "offer" && u["contact"] == id.as_str()).await;
+    let (status, body) = b.post(&imran, "/api/agent/ready", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    link.set_cut(true);
+    let cut = Instant::now();
+    let moved = next_where(&mut imran_desk, 8, |u| u["type"] == "offer").await;
+    let after = cut.elapsed();
+    assert_eq!(moved["contact"], id.as_str(), "{moved}");
+    assert!(after < Duration::from_secs(5), "offered again {after:?} after node A's link was cut");
+    eprintln!("link cut → the cut-off node's offer made to a live agent after {after:?}");
+    let (status, body) = b.post(&imran, &format!("/api/contacts/{id}/accept"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    // Node A, cut off, takes no routing event: its operator's accept is refused.
+    let (status, body) = a.post(&asha, &format!("/api/contacts/{id}/accept"), json!({})).await;
+    assert!(status == 503 || status == 409, "the cut-off node's accept: {status} {body}");
+
+    link.set_cut(false);
+    wait_agent_state(&b, &admin, asha_id, "idle").await;
+    let (next, _) = start_contact(&b.base, "webrtc", "9814000002").await;
+    let offer = next_where(&mut asha_desk, 10, |u| u["type"] == "offer" && u["contact"] == next.as_str()).await;
+    assert_eq!(offer["agent"], asha_id);
+    let (status, body) = a.post(&asha, &format!("/api/contacts/{next}/accept"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Nobody was offered a contact twice, and each was accepted once.
+    while let Ok(u) = asha_desk.try_recv() {
+        assert!(!(u["type"] == "offer" && u["contact"] == id.as_str()), "the moved contact rang at asha again: {u}");
+    }
+    let history = shared.history().await;
+    for c in [&id, &next] {
+        let n = history.iter().filter(|(_, k, x, _)| k == "accept" && x.as_deref() == Some(c.as_str())).count();
+        assert_eq!(n, 1, "accepts of {c}: {history:#?}");
+    }
+    let lines = a.drain_output().join("\n");
+    assert!(lines.contains("rejoining under a new id"), "{lines}");
+    drop((a, b));
+    shared.drop_all().await;
+}
