@@ -218,9 +218,12 @@ impl Center {
     /// backing the change is written in the same transaction as the event's
     /// log row (write-ahead: both or neither, then the decisions go out), so
     /// after any crash the records agree with the engine restored from the
-    /// log. With Redis the stream is the routing state and the record is
-    /// written after the entry is applied; a failed write there is a 500
-    /// and an error in the log.
+    /// log. With Redis the stream is the routing state: the change travels
+    /// in the event's entry, and every node that applies the entry writes it
+    /// with the event's history row, keyed by the entry, once whichever
+    /// comes first (`Store::log_routing_entry`); so an entry whose node died
+    /// right after appending it is still recorded. This node's write is
+    /// done before the answer; its failure is the request's error.
     pub async fn handle_recording(&self, event: Event, write: RecordWrite) -> Result<Vec<Action>, CenterError> {
         let now = Utc::now();
         let actions = match &self.inner.backing {
