@@ -58,22 +58,35 @@ pub fn control_characters(field: &str, value: &str) -> Option<super::error::Fiel
     })
 }
 
-/// Parses JSON, telling syntax errors (400) from shape errors (422, with the field's path).
+/// Parses JSON, telling syntax errors (400) from shape errors (422, with the
+/// field's path). A number written with a zero fraction (`3.0`, `1e2`) is an
+/// integer, as JSON Schema counts it (the OpenAPI document's `integer`), so it
+/// fills an integer field; `3.5` does not.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    integral_floats_to_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
-        } else {
-            let field = if path == "." { "body".to_owned() } else { path };
-            // serde's messages carry " at line L column C": noise for a field error.
-            let message = inner.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-            ApiError::invalid(field, message)
-        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::invalid(field, err.into_inner().to_string())
     })
+}
+
+/// Rewrites every float with no fraction that an `i64` holds exactly as that integer.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // ±2^63 bounds the i64s; `f as i64` is exact inside them for a whole f.
+            if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// Like `axum::extract::Query`, but a query string that does not parse gets a
@@ -93,7 +106,27 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
 
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{ApiError, is_json, parse};
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Shape {
+        days: i64,
+        share: f64,
+        seats: Vec<u8>,
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_fill_integer_fields() {
+        let shape: Shape = parse(br#"{"days": 7.0, "share": 2, "seats": [1e1, 2.0]}"#).unwrap();
+        assert_eq!(shape, Shape { days: 7, share: 2.0, seats: vec![10, 2] });
+        let half = parse::<Shape>(br#"{"days": 7.5, "share": 1.5, "seats": []}"#).unwrap_err();
+        assert!(matches!(&half, ApiError::Invalid(f) if f[0].field == "days"), "{half:?}");
+        let huge = parse::<Shape>(br#"{"days": 1e30, "share": 1, "seats": []}"#).unwrap_err();
+        assert!(matches!(&huge, ApiError::Invalid(f) if f[0].field == "days"), "{huge:?}");
+        let nested = parse::<Shape>(br#"{"days": 1, "share": 1, "seats": [1, 256.0]}"#).unwrap_err();
+        assert!(matches!(&nested, ApiError::Invalid(f) if f[0].field == "seats[1]"), "{nested:?}");
+        assert!(matches!(parse::<Shape>(b"{\"days\": "), Err(ApiError::BadRequest(_))));
+    }
 
     #[test]
     fn json_media_types() {
