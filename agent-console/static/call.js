@@ -85,10 +85,18 @@ function follow({ contact_id: id, token, mode, video }) {
   $('#waiting').hidden = false;
   if (mode === 'call') startCall(id, token, video);
   const q = `token=${encodeURIComponent(token)}`;
-  const seen = new Set();
-  const events = new EventSource(`/api/contacts/${id}/stream?${q}`);
-  events.addEventListener('update', (e) => {
-    const u = JSON.parse(e.data);
+  // The last message shown: a reconnect asks for the ones after it, so a
+  // message is shown once however often the stream drops.
+  let lastId = null;
+  let events = null;
+  let ended = false;
+  let retry = 1000; // the next reconnect's wait: 1 s, 2 s, 4 s… at most 15 s
+  let retryTimer = null;
+  const reconnecting = (on) => {
+    $('#call-reconnecting').hidden = !on;
+    document.body.dataset.stream = on ? 'reconnecting' : 'open';
+  };
+  const show = (u) => {
     if (u.type === 'position') {
       $('#position').textContent = u.position;
       $('#wait').textContent = Math.max(1, Math.round(u.estimated_wait_seconds / 60));
@@ -96,9 +104,8 @@ function follow({ contact_id: id, token, mode, video }) {
       $('#waiting').hidden = true;
       $('#chat').hidden = false;
     } else if (u.type === 'message') {
-      const key = `${u.at}|${u.body}`;
-      if (seen.has(key)) return;
-      seen.add(key);
+      if (lastId !== null && u.id <= lastId) return;
+      lastId = u.id;
       const li = document.createElement('li');
       li.className = u.sender;
       li.textContent = u.body;
@@ -108,7 +115,9 @@ function follow({ contact_id: id, token, mode, video }) {
     } else if (u.type === 'callback_scheduled') {
       $('#callback-noted').hidden = false;
     } else if (u.type === 'ended') {
+      ended = true;
       events.close();
+      reconnecting(false);
       call?.leave();
       call = null;
       sessionStorage.removeItem('careline-contact');
@@ -119,7 +128,28 @@ function follow({ contact_id: id, token, mode, video }) {
       $('#hangup').hidden = true;
       $('#chat').dataset.state = 'ended';
     }
-  });
+  };
+  const connect = () => {
+    const after = lastId === null ? '' : `&after=${lastId}`;
+    events = new EventSource(`/api/contacts/${id}/stream?${q}${after}`);
+    events.addEventListener('snapshot', () => {
+      retry = 1000;
+      reconnecting(false);
+    });
+    events.addEventListener('update', (e) => show(JSON.parse(e.data)));
+    // A browser retries a dropped stream by itself but gives up for good on
+    // an error answer (a 503 while the server restarts): the stream is
+    // closed and opened anew here with backoff, whichever it was.
+    events.addEventListener('error', () => {
+      events.close();
+      if (ended) return;
+      reconnecting(true);
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 15000);
+    });
+  };
+  connect();
   $('#callback').onclick = async () => {
     await post(`/api/contacts/${id}/callback?${q}`);
     $('#callback-noted').hidden = false;

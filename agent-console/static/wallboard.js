@@ -138,6 +138,36 @@ function stopMonitoring() {
   $('wb-monitor').hidden = true;
 }
 
-const events = new EventSource('/api/wallboard/stream');
-events.addEventListener('wallboard', (e) => show(JSON.parse(e.data)));
-events.onerror = () => { $('wb-status').textContent = '…'; };
+// The board comes every 5 s. A dropped stream (a restart, a network blip) is
+// opened anew with backoff, and the board says it is reconnecting and stale
+// meanwhile; a board the server could not read is said so and kept.
+let events = null;
+let retry = 1000; // the next reconnect's wait: 1 s, 2 s, 4 s… at most 15 s
+let retryTimer = null;
+function reconnecting(on) {
+  $('wb-reconnecting').hidden = !on;
+  // The figures stay, as of their time, but they are not live any more.
+  const at = $('wallboard').dataset.updated;
+  if (on && at) $('wb-status').textContent = new Date(at).toLocaleTimeString();
+  $('wallboard').dataset.stream = on ? 'reconnecting' : 'open';
+}
+function connect() {
+  events = new EventSource('/api/wallboard/stream');
+  events.addEventListener('wallboard', (e) => {
+    retry = 1000;
+    reconnecting(false);
+    show(JSON.parse(e.data));
+  });
+  events.addEventListener('error', (e) => {
+    if (e.data) { // the server's own `error` event: the stream stays open
+      $('wb-status').textContent = e.data;
+      return;
+    }
+    events.close();
+    reconnecting(true);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 15000);
+  });
+}
+connect();

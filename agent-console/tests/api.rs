@@ -1288,23 +1288,11 @@ async fn an_agent_without_a_console_is_paused_their_offer_moves_on_and_a_returni
     assert_eq!(state.body["reason"], routing::CONSOLE_GONE);
     assert_eq!(state.body["offer"], Value::Null);
 
-    // Her console opens again: she is ready again (and says so in its snapshot).
+    // Her console opens again: she is ready again (and says so in its
+    // snapshot), but the chat rings at Ravi's now, not at hers.
     let mut ashas = app.stream("/api/agent/stream", Some(&asha)).await;
     let (name, snap) = ashas.next().await;
-    assert_eq!((name.as_str(), &snap["state"]), ("snapshot", &json!("idle")), "{snap}");
-
-    // Ravi takes the chat, then his console goes: he is paused but keeps the chat.
-    let accepted = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&ravi), None).await;
-    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
-    drop(ravis);
-    let state = agent_state_until(&app, &ravi, |s| s["state"] == "paused").await;
-    assert_eq!(state["reason"], routing::CONSOLE_GONE);
-    assert_eq!(state["contacts"][0]["contact_id"], id.as_str(), "{state}");
-    assert_eq!(state["contacts"][0]["status"], "connected");
-    let mut ravis = app.stream("/api/agent/stream", Some(&ravi)).await;
-    let (_, snap) = ravis.next().await;
-    assert_eq!(snap["state"], "busy", "{snap}");
-    assert_eq!(snap["contacts"][0]["contact_id"], id.as_str());
+    assert_eq!((name.as_str(), &snap["state"], &snap["offer"]), ("snapshot", &json!("idle"), &Value::Null), "{snap}");
 
     // One who paused themselves stays paused when their console comes back.
     app.send("POST", "/api/agent/pause", Some(&asha), Some(r#"{"reason": "break"}"#)).await;
@@ -1314,6 +1302,36 @@ async fn an_agent_without_a_console_is_paused_their_offer_moves_on_and_a_returni
     let mut ashas = app.stream("/api/agent/stream", Some(&asha)).await;
     let (_, snap) = ashas.next().await;
     assert_eq!((&snap["state"], &snap["reason"]), (&json!("paused"), &json!("break")), "{snap}");
+    app.send("POST", "/api/agent/ready", Some(&asha), None).await;
+
+    // Ravi lets the chat go: it still waits, so it comes back to her.
+    let declined = app.send("POST", &format!("/api/contacts/{id}/decline"), Some(&ravi), None).await;
+    assert_eq!(declined.status, StatusCode::NO_CONTENT, "{:?}", declined.body);
+    let offer = ashas.until("update", |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], id.as_str());
+
+    // She takes it, then her console goes: she is paused but keeps the chat.
+    let accepted = app.send("POST", &format!("/api/contacts/{id}/accept"), Some(&asha), None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    drop(ashas);
+    let state = agent_state_until(&app, &asha, |s| s["state"] == "paused").await;
+    assert_eq!(state["reason"], routing::CONSOLE_GONE);
+    assert_eq!(state["contacts"][0]["contact_id"], id.as_str(), "{state}");
+    assert_eq!(state["contacts"][0]["status"], "connected");
+
+    // A second chat comes while she is away, and Ravi answers it: her
+    // returning console is busy with her own chat and is not offered his.
+    let second =
+        app.send("POST", "/api/contacts", None, Some(&start)).await.body["contact_id"].as_str().unwrap().to_owned();
+    let offer = ravis.until("update", |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], second.as_str());
+    let accepted = app.send("POST", &format!("/api/contacts/{second}/accept"), Some(&ravi), None).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    let mut ashas = app.stream("/api/agent/stream", Some(&asha)).await;
+    let (_, snap) = ashas.next().await;
+    assert_eq!((&snap["state"], &snap["offer"]), (&json!("busy"), &Value::Null), "{snap}");
+    let held: Vec<&Value> = snap["contacts"].as_array().unwrap().iter().map(|c| &c["contact_id"]).collect();
+    assert_eq!(held, [&json!(id)], "{snap}");
 }
 
 /// Who asks, in the order of the expectation strings of [`ACCESS_RULES`].

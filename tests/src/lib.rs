@@ -90,13 +90,14 @@ pub struct Careline {
 }
 
 impl Careline {
-    /// Starts `careline serve --listen 127.0.0.1:0 ARGS...` in `dir` and waits
+    /// Starts `careline serve --listen 127.0.0.1:0 ARGS...` in `dir` (ARGS may
+    /// name the address instead, to restart on the same one) and waits
     /// (at most 60 s) until it prints the address it listens on.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Careline {
         let mut cmd = Command::new(careline_bin());
         cmd.current_dir(dir)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
             .args(args)
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")

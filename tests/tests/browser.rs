@@ -530,3 +530,44 @@ fn whisper_model(dir: &std::path::Path) -> std::path::PathBuf {
     assert!(status.success() && out.is_file());
     out
 }
+
+#[tokio::test]
+async fn a_server_restart_under_a_live_chat_costs_the_operator_the_patient_and_the_wallboard_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", tests::free_port());
+    let args = ["--demo", "--listen", listen.as_str()];
+    let mut server = Careline::start(dir.path(), &args, &[]);
+    server.round_the_clock("operator", "asha").await;
+    let (supervisor, password) = ("meera", server.passwords["meera"].clone());
+    let mut script = node_script("restart.mjs", &server, "asha")
+        .env("CARELINE_SUPERVISOR", supervisor)
+        .env("CARELINE_SUPERVISOR_PASSWORD", &password)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node (install Node.js)");
+    let mut to_script = script.stdin.take().unwrap();
+    let mut printed = Vec::new();
+    let mut from_script = BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut read_until = |want: &str, printed: &mut Vec<String>| {
+        for line in from_script.by_ref() {
+            let line = line.unwrap();
+            printed.push(line.clone());
+            if line == want {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(read_until("restart now", &mut printed), "restart.mjs stopped before the restart: {printed:?}");
+    assert!(server.stop().success());
+    writeln!(to_script, "down").unwrap();
+    assert!(read_until("seen reconnecting", &mut printed), "the pages did not say they reconnect: {printed:?}");
+    server = Careline::start(dir.path(), &args, &[]);
+    writeln!(to_script, "up").unwrap();
+    let finished = read_until("ended and wrapped up", &mut printed);
+    let status = script.wait().unwrap();
+    assert!(finished && status.success(), "restart.mjs failed: {printed:?}");
+    drop(server);
+}
