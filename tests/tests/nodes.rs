@@ -1,7 +1,8 @@
 //! Several `careline` nodes sharing one queue: one PostgreSQL database and one
 //! Redis (`--redis-url`), each test with its own database and its own Redis
 //! key prefix (`CARELINE_REDIS_PREFIX`), deleted at the end; and nodes that
-//! die (`kill -9`) or stop (`SIGSTOP`, as a node cut off or paused) mid-shift.
+//! die (`kill -9`) or stop (`SIGSTOP`, as a node cut off or paused) mid-shift;
+//! and, on one node, a console that closes.
 //!
 //! Needs PostgreSQL (`CARELINE_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and Redis
@@ -882,4 +883,92 @@ async fn a_node_cut_off_from_redis_is_fenced_and_rejoins_when_the_link_heals() {
     assert!(lines.contains("rejoining under a new id"), "{lines}");
     drop((a, b));
     shared.drop_all().await;
+}
+
+/// An agent console as a browser holds it: the stream over its own TCP
+/// connection, closed (FIN, as a closed tab) when the console is.
+struct Console {
+    updates: mpsc::UnboundedReceiver<Value>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Console {
+    async fn open(node: &Careline, token: &str) -> Console {
+        let mut res =
+            reqwest::Client::new().get(node.url("/api/agent/stream")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let (tx, updates) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            let mut buf = String::new();
+            while let Ok(Some(chunk)) = res.chunk().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let data: String = block.lines().filter_map(|l| l.strip_prefix("data:")).collect();
+                    if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                        let _ = tx.send(v);
+                    }
+                }
+            }
+        });
+        Console { updates, reader }
+    }
+
+    /// Closes the console: the connection is dropped at once.
+    async fn close(self) {
+        self.reader.abort();
+        let _ = self.reader.await;
+    }
+}
+
+/// One node, the default presence grace (5 s): an operator's console is
+/// closed while an offer rings at it. The offer moves to the other operator
+/// within the grace and its check (asserted under 7 s, and reported), long
+/// before the offer's own 15 s. He lets it go and pauses; when her console
+/// opens again 10 s after it closed, the chat still waits, and it is hers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_closed_for_10_s_loses_its_offer_and_gets_it_back_only_while_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Careline::start(dir.path(), &["--demo"], &[]);
+    for user in ["asha", "ravi"] {
+        node.round_the_clock("operator", user).await;
+    }
+    let asha = sign_in(&node, "asha", &node.passwords["asha"]).await;
+    let ravi = sign_in(&node, "ravi", &node.passwords["ravi"]).await;
+    let mut hers = Console::open(&node, &asha).await;
+    for (token, seat) in [(&asha, 1), (&ravi, 2)] {
+        let (status, body) = node.post(token, "/api/agent/session", json!({"seat_id": seat})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut his = Console::open(&node, &ravi).await;
+    // She has been ready longest: the chat rings at hers.
+    assert_eq!(node.post(&asha, "/api/agent/ready", json!({})).await.0, 200);
+    assert_eq!(node.post(&ravi, "/api/agent/ready", json!({})).await.0, 200);
+    let (contact, _) = start_contact(&node.base, "chat", "9810000077").await;
+    let offer = next_where(&mut hers.updates, 10, |u| u["type"] == "offer").await;
+    assert_eq!(offer["contact"], contact.as_str());
+
+    let closed = Instant::now();
+    hers.close().await;
+    let offer = next_where(&mut his.updates, 15, |u| u["type"] == "offer").await;
+    let moved = closed.elapsed();
+    assert_eq!(offer["contact"], contact.as_str());
+    println!("console closed -> offer moved in {:.2} s", moved.as_secs_f64());
+    assert!(moved < Duration::from_secs(7), "the offer moved {moved:?} after her console closed");
+
+    // He lets it go and takes a break: the chat waits, offered to nobody.
+    assert_eq!(node.post(&ravi, &format!("/api/contacts/{contact}/decline"), json!({})).await.0, 204);
+    let (status, body) = node.post(&ravi, "/api/agent/pause", json!({"reason": "break"})).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep_until(closed + Duration::from_secs(10)).await;
+    let mut hers = Console::open(&node, &asha).await;
+    let snapshot = next_where(&mut hers.updates, 5, |u| u.get("state").is_some()).await;
+    let offer = if snapshot["offer"].is_null() {
+        next_where(&mut hers.updates, 5, |u| u["type"] == "offer").await
+    } else {
+        snapshot["offer"].clone()
+    };
+    assert_eq!(offer.get("contact").or(offer.get("contact_id")), Some(&json!(contact)), "{offer}");
+    his.close().await;
+    drop(node);
 }
