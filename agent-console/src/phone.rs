@@ -710,7 +710,7 @@ mod tests {
 
     /// A real SIP server on loopback that has seen no traffic: the refusal
     /// and RTP families are there at zero, responses appear once one is sent
-    /// (the end-to-end test in tests/tests/phone.rs sees them after a call).
+    /// (the end-to-end test in tests/tests/e2e/phone.rs sees them after a call).
     #[tokio::test]
     async fn the_sip_counters_are_exported_with_stable_descriptors() {
         use telemed::sip::Trunk;

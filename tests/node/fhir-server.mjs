@@ -1,4 +1,4 @@
-// A FHIR R4 server on loopback for Careline's HIMS tests (tests/tests/hims.rs).
+// A FHIR R4 server on loopback for Careline's HIMS tests (tests/tests/e2e/hims.rs).
 //
 // The REST layer is @asymmetrik/node-fhir-server-core (2.2.5, the package
 // now published as @bluehalo/node-fhir-server-core; the @bluehalo release's

@@ -2,7 +2,7 @@
 // accepts the phone contact, hears the caller through the server's mixer
 // (getStats: the inbound audio level of the caller's slot), talks, holds and
 // resumes the caller, then ends the call. What the caller heard is checked by
-// the test (tests/tests/phone.rs) from the RTP it received; this script
+// the test (tests/tests/e2e/phone.rs) from the RTP it received; this script
 // prints each phase as it begins so the test can cut the recording by time.
 // Env: CARELINE_URL, CARELINE_USER, CARELINE_PASSWORD, CARELINE_SPEECH (the
 // operator's fake microphone).

@@ -9,6 +9,15 @@ use super::{Result, Store, StoreError, on_pool};
 const INSERT_EVENT: &str =
     "insert into routing_event (node, at, kind, contact_id, agent_id, body) values ($1, $2, $3, $4, $5, $6)";
 
+/// `sql` (an insert whose first six values are `INSERT_EVENT`'s) bound to
+/// the node and the row; more binds may follow. A macro, as the query is
+/// typed by the backend `on_pool!` picks.
+macro_rules! bind_row {
+    ($sql:expr, $node:expr, $e:expr) => {
+        sqlx::query($sql).bind($node).bind($e.at).bind(&$e.kind).bind(&$e.contact_id).bind($e.agent_id).bind(&$e.body)
+    };
+}
+
 /// One routing event as logged (the history reports and restarts are built from).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoutingEventRow {
@@ -23,14 +32,8 @@ pub struct RoutingEventRow {
 impl Store {
     /// Appends a routing event to the log.
     pub async fn append_routing_event(&self, node: &str, e: &RoutingEventRow) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(INSERT_EVENT)
-        .bind(node)
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.contact_id)
-        .bind(e.agent_id)
-        .bind(&e.body)
-        .execute(pool)
+        on_pool!(self, pool => bind_row!(INSERT_EVENT, node, e)
+                .execute(pool)
         .await
         .map(|_| ()))
         .map_err(StoreError::from_sqlx)
@@ -44,13 +47,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
             run_write!(tx, write, e.at).await?;
-            sqlx::query(INSERT_EVENT)
-                .bind(node)
-                .bind(e.at)
-                .bind(&e.kind)
-                .bind(&e.contact_id)
-                .bind(e.agent_id)
-                .bind(&e.body)
+            bind_row!(INSERT_EVENT, node, e)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from_sqlx)?;
@@ -75,13 +72,7 @@ impl Store {
              values ($1, $2, $3, $4, $5, $6, $7) on conflict (entry_id) do nothing";
         let refused = on_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
-            let inserted = sqlx::query(INSERT_ENTRY)
-                .bind(node)
-                .bind(e.at)
-                .bind(&e.kind)
-                .bind(&e.contact_id)
-                .bind(e.agent_id)
-                .bind(&e.body)
+            let inserted = bind_row!(INSERT_ENTRY, node, e)
                 .bind(entry)
                 .execute(&mut *tx)
                 .await
@@ -100,15 +91,9 @@ impl Store {
                 Err(other) => return Err(other),
             }
         });
-        on_pool!(self, pool => sqlx::query(INSERT_ENTRY)
-            .bind(node)
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(&e.contact_id)
-            .bind(e.agent_id)
-            .bind(&e.body)
-            .bind(entry)
-            .execute(pool)
+        on_pool!(self, pool => bind_row!(INSERT_ENTRY, node, e)
+                .bind(entry)
+                .execute(pool)
             .await
             .map(|_| ()))
         .map_err(StoreError::from_sqlx)?;
