@@ -311,14 +311,16 @@ async fn an_undelivered_request_raises_the_wallboard_alarm_until_dispatch_takes_
 
 /// Answers every HTTP request after `delay`, each in its own thread: the
 /// first `failures` requests for each `request_id` with 503, later ones with
-/// 200; hands over each request's id with the status it was answered. The
+/// 200; hands over each request's id with the status it was answered and
+/// whether another post of the same request was in flight when it came. The
 /// delay keeps a send in flight across the nodes' retry rounds, so a node
 /// that sent what another holds would be seen.
-fn slow_flaky_webhook(failures: usize, delay: Duration) -> (String, mpsc::Receiver<(String, u16)>) {
+fn slow_flaky_webhook(failures: usize, delay: Duration) -> (String, mpsc::Receiver<(String, u16, bool)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/dispatch", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    // Per request: posts so far, posts in flight now.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, (usize, usize)>::new()));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
@@ -340,11 +342,12 @@ fn slow_flaky_webhook(failures: usize, delay: Duration) -> (String, mpsc::Receiv
                 reader.read_exact(&mut body).unwrap();
                 let body: Value = serde_json::from_slice(&body).unwrap();
                 let id = body["request_id"].as_str().unwrap().to_owned();
-                let n = {
+                let (n, overlapped) = {
                     let mut seen = seen.lock().unwrap();
-                    let n = seen.entry(id.clone()).or_default();
-                    *n += 1;
-                    *n
+                    let (posts, in_flight) = seen.entry(id.clone()).or_default();
+                    *posts += 1;
+                    *in_flight += 1;
+                    (*posts, *in_flight > 1)
                 };
                 std::thread::sleep(delay);
                 let status = if n > failures { 200 } else { 503 };
@@ -352,7 +355,8 @@ fn slow_flaky_webhook(failures: usize, delay: Duration) -> (String, mpsc::Receiv
                 let mut stream = stream;
                 // The node may have given up waiting; what it was answered is still counted.
                 let _ = write!(stream, "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = tx.send((id, status));
+                seen.lock().unwrap().get_mut(&id).unwrap().1 -= 1;
+                let _ = tx.send((id, status, overlapped));
             });
         }
     });
@@ -527,9 +531,14 @@ async fn two_nodes_on_one_database_send_each_dispatch_and_each_mail_once() {
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let mut posts: BTreeMap<String, Vec<u16>> = BTreeMap::new();
-    for (id, status) in received.try_iter() {
+    let mut overlaps = Vec::new();
+    for (id, status, overlapped) in received.try_iter() {
+        if overlapped {
+            overlaps.push(id.clone());
+        }
         posts.entry(id).or_default().push(status);
     }
+    assert!(overlaps.is_empty(), "posted again while a post of it was in flight: {overlaps:?}; all: {posts:?}");
     let expected: BTreeMap<String, Vec<u16>> = ids.iter().map(|id| (id.clone(), vec![503, 503, 200])).collect();
     assert_eq!(posts, expected, "each request posted three times in turn, taken once");
     let attempts: Vec<(String, i64, i64)> = shared
