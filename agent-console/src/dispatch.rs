@@ -11,7 +11,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Delivery, Result, Store};
+use crate::store::{Claimant, Delivery, Result, Store};
 
 /// How undelivered ambulance requests are retried, and when supervisors are told.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,8 +45,10 @@ impl DispatchPolicy {
 }
 
 /// Sends a stored ambulance request to the dispatch webhook and records the
-/// attempt; says whether the webhook took it. Without a webhook the attempt
-/// fails (and the alarm comes in due course): nothing else can deliver it.
+/// attempt (which ends the request's claim); says whether the webhook took
+/// it. The caller holds the request's claim ([`crate::store::claim::AMBULANCE_LEASE`],
+/// longer than the webhook's timeout). Without a webhook the attempt fails
+/// (and the alarm comes in due course): nothing else can deliver it.
 pub async fn deliver(store: &Store, webhook: Option<&str>, policy: &DispatchPolicy, request_id: &str) -> Result<bool> {
     let request = store.ambulance_request(request_id).await?;
     let contact = store.contact(&request.contact_id).await?;
@@ -97,9 +99,16 @@ pub async fn deliver(store: &Store, webhook: Option<&str>, policy: &DispatchPoli
     Ok(delivered)
 }
 
-/// Retries the undelivered requests as each falls due, until `shutdown`.
-/// It looks every second: a due retry waits at most that long.
-pub async fn run(store: Store, webhook: String, policy: DispatchPolicy, shutdown: CancellationToken) {
+/// Retries the undelivered requests as each falls due, until `shutdown`,
+/// each claimed by `claimant` first, so of the nodes sharing the database
+/// one sends it. It looks every second: a due retry waits at most that long.
+pub async fn run(
+    store: Store,
+    claimant: Claimant,
+    webhook: String,
+    policy: DispatchPolicy,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(StdDuration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -109,15 +118,23 @@ pub async fn run(store: Store, webhook: String, policy: DispatchPolicy, shutdown
         }
         // A store error is logged and the round is tried again next second:
         // the requests stay in the store, so nothing is lost by waiting.
-        match store.due_ambulance_requests(Utc::now()).await {
-            Ok(ids) => {
-                for id in ids {
+        // At most 50 a round; each claimed request's attempt is recorded
+        // (or its claim runs out), so none comes back within the round.
+        for _ in 0..50 {
+            match store.claim_due_ambulance_request(&claimant, Utc::now()).await {
+                Ok(Some(request)) => {
+                    let id = request.ambulance_request_id;
                     if let Err(e) = deliver(&store, Some(&webhook), &policy, &id).await {
+                        // Its claim runs out and it is tried again (by any node).
                         tracing::error!(request = %id, error = %e, "ambulance delivery could not be recorded");
                     }
                 }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "undelivered ambulance requests could not be read");
+                    break;
+                }
             }
-            Err(e) => tracing::error!(error = %e, "undelivered ambulance requests could not be read"),
         }
     }
 }

@@ -18,7 +18,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Appointment, Attempt, Facility, NewMail, Patient, Store};
+use crate::store::{Appointment, Attempt, Claimant, Facility, NewMail, Patient, Store};
+
+/// The longest one SMTP send may take, from connecting to the server's last
+/// answer: well inside the message's claim ([`crate::store::claim::MAIL_LEASE`]),
+/// so no other node takes a message while it is still being sent.
+pub const SEND_CAP: StdDuration = StdDuration::from_secs(120);
 
 /// How failed sends are retried (the same backoff as replies', its own defaults).
 pub use crate::retry::RetryPolicy;
@@ -84,11 +89,12 @@ impl Mailer {
         Ok(())
     }
 
-    /// Sends what is due, until `shutdown`. Sleeps until the next message
-    /// falls due (at most a minute), or until one is queued.
-    pub async fn run(self, store: Store, shutdown: CancellationToken) {
+    /// Sends what is due, until `shutdown`, each message claimed by
+    /// `claimant` first (several nodes share the outbox). Sleeps until the
+    /// next message falls due (at most a minute), or until one is queued.
+    pub async fn run(self, store: Store, claimant: Claimant, shutdown: CancellationToken) {
         loop {
-            if let Err(e) = self.send_due(&store).await {
+            if let Err(e) = self.send_due(&store, &claimant).await {
                 tracing::warn!(error = %e, "mail outbox");
             }
             let wait = match store.next_mail_due().await {
@@ -103,11 +109,12 @@ impl Mailer {
         }
     }
 
-    /// One pass over the due messages.
-    pub async fn send_due(&self, store: &Store) -> crate::store::Result<usize> {
-        let due = store.due_mail(Utc::now(), 20).await?;
+    /// One pass over the due messages (at most 20), each claimed just
+    /// before it is sent: a claim's lease covers one send, not a batch.
+    pub async fn send_due(&self, store: &Store, claimant: &Claimant) -> crate::store::Result<usize> {
         let mut sent = 0;
-        for mail in due {
+        for _ in 0..20 {
+            let Some(mail) = store.claim_due_mail(claimant, Utc::now(), 1).await?.pop() else { break };
             let outcome = match self.send_raw(&mail.envelope_from, &mail.envelope_to, mail.raw.as_bytes()).await {
                 Ok(()) => {
                     sent += 1;
@@ -129,7 +136,11 @@ impl Mailer {
         let from = if from.is_empty() { None } else { Some(parse(from)?) };
         let to = to.iter().map(|a| parse(a)).collect::<Result<Vec<_>, _>>()?;
         let envelope = Envelope::new(from, to).map_err(|e| (e.to_string(), true))?;
-        self.transport.send_raw(&envelope, raw).await.map(|_| ()).map_err(|e| (e.to_string(), e.is_permanent()))
+        match tokio::time::timeout(SEND_CAP, self.transport.send_raw(&envelope, raw)).await {
+            Ok(sent) => sent.map(|_| ()).map_err(|e| (e.to_string(), e.is_permanent())),
+            // Not permanent: the server may be slow now and fine later.
+            Err(_) => Err((format!("the SMTP send took over {} s", SEND_CAP.as_secs()), false)),
+        }
     }
 }
 

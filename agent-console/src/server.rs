@@ -83,14 +83,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tasks.spawn(purge_sessions(state.clone(), shutdown.clone()));
     if let Some(url) = state.settings.dispatch_webhook.clone() {
-        tasks.spawn(crate::dispatch::run(state.store.clone(), url, state.settings.dispatch, shutdown.clone()));
+        tasks.spawn(crate::dispatch::run(
+            state.store.clone(),
+            state.claimant.clone(),
+            url,
+            state.settings.dispatch,
+            shutdown.clone(),
+        ));
     }
     if state.channels.any() {
         tasks.spawn(crate::channels::run_journal(state.clone(), shutdown.clone()));
         tasks.spawn(crate::channels::run_sender(state.clone(), shutdown.clone()));
     }
     if let Some(mailer) = state.mailer.clone() {
-        tasks.spawn(mailer.run(state.store.clone(), shutdown.clone()));
+        tasks.spawn(mailer.run(state.store.clone(), state.claimant.clone(), shutdown.clone()));
     }
 
     let app = http::router(state.clone());

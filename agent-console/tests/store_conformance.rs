@@ -11,6 +11,8 @@
 //! `every_public_store_method_has_a_case` reads those sources and fails
 //! naming each method that has none: a new method comes with its case.
 
+use agent_console::store::Claimant;
+use agent_console::store::claim::{AMBULANCE_LEASE, CHANNEL_EVENT_LEASE, MAIL_LEASE};
 use agent_console::store::{
     AbhaNumber, Attempt, BackendKind, BedType, ComplaintStatus, FacilityKind, FacilityQuery, NewAudit, NewComplaint,
     NewMail, NewPatient, NewStaff, PatientKey, Role, Sex, Store, StoreError, TokenKind,
@@ -134,6 +136,8 @@ conformance!(
     sms_opt_outs_are_kept_per_number,
     sign_in_devices_and_failures,
     a_stored_value_outside_its_domain_is_corrupt,
+    two_nodes_claiming_one_due_row_get_it_once,
+    a_row_raced_by_many_claimants_is_claimed_once,
 );
 
 fn new_staff(username: &str, role: Role) -> NewStaff {
@@ -556,24 +560,32 @@ async fn mail_outbox_retries_and_survives_reopening(store: &Store, url: &str) {
         patient_id: None,
     };
     let queued = store.enqueue_mail(&mail, now).await.unwrap();
-    assert_eq!(store.due_mail(now, 10).await.unwrap().len(), 1);
+    let node = Claimant::new("node-a");
+    assert_eq!(store.claim_due_mail(&node, now, 10).await.unwrap(), vec![queued.clone()]);
+    assert!(store.claim_due_mail(&node, now, 10).await.unwrap().is_empty(), "claimed: not due again");
     let retry_at = now + Duration::seconds(30);
     let after = store
         .record_mail_attempt(queued.mail_id, &Attempt::Retry { error: "421 try later".into(), at: retry_at }, now)
         .await
         .unwrap();
     assert_eq!(after.attempts, 1);
-    assert!(store.due_mail(now, 10).await.unwrap().is_empty(), "not due before the backoff");
+    assert!(store.claim_due_mail(&node, now, 10).await.unwrap().is_empty(), "not due before the backoff");
     // A restart finds it still queued.
     let reopened = Store::open(url).await.unwrap();
-    let due = reopened.due_mail(retry_at, 10).await.unwrap();
+    assert_eq!(reopened.next_mail_due().await.unwrap().map(|t| t.timestamp()), Some(retry_at.timestamp()));
+    let due = reopened.claim_due_mail(&node, retry_at, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].raw, mail.raw);
-    assert_eq!(reopened.next_mail_due().await.unwrap().map(|t| t.timestamp()), Some(retry_at.timestamp()));
+    // Claimed, it falls due to the other nodes when the claim runs out.
+    assert_eq!(
+        reopened.next_mail_due().await.unwrap().map(|t| t.timestamp()),
+        Some((retry_at + MAIL_LEASE).timestamp())
+    );
     reopened.close().await;
     let sent = store.record_mail_attempt(queued.mail_id, &Attempt::Sent, retry_at).await.unwrap();
     assert_eq!((sent.attempts, sent.sent_at.is_some(), sent.last_error.as_deref()), (2, true, Some("421 try later")));
-    assert!(store.due_mail(retry_at + Duration::days(1), 10).await.unwrap().is_empty());
+    assert!(store.claim_due_mail(&node, retry_at + Duration::days(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.next_mail_due().await.unwrap(), None);
     let nobody = NewMail { envelope_to: vec![], ..mail };
     assert!(matches!(store.enqueue_mail(&nobody, now).await, Err(StoreError::Refused(_))));
 }
@@ -1188,22 +1200,30 @@ async fn ambulance_requests_keep_their_delivery(store: &Store, url: &str) {
         last_error: None,
         next_attempt_at: None,
     };
-    store.create_ambulance_request(&request).await.unwrap();
+    let maker = Claimant::new("node-a");
+    let retrier = Claimant::new("node-b");
+    store.create_ambulance_request(&request, &maker).await.unwrap();
     assert_eq!(store.ambulance_request("amb-1").await.unwrap(), request);
     assert!(matches!(store.ambulance_request("amb-9").await, Err(StoreError::NotFound)));
-    assert_eq!(store.due_ambulance_requests(t0).await.unwrap(), ["amb-1"], "due at once");
+    // Made claimed by the node that sends it at once: no retrier takes it meanwhile, not even the maker's own.
+    assert_eq!(store.claim_due_ambulance_request(&retrier, t0).await.unwrap(), None);
+    assert_eq!(store.claim_due_ambulance_request(&maker, t0).await.unwrap(), None);
     // Failed attempts: each kept with its error; the request is due again at the retry time, never dropped.
-    let mut at = t0;
+    // The maker died before recording its send: its claim runs out, and any node takes the request.
+    let mut at = t0 + AMBULANCE_LEASE + Duration::seconds(1);
     for (n, wait) in [(1, 2), (2, 4), (3, 8)] {
+        let claimed = store.claim_due_ambulance_request(&retrier, at).await.unwrap().expect("due");
+        assert_eq!((claimed.ambulance_request_id.as_str(), claimed.attempts), ("amb-1", n - 1));
+        assert_eq!(store.claim_due_ambulance_request(&maker, at).await.unwrap(), None, "claimed once");
         let failed = Delivery::Failed { error: format!("refused {n}"), retry_at: at + Duration::seconds(wait) };
         let after = store.record_ambulance_delivery("amb-1", &failed, at).await.unwrap();
         assert_eq!(
             (after.attempts, after.last_error.as_deref(), after.delivered_at, after.next_attempt_at),
             (n, Some(format!("refused {n}").as_str()), None, Some(at + Duration::seconds(wait)))
         );
-        assert!(store.due_ambulance_requests(at + Duration::seconds(wait - 1)).await.unwrap().is_empty());
+        // Recorded, the claim is over: the request is due again (to any node) at its retry time, not before.
+        assert_eq!(store.claim_due_ambulance_request(&maker, at + Duration::seconds(wait - 1)).await.unwrap(), None);
         at += Duration::seconds(wait);
-        assert_eq!(store.due_ambulance_requests(at).await.unwrap(), ["amb-1"]);
     }
     // Undelivered a minute after it was made: the alarm's list has it, with what the attempts said.
     assert!(store.undelivered_ambulance_requests(t0 - Duration::seconds(1)).await.unwrap().is_empty());
@@ -1214,14 +1234,15 @@ async fn ambulance_requests_keep_their_delivery(store: &Store, url: &str) {
     );
     // A restart finds it still due.
     let reopened = Store::open(url).await.unwrap();
-    assert_eq!(reopened.due_ambulance_requests(at).await.unwrap(), ["amb-1"]);
+    let claimed = reopened.claim_due_ambulance_request(&maker, at).await.unwrap().expect("still due");
+    assert_eq!((claimed.ambulance_request_id.as_str(), claimed.attempts), ("amb-1", 3));
     reopened.close().await;
     let delivered = store.record_ambulance_delivery("amb-1", &Delivery::Delivered, at).await.unwrap();
     assert_eq!(
         (delivered.attempts, delivered.delivered_at, delivered.next_attempt_at, delivered.last_error.as_deref()),
         (4, Some(at), None, Some("refused 3"))
     );
-    assert!(store.due_ambulance_requests(at + Duration::days(1)).await.unwrap().is_empty());
+    assert_eq!(store.claim_due_ambulance_request(&retrier, at + Duration::days(1)).await.unwrap(), None);
     assert!(
         store.undelivered_ambulance_requests(at + Duration::days(1)).await.unwrap().is_empty(),
         "delivered clears the alarm"
@@ -1319,6 +1340,19 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
         (pending[0].provider, pending[0].kind, pending[0].received_at),
         (Provider::Whatsapp, EventKind::Message, t0)
     );
+    // Each entry is claimed before it is processed, by one node at a time, and given back after a
+    // failure worth retrying; a node that died holding one holds it only until its lease runs out.
+    let (a, b) = (Claimant::new("node-a"), Claimant::new("node-b"));
+    let first = pending[0].channel_event_id;
+    assert!(store.claim_channel_event(first, &a, t0).await.unwrap());
+    assert!(!store.claim_channel_event(first, &b, t0).await.unwrap(), "held by node a");
+    assert!(!store.release_channel_event(first, &b).await.unwrap(), "only its holder gives it back");
+    assert!(store.release_channel_event(first, &a).await.unwrap());
+    assert!(store.claim_channel_event(first, &b, t0).await.unwrap(), "given back: any node takes it");
+    assert!(!store.claim_channel_event(first, &a, t0 + CHANNEL_EVENT_LEASE).await.unwrap());
+    let expired = t0 + CHANNEL_EVENT_LEASE + Duration::seconds(1);
+    assert!(store.claim_channel_event(first, &a, expired).await.unwrap(), "node b's lease ran out");
+    assert_eq!(store.pending_channel_events(10).await.unwrap().len(), 3, "a claimed entry is still pending");
 
     // A WhatsApp contact (the channel check admits it) and its first message.
     let wa = NewContact { channel: Some(Channel::Whatsapp), language: "hi".into(), ..Default::default() };
@@ -1340,6 +1374,8 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
         sent_at: t0 - Duration::minutes(1),
     };
     let m = store.add_inbound_message(&inbound, t0).await.unwrap();
+    assert!(!store.claim_channel_event(first, &b, t0 + Duration::days(1)).await.unwrap(), "processed: not claimable");
+    assert!(!store.release_channel_event(first, &a).await.unwrap(), "processing ended the claim");
     assert_eq!((m.sender.as_str(), m.body.as_str()), ("patient", "बुखार है"));
     // Processed twice: refused, nothing added.
     assert!(matches!(store.add_inbound_message(&inbound, t0).await, Err(StoreError::Refused(_))));
@@ -1362,10 +1398,13 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
     let stray = InboundMessage { event_id: pending[2].channel_event_id, contact_id: "c-404".into(), ..inbound.clone() };
     assert_eq!(violation(store.add_inbound_message(&stray, t0).await), ("invalid reference", "contact_id".to_owned()));
     assert_eq!(store.pending_channel_events(10).await.unwrap().len(), 1, "still pending");
+    assert!(store.claim_channel_event(pending[2].channel_event_id, &a, t0).await.unwrap());
     store
         .finish_channel_event(pending[2].channel_event_id, EventOutcome::Unprocessable, Some("a `sticker`"), t0)
         .await
         .unwrap();
+    assert!(!store.release_channel_event(pending[2].channel_event_id, &a).await.unwrap(), "finishing ended the claim");
+    assert!(!store.claim_channel_event(pending[2].channel_event_id, &b, expired).await.unwrap());
     assert!(matches!(
         store.finish_channel_event(pending[2].channel_event_id, EventOutcome::Processed, None, t0).await,
         Err(StoreError::Refused(_))
@@ -1398,8 +1437,13 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
     assert_eq!(store.chat_messages("c-wa", 0).await.unwrap().len(), 3);
 
     // A clear failure goes back to the queue; the retry is taken.
-    assert!(store.start_channel_send(queued.channel_outbox_id, t0).await.unwrap());
-    assert!(!store.start_channel_send(queued.channel_outbox_id, t0).await.unwrap(), "claimed once");
+    let (node, other, lease) = (Claimant::new("node-a"), Claimant::new("node-b"), Duration::seconds(75));
+    assert!(store.start_channel_send(queued.channel_outbox_id, &node, t0, lease).await.unwrap());
+    assert!(!store.start_channel_send(queued.channel_outbox_id, &other, t0, lease).await.unwrap(), "claimed once");
+    assert!(
+        !store.start_channel_send(queued.channel_outbox_id, &other, t0 + lease * 2, lease).await.unwrap(),
+        "a send is claimed once, even after its lease: it may have gone out"
+    );
     assert!(store.due_channel_sends(t0, 10).await.unwrap().is_empty(), "not due while sending");
     let retry = SendOutcome::Retry { error: "503".into(), at: t0 + Duration::seconds(5) };
     let s = store.record_channel_send(queued.channel_outbox_id, &retry, t0).await.unwrap();
@@ -1423,7 +1467,7 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
     assert_eq!(store.apply_channel_status("wamid.out", None, DeliveryStatus::Delivered, t0).await.unwrap(), None);
     let e = store.pending_channel_events(10).await.unwrap().pop().unwrap();
     store.finish_channel_event(e.channel_event_id, EventOutcome::Unmatched, None, t0).await.unwrap();
-    assert!(store.start_channel_send(queued.channel_outbox_id, t0).await.unwrap());
+    assert!(store.start_channel_send(queued.channel_outbox_id, &other, t0, lease).await.unwrap());
     let sent = SendOutcome::Sent { provider_message_id: "wamid.out".into() };
     let s = store.record_channel_send(queued.channel_outbox_id, &sent, t0).await.unwrap();
     assert_eq!(
@@ -1448,7 +1492,7 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
         )
         .await
         .unwrap();
-    assert!(store.start_channel_send(second.channel_outbox_id, t0).await.unwrap());
+    assert!(store.start_channel_send(second.channel_outbox_id, &node, t0, lease).await.unwrap());
     let s = store
         .record_channel_send(second.channel_outbox_id, &SendOutcome::Unknown { error: "timed out".into() }, t0)
         .await
@@ -1462,7 +1506,7 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
         (SendState::Sent, Some("wamid.late"), Some(DeliveryStatus::Delivered))
     );
 
-    // A crash mid-send leaves it sending: at start it becomes unknown, never resent.
+    // A crash mid-send leaves it sending: once its claim ran out it becomes unknown, never resent.
     let (_, third) = store
         .add_reply_with_send(
             "c-wa",
@@ -1473,8 +1517,10 @@ async fn messaging_channels_journal_threads_and_outbox(store: &Store, _url: &str
         )
         .await
         .unwrap();
-    assert!(store.start_channel_send(third.channel_outbox_id, t0).await.unwrap());
-    assert_eq!(store.interrupted_channel_sends(t0).await.unwrap(), 1);
+    assert!(store.start_channel_send(third.channel_outbox_id, &node, t0, lease).await.unwrap());
+    assert_eq!(store.interrupted_channel_sends(t0 + lease).await.unwrap(), 0, "its node may still be sending it");
+    assert_eq!(store.channel_send(third.channel_outbox_id).await.unwrap().state, SendState::Sending);
+    assert_eq!(store.interrupted_channel_sends(t0 + lease + Duration::seconds(1)).await.unwrap(), 1);
     assert_eq!(store.channel_send(third.channel_outbox_id).await.unwrap().state, SendState::Unknown);
     let failed = SendOutcome::Failed { error: "400".into() };
     assert!(matches!(
@@ -1572,20 +1618,23 @@ async fn a_stored_value_outside_its_domain_is_corrupt(store: &Store, url: &str) 
         .await
         .unwrap();
     store
-        .create_ambulance_request(&AmbulanceRequest {
-            ambulance_request_id: "amb-bad".into(),
-            contact_id: "c-bad".into(),
-            patient_id: None,
-            requested_by: doctor.staff_id,
-            location: "Gate 3".into(),
-            urgency: Urgency::Urgent,
-            note: String::new(),
-            created_at: now(),
-            delivered_at: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-        })
+        .create_ambulance_request(
+            &AmbulanceRequest {
+                ambulance_request_id: "amb-bad".into(),
+                contact_id: "c-bad".into(),
+                patient_id: None,
+                requested_by: doctor.staff_id,
+                location: "Gate 3".into(),
+                urgency: Urgency::Urgent,
+                note: String::new(),
+                created_at: now(),
+                delivered_at: None,
+                attempts: 0,
+                last_error: None,
+                next_attempt_at: None,
+            },
+            &Claimant::new("node-a"),
+        )
         .await
         .unwrap();
     assert_eq!(store.ambulance_request("amb-bad").await.unwrap().urgency, Urgency::Urgent);
@@ -1639,4 +1688,109 @@ async fn sms_opt_outs_are_kept_per_number(store: &Store, _url: &str) {
     let back = store.set_channel_opt_out(Channel::Sms, "+919810012345", false, "START", t1).await.unwrap();
     assert_eq!(store.channel_opt_out(Channel::Sms, "+919810012345").await.unwrap(), Some(back.clone()));
     assert_eq!((back.opted_out, back.keyword.as_str(), back.changed_at), (false, "START", t1));
+}
+
+/// Two nodes on one database: the first to claim a due row gets it; the
+/// second gets nothing until the first's lease runs out (it died mid-send),
+/// and nothing at all once the first recorded its attempt.
+async fn two_nodes_claiming_one_due_row_get_it_once(store: &Store, _url: &str) {
+    let t0 = now();
+    let mail = NewMail {
+        envelope_from: "helpline@careline.example".into(),
+        envelope_to: vec!["ramesh@example.in".into()],
+        subject: "Your appointment".into(),
+        raw: "Subject: Your appointment\r\n\r\nSee you.\r\n".into(),
+        purpose: "appointment.confirmation".into(),
+        patient_id: None,
+    };
+    let queued = store.enqueue_mail(&mail, t0).await.unwrap();
+    let later = store.enqueue_mail(&mail, t0 + Duration::seconds(1)).await.unwrap();
+    let (a, b) = (Claimant::new("node-a/101/0a0a0a0a"), Claimant::new("node-b/102/0b0b0b0b"));
+    assert_ne!(a, b);
+    // Node A claims what it sends at once: one, the oldest.
+    assert_eq!(store.claim_due_mail(&a, t0 + Duration::seconds(1), 1).await.unwrap(), vec![queued.clone()]);
+    // Node B gets the rest, not A's.
+    let mine: Vec<i64> =
+        store.claim_due_mail(&b, t0 + Duration::seconds(1), 10).await.unwrap().iter().map(|m| m.mail_id).collect();
+    assert_eq!(mine, [later.mail_id]);
+    for (who, at) in [(&b, t0 + Duration::seconds(2)), (&a, t0 + Duration::seconds(2)), (&b, t0 + MAIL_LEASE)] {
+        assert!(store.claim_due_mail(who, at, 10).await.unwrap().is_empty(), "{who} at {at}: both are held");
+    }
+    // Node B records its send: its row is done, for everyone.
+    store.record_mail_attempt(later.mail_id, &Attempt::Sent, t0 + Duration::seconds(2)).await.unwrap();
+    // Node A died mid-send: once its lease has run out, node B takes the message, once.
+    // (A claimed it at t0 + 1 s.)
+    let expired = t0 + Duration::seconds(1) + MAIL_LEASE + Duration::seconds(1);
+    let taken = store.claim_due_mail(&b, expired, 10).await.unwrap();
+    assert_eq!(taken.iter().map(|m| m.mail_id).collect::<Vec<_>>(), [queued.mail_id]);
+    assert!(store.claim_due_mail(&a, expired, 10).await.unwrap().is_empty());
+    store.record_mail_attempt(queued.mail_id, &Attempt::Sent, expired).await.unwrap();
+    let end = t0 + Duration::days(1);
+    assert!(store.claim_due_mail(&a, end, 10).await.unwrap().is_empty(), "sent: never claimed again");
+    assert!(store.claim_due_mail(&b, end, 10).await.unwrap().is_empty());
+    let sent = store.mail(queued.mail_id).await.unwrap();
+    assert_eq!((sent.attempts, sent.sent_at), (1, Some(expired)));
+}
+
+/// Many claimants at once on one due row of each outbox, each its own
+/// connection: exactly one gets it (the database decides, not the clock).
+async fn a_row_raced_by_many_claimants_is_claimed_once(store: &Store, _url: &str) {
+    use agent_console::store::{EventKind, NewChannelEvent, Provider};
+    const RACERS: usize = 8;
+    let (operator, kamla) = doctor_contact(store, "c-race").await;
+    let t0 = now();
+    let mail = NewMail {
+        envelope_from: String::new(),
+        envelope_to: vec!["kamla@example.in".into()],
+        subject: "s".into(),
+        raw: "Subject: s\r\n\r\nx\r\n".into(),
+        purpose: "test".into(),
+        patient_id: None,
+    };
+    let queued = store.enqueue_mail(&mail, t0).await.unwrap();
+    let request = AmbulanceRequest {
+        ambulance_request_id: "amb-race".into(),
+        contact_id: "c-race".into(),
+        patient_id: Some(kamla.patient_id),
+        requested_by: operator.staff_id,
+        location: "Gate 3".into(),
+        urgency: agent_console::store::Urgency::Critical,
+        note: String::new(),
+        created_at: t0,
+        delivered_at: None,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+    };
+    store.create_ambulance_request(&request, &Claimant::new("maker")).await.unwrap();
+    let event = NewChannelEvent {
+        kind: EventKind::Message,
+        event_key: "wamid.race".into(),
+        message_ref: None,
+        opaque: None,
+        payload: "{}".into(),
+    };
+    store.journal_channel_events(Provider::Whatsapp, &[event], t0).await.unwrap();
+    let event_id = store.pending_channel_events(1).await.unwrap()[0].channel_event_id;
+    // The maker's claim on the request has run out: all may try.
+    let at = t0 + AMBULANCE_LEASE + Duration::seconds(1);
+    let racers: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let me = Claimant::new(format!("racer-{n}"));
+                let mail = store.claim_due_mail(&me, at, 10).await.unwrap();
+                let ambulance = store.claim_due_ambulance_request(&me, at).await.unwrap();
+                let event = store.claim_channel_event(event_id, &me, at).await.unwrap();
+                (mail.len(), ambulance.is_some() as usize, event as usize)
+            })
+        })
+        .collect();
+    let mut won = (0, 0, 0);
+    for racer in racers {
+        let (m, a, e) = racer.await.unwrap();
+        won = (won.0 + m, won.1 + a, won.2 + e);
+    }
+    assert_eq!(won, (1, 1, 1), "mail, ambulance request, channel event: each claimed once");
+    assert_eq!(store.mail(queued.mail_id).await.unwrap().attempts, 0);
 }

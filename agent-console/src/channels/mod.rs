@@ -186,13 +186,13 @@ impl ChannelConfig {
                 anyhow::bail!("Twilio is configured in part: give {} too", missing.join(", "))
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(StdDuration::from_secs(self.channel_send_timeout_seconds.max(1)))
-            .build()?;
+        let timeout = self.channel_send_timeout_seconds.max(1);
+        let http = reqwest::Client::builder().timeout(StdDuration::from_secs(timeout)).build()?;
         Ok(Channels {
             whatsapp,
             twilio,
             http,
+            send_lease: Duration::seconds(timeout as i64 + SEND_LEASE_MARGIN_SECONDS),
             retry: RetryPolicy {
                 first_backoff: Duration::seconds(self.channel_retry_seconds.max(1) as i64),
                 ..RetryPolicy::replies()
@@ -263,6 +263,10 @@ impl Account {
     }
 }
 
+/// What a reply's claim lasts beyond the provider request's timeout: the
+/// store writes around the request, and a busy node.
+pub const SEND_LEASE_MARGIN_SECONDS: i64 = 60;
+
 /// The accounts that are on, and what their tasks share.
 #[derive(Clone, Debug)]
 pub struct Channels {
@@ -270,6 +274,10 @@ pub struct Channels {
     pub twilio: Option<Arc<twilio::Twilio>>,
     /// The sends' client: its timeout is the line between a failure and an unknown outcome.
     http: reqwest::Client,
+    /// How long a reply's `sending` claim lasts: the client's timeout and
+    /// [`SEND_LEASE_MARGIN_SECONDS`], so a live node always records its
+    /// answer before the claim runs out and the sweep calls it `unknown`.
+    send_lease: Duration,
     retry: RetryPolicy,
     /// Wakes the journal task when a webhook stored events.
     journal: Arc<Notify>,
@@ -509,7 +517,10 @@ pub async fn run_journal(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Processes the pending journal entries, in order; returns how many.
+/// Processes the pending journal entries, in order, each claimed first
+/// (nodes share the journal); returns how many. An entry another node holds
+/// ends the round: the entries after it may be the same patient's, and
+/// wait for it, so a patient's messages keep their order.
 pub async fn process_journal(state: &AppState) -> anyhow::Result<usize> {
     let mut done = 0;
     loop {
@@ -518,11 +529,20 @@ pub async fn process_journal(state: &AppState) -> anyhow::Result<usize> {
             return Ok(done);
         }
         for event in events {
-            // One entry's failure stops the round: the next rounds try it
-            // again, and the order of a patient's messages is kept.
-            process_event(state, &event)
-                .await
-                .map_err(|e| anyhow::anyhow!("channel event {}: {e:#}", event.channel_event_id))?;
+            let id = event.channel_event_id;
+            if !state.store.claim_channel_event(id, &state.claimant, Utc::now()).await? {
+                return Ok(done);
+            }
+            // One entry's failure stops the round: its claim is given back
+            // and the next rounds try it again, and the order of a patient's
+            // messages is kept.
+            if let Err(e) = process_event(state, &event).await {
+                if let Err(release) = state.store.release_channel_event(id, &state.claimant).await {
+                    // Its claim then runs out by itself (seconds): only the retry waits.
+                    tracing::warn!(event = id, error = %release, "channel event's claim not given back");
+                }
+                return Err(anyhow::anyhow!("channel event {id}: {e:#}"));
+            }
             done += 1;
         }
     }
@@ -913,15 +933,10 @@ async fn sms_allowed(state: &AppState, address: &str, body: &str) -> crate::http
 }
 
 /// Posts queued replies until `shutdown`: woken by each reply, and every
-/// second for retries falling due. At start, replies a crash left
-/// mid-send become `unknown` (they may have gone out).
+/// second for retries falling due. At start and every round, replies left
+/// mid-send by a node that stopped (still `sending` when their claim ran
+/// out, on any node) become `unknown` (they may have gone out).
 pub async fn run_sender(state: AppState, shutdown: CancellationToken) {
-    match state.store.interrupted_channel_sends(Utc::now()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(replies = n, "replies interrupted mid-send are marked unknown, not resent"),
-        // The sender goes on: such replies stay `sending` and are never picked again, so none is resent.
-        Err(e) => tracing::error!(error = %e, "interrupted replies could not be marked unknown"),
-    }
     let mut every = tokio::time::interval(StdDuration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let wake = state.channels.outbox.clone();
@@ -931,9 +946,24 @@ pub async fn run_sender(state: AppState, shutdown: CancellationToken) {
             _ = every.tick() => {}
             _ = wake.notified() => {}
         }
+        sweep_interrupted(&state).await;
         if let Err(e) = send_due(&state).await {
             state.channels.metrics.errors.inc();
             tracing::error!(error = %e, "channel replies could not be sent; retrying");
+        }
+    }
+}
+
+/// Replies whose node stopped mid-send become `unknown`, never resent.
+async fn sweep_interrupted(state: &AppState) {
+    match state.store.interrupted_channel_sends(Utc::now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(replies = n, "replies interrupted mid-send are marked unknown, not resent"),
+        // Counted and logged, and tried again next round: such replies stay `sending`, never picked again, so
+        // none is resent meanwhile.
+        Err(e) => {
+            state.channels.metrics.errors.inc();
+            tracing::error!(error = %e, "interrupted replies could not be marked unknown");
         }
     }
 }
@@ -945,7 +975,9 @@ async fn send_due(state: &AppState) -> anyhow::Result<()> {
             tracing::warn!(reply = send.channel_outbox_id, provider = %send.provider, "reply queued for a channel that is off");
             continue;
         };
-        if !state.store.start_channel_send(send.channel_outbox_id, Utc::now()).await? {
+        let lease = state.channels.send_lease;
+        if !state.store.start_channel_send(send.channel_outbox_id, &state.claimant, Utc::now(), lease).await? {
+            // Another node took it since it was read.
             continue;
         }
         let (posted, message_id) = account.send(&state.channels.http, &send.request).await;

@@ -65,7 +65,8 @@ async fn request_ambulance(
         last_error: None,
         next_attempt_at: None,
     };
-    state.store.create_ambulance_request(&request).await?;
+    // Claimed by this node as it is made: sent just below, so no retrier elsewhere sends it too.
+    state.store.create_ambulance_request(&request, &state.claimant).await?;
     tracing::warn!(contact = %id, urgency = %request.urgency, "ambulance requested");
     state
         .store

@@ -78,6 +78,10 @@ pub struct AppState {
     /// Which agents have a console listening here; pauses those who have none.
     #[from_ref(skip)]
     pub presence: crate::center::Presence,
+    /// This node's claim id: the outbox workers (and the ambulance handler)
+    /// claim a row before sending it, so nodes sharing the database send it once.
+    #[from_ref(skip)]
+    pub claimant: crate::store::Claimant,
 }
 
 /// Settings the handlers read.
@@ -154,6 +158,7 @@ impl AppState {
             mailer: None,
             channels: crate::channels::Channels::default(),
             center,
+            claimant: crate::store::Claimant::of_process(),
         })
     }
 }

@@ -6,7 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::claim::{AMBULANCE_LEASE, Claimable, Claimant, claim};
 use super::{PatientId, Result, StaffId, Store, StoreError, on_pool};
+
+/// A request is claimable while undelivered and due.
+const AMBULANCE: Claimable = Claimable {
+    table: "ambulance_request",
+    key: "ambulance_request_id",
+    due: "delivered_at is null and (next_attempt_at is null or next_attempt_at <= $3)",
+    also_set: "",
+};
 
 crate::store::text_enum::text_enum!(
     /// How soon the ambulance is needed, as the operator judges it.
@@ -88,10 +97,15 @@ fn request_of(r: RequestRow) -> Result<AmbulanceRequest> {
 }
 
 impl Store {
-    pub async fn create_ambulance_request(&self, r: &AmbulanceRequest) -> Result<()> {
+    /// Stores a request already claimed by `claimant` (for
+    /// [`AMBULANCE_LEASE`] from its `created_at`): the node whose handler
+    /// made it sends it at once, and no other node's retrier sends it
+    /// meanwhile. Recording that first attempt clears the claim.
+    pub async fn create_ambulance_request(&self, r: &AmbulanceRequest, claimant: &Claimant) -> Result<()> {
         on_pool!(self, pool => sqlx::query(
             "insert into ambulance_request (ambulance_request_id, contact_id, patient_id, requested_by, location, urgency, \
-             note, created_at, next_attempt_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             note, created_at, next_attempt_at, claimed_by, claimed_until) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&r.ambulance_request_id)
         .bind(&r.contact_id)
@@ -102,6 +116,8 @@ impl Store {
         .bind(&r.note)
         .bind(r.created_at)
         .bind(r.next_attempt_at)
+        .bind(claimant.as_str())
+        .bind(r.created_at + AMBULANCE_LEASE)
         .execute(pool)
         .await
         .map(|_| ()))
@@ -109,7 +125,8 @@ impl Store {
     }
 
     /// Records one delivery attempt at `now`, in the request's attempts and
-    /// on the request (its count, last error and next try); returns the request.
+    /// on the request (its count, last error and next try), and ends its
+    /// claim; returns the request.
     pub async fn record_ambulance_delivery(
         &self,
         id: &str,
@@ -124,7 +141,8 @@ impl Store {
             let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
             let updated = sqlx::query(
                 "update ambulance_request set attempts = attempts + 1, delivered_at = coalesce(delivered_at, $2), \
-                 last_error = coalesce($3, last_error), next_attempt_at = $4 where ambulance_request_id = $1",
+                 last_error = coalesce($3, last_error), next_attempt_at = $4, claimed_by = null, claimed_until = null \
+                 where ambulance_request_id = $1",
             )
             .bind(id)
             .bind(delivered)
@@ -171,17 +189,32 @@ impl Store {
         Ok(rows.into_iter().map(|(attempted_at, error)| AmbulanceAttempt { attempted_at, error }).collect())
     }
 
-    /// Undelivered requests due for another try at `now`, oldest first.
-    pub async fn due_ambulance_requests(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(
+    /// Claims for `claimant` (for [`AMBULANCE_LEASE`]) the oldest
+    /// undelivered request due for another try at `now` that no other node
+    /// holds; `None` when there is none. Recording the attempt clears the claim.
+    pub async fn claim_due_ambulance_request(
+        &self,
+        claimant: &Claimant,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AmbulanceRequest>> {
+        let candidates: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(
             "select ambulance_request_id from ambulance_request where delivered_at is null \
-             and (next_attempt_at is null or next_attempt_at <= $1) order by created_at limit 50",
+             and (next_attempt_at is null or next_attempt_at <= $1) \
+             and (claimed_until is null or claimed_until < $1) order by created_at limit 10",
         )
         .bind(now)
         .fetch_all(pool)
         .await)
         .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        // Another node may claim a candidate first: the next one is tried.
+        for (id,) in candidates {
+            let sql = REQUEST_COLUMNS;
+            if let Some(row) = claim::<_, RequestRow>(self, &AMBULANCE, id, sql, claimant, now, AMBULANCE_LEASE).await?
+            {
+                return request_of(row).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     /// Requests made at or before `before` that the dispatch webhook has

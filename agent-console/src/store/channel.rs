@@ -2,11 +2,23 @@
 //! patients' threads (`channel_thread`) and the outbound outbox
 //! (`channel_outbox`). What they mean is in `crate::channels`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::claim::{CHANNEL_EVENT_LEASE, Claimable, Claimant, claim};
 use super::{Channel, ChatMessage, PatientId, Result, StaffId, Store, StoreError, on_pool};
+
+/// A journal entry is claimable until it is processed.
+const EVENT: Claimable =
+    Claimable { table: "channel_event", key: "channel_event_id", due: "processed_at is null", also_set: "" };
+/// A reply is claimable while queued; its claim is the move to `sending`.
+const SEND: Claimable = Claimable {
+    table: "channel_outbox",
+    key: "channel_outbox_id",
+    due: "state = 'queued'",
+    also_set: ", state = 'sending', updated_at = $3",
+};
 
 crate::store::text_enum::text_enum!(
     /// Who carries a channel's messages.
@@ -26,8 +38,8 @@ crate::store::text_enum::text_enum!(
 );
 crate::store::text_enum::text_enum!(
     /// Where a reply in the outbox stands with the provider's API. `sending`:
-    /// being posted now; found so at start (a crash mid-send), it becomes
-    /// `unknown`. `unknown`: the provider may or may not have it (a
+    /// being posted now by the node that claimed it; found so after its
+    /// claim ran out (its node stopped mid-send), it becomes `unknown`. `unknown`: the provider may or may not have it (a
     /// timeout): never resent automatically, settled by a status callback
     /// carrying its `opaque` key.
     SendState { Queued = "queued", Sending = "sending", Sent = "sent", Unknown = "unknown", Failed = "failed" }
@@ -358,7 +370,9 @@ impl Store {
         })
     }
 
-    /// Journal entries not processed yet, oldest first.
+    /// Journal entries not processed yet, oldest first, claimed or not: the
+    /// journal task stops at one another node holds, so a patient's
+    /// messages are processed in order.
     pub async fn pending_channel_events(&self, limit: i64) -> Result<Vec<ChannelEvent>> {
         let sql = format!(
             "select {EVENT_COLUMNS} from channel_event where processed_at is null order by channel_event_id limit $1"
@@ -383,8 +397,35 @@ impl Store {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Marks a journal entry processed with its outcome; an entry already
-    /// processed is left as it is (`Refused`).
+    /// Claims a journal entry for `claimant` (for [`CHANNEL_EVENT_LEASE`])
+    /// before it is processed; false when it is processed or another node
+    /// holds it. Finishing it ([`Store::finish_channel_event`],
+    /// [`Store::add_inbound_message`]) clears the claim.
+    pub async fn claim_channel_event(&self, id: i64, claimant: &Claimant, now: DateTime<Utc>) -> Result<bool> {
+        let row: Option<(i64,)> =
+            claim(self, &EVENT, id, "channel_event_id", claimant, now, CHANNEL_EVENT_LEASE).await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives back `claimant`'s claim on a journal entry whose processing
+    /// failed in a way worth retrying, so the next round (on any node)
+    /// takes it at once. False when `claimant` did not hold it (any more).
+    pub async fn release_channel_event(&self, id: i64, claimant: &Claimant) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "update channel_event set claimed_by = null, claimed_until = null \
+             where channel_event_id = $1 and claimed_by = $2 and processed_at is null",
+        )
+        .bind(id)
+        .bind(claimant.as_str())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(StoreError::from_sqlx)?;
+        Ok(n == 1)
+    }
+
+    /// Marks a journal entry processed with its outcome, and ends its claim;
+    /// an entry already processed is left as it is (`Refused`).
     pub async fn finish_channel_event(
         &self,
         id: i64,
@@ -393,8 +434,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let done = on_pool!(self, pool => sqlx::query(
-            "update channel_event set processed_at = $2, outcome = $3, error = $4 \
-             where channel_event_id = $1 and processed_at is null",
+            "update channel_event set processed_at = $2, outcome = $3, error = $4, claimed_by = null, \
+             claimed_until = null where channel_event_id = $1 and processed_at is null",
         )
         .bind(id)
         .bind(now)
@@ -436,8 +477,8 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(StoreError::from_sqlx)?;
             let done = sqlx::query(
-                "update channel_event set processed_at = $2, outcome = 'processed', contact_id = $3 \
-                 where channel_event_id = $1 and processed_at is null",
+                "update channel_event set processed_at = $2, outcome = 'processed', contact_id = $3, \
+                 claimed_by = null, claimed_until = null where channel_event_id = $1 and processed_at is null",
             )
             .bind(m.event_id)
             .bind(now)
@@ -556,29 +597,33 @@ impl Store {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Claims a queued reply for posting (`sending`), committed before the
-    /// request leaves: a crash mid-send leaves it `sending`, which
-    /// [`Store::interrupted_channel_sends`] turns into `unknown`, never into a resend.
-    /// False when it is not queued (any more).
-    pub async fn start_channel_send(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
-            "update channel_outbox set state = 'sending', updated_at = $2 where channel_outbox_id = $1 and state = 'queued'",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(StoreError::from_sqlx)?;
-        Ok(n == 1)
+    /// Claims a queued reply for posting (`sending`) for `claimant` until
+    /// `now + lease`, committed before the request leaves; false when it is
+    /// not queued (any more: another node took it). The lease must outlast
+    /// the provider's request timeout: a send still `sending` when it runs out
+    /// (its node died or stalled mid-send) becomes `unknown` in
+    /// [`Store::interrupted_channel_sends`], never a resend.
+    pub async fn start_channel_send(
+        &self,
+        id: i64,
+        claimant: &Claimant,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool> {
+        let row: Option<(i64,)> = claim(self, &SEND, id, "channel_outbox_id", claimant, now, lease).await?;
+        Ok(row.is_some())
     }
 
-    /// At start: replies left `sending` by a crash may have reached the
-    /// provider, so they become `unknown`. Returns how many.
+    /// Replies still `sending` at `now` whose claim ran out (or that have
+    /// none, from before claims): their node stopped mid-send, and they may
+    /// have reached the provider, so they become `unknown`. The sender runs
+    /// it at start and every round; a reply another node is still sending
+    /// (its lease live) is left alone. Returns how many.
     pub async fn interrupted_channel_sends(&self, now: DateTime<Utc>) -> Result<u64> {
         on_pool!(self, pool => sqlx::query(
             "update channel_outbox set state = 'unknown', next_attempt_at = null, updated_at = $1, \
-             last_error = 'interrupted while sending (the server stopped)' where state = 'sending'",
+             last_error = 'interrupted while sending (the server stopped)', claimed_by = null, claimed_until = null \
+             where state = 'sending' and (claimed_until is null or claimed_until < $1)",
         )
         .bind(now)
         .execute(pool)
@@ -587,7 +632,7 @@ impl Store {
         .map_err(StoreError::from_sqlx)
     }
 
-    /// Records what an attempt came to. A reply the provider took is then
+    /// Records what an attempt came to, and ends its claim. A reply the provider took is then
     /// matched against the statuses that arrived before this answer.
     pub async fn record_channel_send(&self, id: i64, outcome: &SendOutcome, now: DateTime<Utc>) -> Result<ChannelSend> {
         let (state, next, error, message_id) = match outcome {
@@ -599,7 +644,7 @@ impl Store {
         let n = on_pool!(self, pool => sqlx::query(
             "update channel_outbox set state = $2, attempts = attempts + 1, next_attempt_at = $3, \
              last_error = coalesce($4, last_error), provider_message_id = coalesce($5, provider_message_id), \
-             updated_at = $6 where channel_outbox_id = $1 and state = 'sending'",
+             updated_at = $6, claimed_by = null, claimed_until = null where channel_outbox_id = $1 and state = 'sending'",
         )
         .bind(id)
         .bind(state.as_str())

@@ -16,7 +16,9 @@
 //!   `staff`, `patient`, `audit`, `roster`, `contact` (contacts, chat
 //!   messages, who worked on them), `routing_log`, `prescription`,
 //!   `consult_note`, `ambulance`, `caption`, `outbox`, `channel` (messaging
-//!   channels' inbound journal, threads and outbox), `hims` (which FHIR
+//!   channels' inbound journal, threads and outbox), `claim` (the
+//!   [`Claimant`] and the one claim query behind every outbox worker, so
+//!   nodes sharing a database send each row once), `hims` (which FHIR
 //!   resource each working copy is, recorded consults), `secret`; the information desk's
 //!   `facility` (beds, stock), `faq`, `scheme`, `complaint` (tasks,
 //!   tickets) and `booking` (slots, appointments).
@@ -27,6 +29,7 @@ mod audit;
 mod booking;
 mod caption;
 mod channel;
+pub mod claim;
 mod complaint;
 mod consult_note;
 mod contact;
@@ -57,6 +60,7 @@ pub use ambulance::*;
 pub use booking::*;
 pub use caption::{Caption, NewCaption};
 pub use channel::*;
+pub use claim::Claimant;
 pub use complaint::*;
 pub use consult_note::*;
 pub use contact::*;

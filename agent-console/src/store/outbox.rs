@@ -5,7 +5,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::claim::{Claimable, Claimant, MAIL_LEASE, claim};
 use super::{PatientId, Result, Store, StoreError, on_pool};
+
+/// A message is claimable while its next attempt is due.
+const MAIL: Claimable = Claimable {
+    table: "mail_outbox",
+    key: "mail_id",
+    due: "next_attempt_at is not null and next_attempt_at <= $3",
+    also_set: "",
+};
 
 /// A message to queue.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,27 +126,42 @@ impl Store {
         Ok(row.into())
     }
 
-    /// Messages whose next attempt is due, oldest first.
-    pub async fn due_mail(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Mail>> {
-        let sql = format!(
-            "select {MAIL_COLUMNS} from mail_outbox where next_attempt_at is not null and next_attempt_at <= $1 \
-             order by next_attempt_at, mail_id limit $2"
-        );
-        let rows: Vec<MailRow> =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(pool).await)
-                .map_err(StoreError::from_sqlx)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+    /// Claims for `claimant` up to `limit` messages whose next attempt is
+    /// due and that no other node holds, oldest first, for
+    /// [`MAIL_LEASE`](super::claim::MAIL_LEASE): the sender claims only what it
+    /// sends at once (one lease covers one send). Recording the attempt clears the claim.
+    pub async fn claim_due_mail(&self, claimant: &Claimant, now: DateTime<Utc>, limit: i64) -> Result<Vec<Mail>> {
+        let candidates: Vec<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            "select mail_id from mail_outbox where next_attempt_at is not null and next_attempt_at <= $1 \
+             and (claimed_until is null or claimed_until < $1) order by next_attempt_at, mail_id limit $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
+        let mut claimed = Vec::new();
+        for (id,) in candidates {
+            let row: Option<MailRow> = claim(self, &MAIL, id, MAIL_COLUMNS, claimant, now, MAIL_LEASE).await?;
+            claimed.extend(row.map(Mail::from));
+        }
+        Ok(claimed)
     }
 
-    /// When the next queued message falls due, if any.
+    /// When the next queued message falls due, if any: a message another
+    /// node holds falls due (to this node) when its claim runs out.
     pub async fn next_mail_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let row: (Option<DateTime<Utc>>,) =
-            on_pool!(self, pool => sqlx::query_as("select min(next_attempt_at) from mail_outbox").fetch_one(pool).await)
-                .map_err(StoreError::from_sqlx)?;
+        let row: (Option<DateTime<Utc>>,) = on_pool!(self, pool => sqlx::query_as(
+            "select min(case when claimed_until > next_attempt_at then claimed_until else next_attempt_at end) \
+             from mail_outbox where next_attempt_at is not null",
+        )
+        .fetch_one(pool)
+        .await)
+        .map_err(StoreError::from_sqlx)?;
         Ok(row.0)
     }
 
-    /// Records the outcome of an attempt.
+    /// Records the outcome of an attempt, and ends its claim.
     pub async fn record_mail_attempt(&self, id: i64, outcome: &Attempt, now: DateTime<Utc>) -> Result<Mail> {
         let (next, sent, failed, error) = match outcome {
             Attempt::Sent => (None, Some(now), None, None),
@@ -146,7 +170,7 @@ impl Store {
         };
         let sql = format!(
             "update mail_outbox set attempts = attempts + 1, next_attempt_at = $2, sent_at = $3, failed_at = $4, \
-             last_error = coalesce($5, last_error) where mail_id = $1 returning {MAIL_COLUMNS}"
+             last_error = coalesce($5, last_error), claimed_by = null, claimed_until = null where mail_id = $1 returning {MAIL_COLUMNS}"
         );
         let row: MailRow = on_pool!(self, pool => sqlx::query_as(&sql)
             .bind(id)

@@ -2,14 +2,23 @@
 //! server on loopback here; when it cannot be reached the request is still
 //! stored, with the reason, retried seconds apart and never given up, and
 //! after `--dispatch-alarm-seconds` the supervisors' wallboard raises the
-//! alarm to phone 102/108 until dispatch takes it.
+//! alarm to phone 102/108 until dispatch takes it. Two nodes on one
+//! PostgreSQL database and Redis send each request, and each mail, once.
+//!
+//! The two-node test needs PostgreSQL (`CARELINE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), Redis
+//! (`CARELINE_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`) and aiosmtpd;
+//! it fails, saying so, without them.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tests::Careline;
+use sqlx::Connection;
+use tests::{Careline, Smtpd, free_port};
 
 /// Answers one HTTP request with 200 and hands its JSON body over.
 fn webhook() -> (String, mpsc::Receiver<(String, Value)>) {
@@ -298,4 +307,263 @@ async fn an_undelivered_request_raises_the_wallboard_alarm_until_dispatch_takes_
     })
     .await;
     server.stop();
+}
+
+/// Answers every HTTP request after `delay`, each in its own thread: the
+/// first `failures` requests for each `request_id` with 503, later ones with
+/// 200; hands over each request's id with the status it was answered and
+/// whether another post of the same request was in flight when it came. The
+/// delay keeps a send in flight across the nodes' retry rounds, so a node
+/// that sent what another holds would be seen.
+fn slow_flaky_webhook(failures: usize, delay: Duration) -> (String, mpsc::Receiver<(String, u16, bool)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/dispatch", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    // Per request: posts so far, posts in flight now.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, (usize, usize)>::new()));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (tx, seen) = (tx.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                let id = body["request_id"].as_str().unwrap().to_owned();
+                let (n, overlapped) = {
+                    let mut seen = seen.lock().unwrap();
+                    let (posts, in_flight) = seen.entry(id.clone()).or_default();
+                    *posts += 1;
+                    *in_flight += 1;
+                    (*posts, *in_flight > 1)
+                };
+                std::thread::sleep(delay);
+                let status = if n > failures { 200 } else { 503 };
+                let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+                let mut stream = stream;
+                // The node may have given up waiting; what it was answered is still counted.
+                let _ = write!(stream, "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                seen.lock().unwrap().get_mut(&id).unwrap().1 -= 1;
+                let _ = tx.send((id, status, overlapped));
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// A fresh PostgreSQL database and Redis prefix for one test, dropped at the end (as in `nodes.rs`).
+struct Shared {
+    admin: sqlx::PgConnection,
+    name: String,
+    url: String,
+    redis: String,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Shared {
+    async fn new() -> Shared {
+        let admin_url = std::env::var("CARELINE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let name = format!("careline_dispatch_{id}");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required: cannot connect to {admin_url}: {e}"));
+        sqlx::query(&format!("create database {name}")).execute(&mut admin).await.unwrap();
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let redis = std::env::var("CARELINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("careline-test-{id}");
+        Shared { admin, name, url, redis, prefix, dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn node(&self, args: &[&str]) -> Careline {
+        Careline::start(
+            self.dir.path(),
+            args,
+            &[("DATABASE_URL", &self.url), ("REDIS_URL", &self.redis), ("CARELINE_REDIS_PREFIX", &self.prefix)],
+        )
+    }
+
+    async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let mut db = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        let rows = sqlx::query_as(sql).fetch_all(&mut db).await.unwrap();
+        db.close().await.ok();
+        rows
+    }
+
+    async fn drop_all(mut self) {
+        let client = redis::Client::open(self.redis.as_str())
+            .unwrap_or_else(|e| panic!("Redis is required at {}: {e}", self.redis));
+        let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{}:routing", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("delete the stream");
+        sqlx::query(&format!("drop database {} with (force)", self.name)).execute(&mut self.admin).await.unwrap();
+    }
+}
+
+/// Books an appointment for a new patient with `email`, as `token` on `node`: its confirmation mail is queued.
+async fn book_for(node: &Careline, token: &str, n: usize, email: &str) {
+    let http = tests::client();
+    let patient =
+        json!({"name": format!("Patient {n}"), "phone": format!("98100200{n:02}"), "email": email, "age_years": 40});
+    let (status, patient) = node.post(token, "/api/patients", patient).await;
+    assert!((200..300).contains(&status), "{status} {patient}");
+    let facilities: Value = http
+        .get(node.url("/api/facilities?q=lok%20nayak"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fid = facilities[0]["facility_id"].as_i64().unwrap();
+    let slots: Value = http
+        .get(node.url(&format!("/api/facilities/{fid}/slots?department=general%20medicine")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slot = &slots[n];
+    let booking = json!({"slot_id": slot["slot_id"], "patient_id": patient["patient_id"]});
+    let (status, body) = node.post(token, "/api/appointments", booking).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_database_send_each_dispatch_and_each_mail_once() {
+    const REQUESTS: usize = 4;
+    const MAILS: usize = 4;
+    let shared = Shared::new().await;
+    // Each request is refused twice, each answer after 1.5 s: both nodes' retriers (every second) see it due
+    // while another send of it is in flight.
+    let (webhook, received) = slow_flaky_webhook(2, Duration::from_millis(1500));
+    let smtp_port = free_port();
+    let smtp = format!("smtp://127.0.0.1:{smtp_port}");
+    let flags = [
+        "--dispatch-webhook",
+        &webhook,
+        "--dispatch-retry-seconds",
+        "1",
+        "--smtp-url",
+        &smtp,
+        "--mail-retry-seconds",
+        "1",
+    ];
+    let a = shared.node(&[&["--demo"], &flags[..]].concat());
+    let b = shared.node(&flags);
+    a.round_the_clock("operator", "asha").await;
+    let asha = a.bearer("asha").await;
+    let meera = a.bearer("meera").await;
+    let contact = answered_contact(&a, &asha).await;
+
+    // Ambulance requests made on both nodes at once; each is sent at once by the node that made it (refused).
+    let made: Vec<_> = (0..REQUESTS)
+        .map(|n| {
+            let node = if n % 2 == 0 { &a } else { &b };
+            let (base, token, contact) = (node.base.clone(), asha.clone(), contact.clone());
+            tokio::spawn(async move {
+                let body = json!({"location": format!("Sector {n}, Rohini"), "urgency": "critical"});
+                let res = tests::client()
+                    .post(format!("{base}/api/contacts/{contact}/ambulance"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                let request: Value = res.json().await.unwrap();
+                request["ambulance_request_id"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for m in made {
+        ids.push(m.await.unwrap());
+    }
+    // Mails queued on both nodes while the SMTP server is down.
+    let emails: Vec<String> = (0..MAILS).map(|n| format!("patient{n}@example.in")).collect();
+    for (n, email) in emails.iter().enumerate() {
+        book_for(if n % 2 == 0 { &a } else { &b }, &meera, n, email).await;
+    }
+    wait_for(30, "every mail tried once and refused", || async {
+        let rows: Vec<(i64,)> = shared.rows("select attempts from mail_outbox").await;
+        (rows.len() == MAILS && rows.iter().all(|r| r.0 >= 1)).then_some(())
+    })
+    .await;
+    let smtpd = Smtpd::start(smtp_port, &shared.dir.path().join("maildir"));
+
+    // Every request delivered, on its third attempt; every mail sent.
+    wait_for(60, "every ambulance request delivered", || async {
+        let rows: Vec<(i64,)> =
+            shared.rows("select attempts from ambulance_request where delivered_at is not null").await;
+        (rows.len() == REQUESTS).then_some(())
+    })
+    .await;
+    wait_for(60, "every mail sent", || async {
+        let rows: Vec<(i64,)> = shared.rows("select mail_id from mail_outbox where sent_at is not null").await;
+        (rows.len() == MAILS).then_some(())
+    })
+    .await;
+    // Twice the retry rounds more, for any second send to show.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let mut posts: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    let mut overlaps = Vec::new();
+    for (id, status, overlapped) in received.try_iter() {
+        if overlapped {
+            overlaps.push(id.clone());
+        }
+        posts.entry(id).or_default().push(status);
+    }
+    assert!(overlaps.is_empty(), "posted again while a post of it was in flight: {overlaps:?}; all: {posts:?}");
+    let expected: BTreeMap<String, Vec<u16>> = ids.iter().map(|id| (id.clone(), vec![503, 503, 200])).collect();
+    assert_eq!(posts, expected, "each request posted three times in turn, taken once");
+    let attempts: Vec<(String, i64, i64)> = shared
+        .rows(
+            "select r.ambulance_request_id, r.attempts, count(t.ambulance_attempt_id) from ambulance_request r \
+             join ambulance_attempt t using (ambulance_request_id) group by r.ambulance_request_id, r.attempts",
+        )
+        .await;
+    assert_eq!(attempts.len(), REQUESTS);
+    assert!(attempts.iter().all(|(_, n, recorded)| (*n, *recorded) == (3, 3)), "{attempts:?}");
+
+    let delivered: Vec<std::path::PathBuf> =
+        std::fs::read_dir(smtpd.maildir.join("new")).expect("the maildir").map(|e| e.unwrap().path()).collect();
+    let mut to: Vec<String> = delivered.iter().map(|p| tests::read_mail(p).to).collect();
+    to.sort();
+    assert_eq!(to.len(), MAILS, "each mail delivered once: {to:?}");
+    for email in &emails {
+        assert_eq!(to.iter().filter(|t| t.contains(email.as_str())).count(), 1, "{email} in {to:?}");
+    }
+    for table in ["mail_outbox", "ambulance_request"] {
+        let held: Vec<(i64,)> =
+            shared.rows(&format!("select count(*) from {table} where claimed_by is not null")).await;
+        assert_eq!(held, [(0,)], "{table}: every claim ended with its recorded attempt");
+    }
+
+    drop((a, b, smtpd));
+    shared.drop_all().await;
 }
