@@ -385,3 +385,74 @@ pub async fn next_where(
         }
     }
 }
+
+/// A fresh PostgreSQL database and Redis key prefix for one multi-node test
+/// (`CARELINE_TEST_POSTGRES_URL`, `CARELINE_TEST_REDIS_URL`; it fails,
+/// saying so, without them); [`Shared::drop_all`] deletes both at the end.
+pub struct Shared {
+    admin: sqlx::PgConnection,
+    name: String,
+    /// The test's database.
+    pub url: String,
+    pub redis: String,
+    /// The nodes' `CARELINE_REDIS_PREFIX`.
+    pub prefix: String,
+    /// The nodes' working directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Shared {
+    /// `label` names the database (`careline_LABEL_<id>`), for whoever finds one left behind.
+    pub async fn new(label: &str) -> Shared {
+        use sqlx::Connection;
+        let admin_url = std::env::var("CARELINE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let name = format!("careline_{label}_{id}");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required: cannot connect to {admin_url}: {e}"));
+        sqlx::query(&format!("create database {name}")).execute(&mut admin).await.expect("create database");
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').expect("a database URL").0);
+        let redis = std::env::var("CARELINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("careline-test-{id}");
+        Shared { admin, name, url, redis, prefix, dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    /// Starts a node on the shared database and Redis.
+    pub fn node(&self, args: &[&str]) -> Careline {
+        Careline::start(
+            self.dir.path(),
+            args,
+            &[("DATABASE_URL", &self.url), ("REDIS_URL", &self.redis), ("CARELINE_REDIS_PREFIX", &self.prefix)],
+        )
+    }
+
+    /// The rows `sql` selects from the shared database.
+    pub async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(&self.url).await.expect("the test database");
+        let rows = sqlx::query_as(sql).fetch_all(&mut db).await.expect("select");
+        db.close().await.ok();
+        rows
+    }
+
+    /// Deletes the routing stream and the database.
+    pub async fn drop_all(mut self) {
+        let client = redis::Client::open(self.redis.as_str())
+            .unwrap_or_else(|e| panic!("Redis is required at {}: {e}", self.redis));
+        let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{}:routing", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("delete the stream");
+        sqlx::query(&format!("drop database {} with (force)", self.name))
+            .execute(&mut self.admin)
+            .await
+            .expect("drop database");
+    }
+}

@@ -16,78 +16,22 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use serde_json::{Value, json};
-use sqlx::Connection;
-use tests::{Careline, client, next_where, sse};
+use tests::{Careline, Shared, client, next_where, sse};
 use tokio::sync::mpsc;
 
-/// A fresh PostgreSQL database and Redis prefix for one test, dropped at the end.
-struct Shared {
-    admin: sqlx::PgConnection,
-    name: String,
-    url: String,
-    redis: String,
-    prefix: String,
-    dir: tempfile::TempDir,
+/// The rows of the store's routing history: (node, kind, contact, agent).
+async fn history(shared: &Shared) -> Vec<(String, String, Option<String>, Option<i64>)> {
+    shared.rows("select node, kind, contact_id, agent_id from routing_event order by routing_event_id").await
 }
 
-impl Shared {
-    async fn new() -> Shared {
-        let admin_url = std::env::var("CARELINE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let name = format!("careline_nodes_{id}");
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is required: cannot connect to {admin_url}: {e}"));
-        sqlx::query(&format!("create database {name}")).execute(&mut admin).await.unwrap();
-        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let redis = std::env::var("CARELINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let prefix = format!("careline-test-{id}");
-        Shared { admin, name, url, redis, prefix, dir: tempfile::tempdir().unwrap() }
+/// Waits (at most 10 s) until the history has a pause of `agent` (the only pauses the tests
+/// leave unasked are those of a lost node's agents).
+async fn wait_paused(shared: &Shared, agent: i64) {
+    let since = Instant::now();
+    while !history(shared).await.iter().any(|(_, k, _, x)| k == "pause" && *x == Some(agent)) {
+        assert!(since.elapsed() < Duration::from_secs(10), "agent {agent} was not paused with their node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    /// Starts a node on the shared database and Redis.
-    fn node(&self, args: &[&str]) -> Careline {
-        Careline::start(
-            self.dir.path(),
-            args,
-            &[("DATABASE_URL", &self.url), ("REDIS_URL", &self.redis), ("CARELINE_REDIS_PREFIX", &self.prefix)],
-        )
-    }
-
-    /// The rows of the store's routing history: (node, kind, contact, agent).
-    async fn history(&self) -> Vec<(String, String, Option<String>, Option<i64>)> {
-        let mut db = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        sqlx::query_as("select node, kind, contact_id, agent_id from routing_event order by routing_event_id")
-            .fetch_all(&mut db)
-            .await
-            .unwrap()
-    }
-
-    /// Waits (at most 10 s) until the history has a pause of `agent` (the only pauses the tests
-    /// leave unasked are those of a lost node's agents).
-    async fn wait_paused(&self, agent: i64) {
-        let since = Instant::now();
-        while !self.history().await.iter().any(|(_, k, _, x)| k == "pause" && *x == Some(agent)) {
-            assert!(since.elapsed() < Duration::from_secs(10), "agent {agent} was not paused with their node");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn drop_all(mut self) {
-        let client = redis_client(&self.redis);
-        let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
-        let _: () = redis::cmd("DEL")
-            .arg(format!("{}:routing", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("delete the stream");
-        sqlx::query(&format!("drop database {} with (force)", self.name)).execute(&mut self.admin).await.unwrap();
-    }
-}
-
-fn redis_client(url: &str) -> redis::Client {
-    redis::Client::open(url).unwrap_or_else(|e| panic!("Redis is required at {url}: {e}"))
 }
 
 /// Signs `user` in on `node` (any node: one database) and returns a bearer token.
@@ -147,7 +91,7 @@ async fn take_seat(node: &Careline, token: &str, seat: i64) -> mpsc::UnboundedRe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_chat_started_on_one_node_is_answered_on_the_other() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("nodes").await;
     let a = shared.node(&["--demo"]);
     let b = shared.node(&[]);
     let passwords = a.passwords.clone();
@@ -198,7 +142,7 @@ async fn a_chat_started_on_one_node_is_answered_on_the_other() {
     wait_agent_state(&a, &admin, asha_id, "idle").await;
 
     // The store's history has each event once, written by the node that took it.
-    let history = shared.history().await;
+    let history = history(&shared).await;
     let of: Vec<_> = history.iter().filter(|(_, _, c, _)| c.as_deref() == Some(id.as_str())).collect();
     let kinds: Vec<&str> = of.iter().map(|(_, k, _, _)| k.as_str()).collect();
     assert_eq!(kinds, ["contact_arrived", "accept", "end"], "{history:#?}");
@@ -254,7 +198,7 @@ async fn operator(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_once() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("nodes").await;
     let a = shared.node(&["--demo"]);
     let b = shared.node(&[]);
     let passwords = a.passwords.clone();
@@ -311,7 +255,7 @@ async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_o
     assert!(crossings.get(&(b.base.clone(), a.base.clone())).is_some_and(|n| *n > 0), "{crossings:?}");
 
     // The store's history: each call arrived once, was accepted once and ended once; both nodes logged arrivals.
-    let history = shared.history().await;
+    let history = history(&shared).await;
     let mut counts: HashMap<(&str, &str), usize> = HashMap::new();
     for (_, kind, contact, _) in &history {
         if let Some(c) = contact {
@@ -334,7 +278,7 @@ async fn operators_on_two_nodes_race_for_a_burst_of_calls_and_each_is_answered_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_node_rebuilds_the_queue_from_the_stream() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("nodes").await;
     let a = shared.node(&["--demo"]);
     let b = shared.node(&[]);
     let passwords = a.passwords.clone();
@@ -382,7 +326,7 @@ async fn first_update(url: String, secs: u64) -> (Value, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiting_patient_whose_page_listens_late_is_told_its_place_on_either_node() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("nodes").await;
     let a = shared.node(&["--demo"]);
     let b = shared.node(&[]);
     // Nobody is at a seat: both chats wait, and were told their places as they arrived.
@@ -438,7 +382,7 @@ async fn ten_operators(node: &Careline) -> (Vec<&'static str>, HashMap<String, S
 /// through node B, which makes them ready again, and they end and wrap up there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_mid_shift_loses_no_caller_and_its_offers_move_within_5_s() {
-    let shared = Shared::new().await;
+    let shared = Shared::new("nodes").await;
     let a = shared.node(&["--demo"]);
     let b = shared.node(&[]);
     let c = shared.node(&[]);
@@ -523,7 +467,7 @@ async fn a_node_killed_mid_shift_loses_no_caller_and_its_offers_move_within_5_s(
     }
     for (agent, _, _) in &talking_on_a {
         // Paused with node A (as their console gone), then made ready by node B, holding their call.
-        shared.wait_paused(*agent).await;
+        wait_paused(&shared, *agent).await;
         wait_agent_state(&b, &admin, *agent, "busy").await;
     }
     for ((_, token, id), desk) in talking_on_a.iter().zip(back.iter_mut()) {
@@ -562,7 +506,7 @@ async fn a_node_killed_mid_shift_loses_no_caller_and_its_offers_move_within_5_s(
     eprintln!("kill -9 → the dead node's offers made to live agents after {moved:?}");
 
     // The store's history: every contact arrived once, was accepted once, and ended once.
-    let history = shared.history().await;
+    let history = history(&shared).await;
     let everyone: Vec<&String> = expected.iter().chain(talking_on_a.iter().map(|(_, _, id)| id)).collect();
     for id in everyone {
         for kind in ["contact_arrived", "accept", "end"] {
@@ -588,7 +532,7 @@ async fn contact_record(node: &Careline, token: &str, contact: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_dies_between_append_and_carry_out_loses_nothing() {
     for kind in ["contact_arrived", "accept", "wrap_up_done"] {
-        let shared = Shared::new().await;
+        let shared = Shared::new("nodes").await;
         let failpoint = format!("after-append:{kind}");
         let a = Careline::start(
             shared.dir.path(),
@@ -651,7 +595,7 @@ async fn a_node_that_dies_between_append_and_carry_out_loses_nothing() {
             // Her console comes back through node B: the contact is still hers (or wrapped up).
             let mut back = sse(b.url("/api/agent/stream"), Some(&asha)).await;
             let want = if kind == "accept" { "busy" } else { "idle" };
-            shared.wait_paused(asha_id).await;
+            wait_paused(&shared, asha_id).await;
             wait_agent_state(&b, &admin, asha_id, want).await;
             if kind == "accept" {
                 let snapshot = next_where(&mut back, 5, |u| u["contacts"].is_array()).await;
@@ -678,7 +622,7 @@ async fn a_node_that_dies_between_append_and_carry_out_loses_nothing() {
                 "{kind}: {record}"
             );
         }
-        let history = shared.history().await;
+        let history = history(&shared).await;
         for k in ["contact_arrived", "accept"] {
             let n = history.iter().filter(|(_, x, c, _)| x == k && c.as_deref() == Some(id.as_str())).count();
             assert_eq!(n, 1, "{kind}: {k} of {id}: {history:#?}");
@@ -768,7 +712,7 @@ enum Outage {
 /// operator's console there makes her ready again, she is never offered the
 /// moved contact again, and she answers the next one through A.
 async fn an_outage_past_the_lease_fences_the_node_and_it_rejoins(outage: Outage, phones: [&str; 2]) {
-    let shared = Shared::new().await;
+    let shared = Shared::new("nodes").await;
     let link = Link::to(&shared.redis).await;
     let redis = if outage == Outage::CutOff { link.url.clone() } else { shared.redis.clone() };
     let a = Careline::start(
@@ -833,7 +777,7 @@ async fn an_outage_past_the_lease_fences_the_node_and_it_rejoins(outage: Outage,
     while let Ok(u) = asha_desk.try_recv() {
         assert!(!(u["type"] == "offer" && u["contact"] == id.as_str()), "the moved contact rang at asha again: {u}");
     }
-    let history = shared.history().await;
+    let history = history(&shared).await;
     for c in [&id, &next] {
         let n = history.iter().filter(|(_, k, x, _)| k == "accept" && x.as_deref() == Some(c.as_str())).count();
         assert_eq!(n, 1, "accepts of {c}: {history:#?}");

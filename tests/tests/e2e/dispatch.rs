@@ -17,8 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::Connection;
-use tests::{Careline, Smtpd, free_port};
+use tests::{Careline, Shared, Smtpd, free_port};
 
 /// Answers one HTTP request with 200 and hands its JSON body over.
 fn webhook() -> (String, mpsc::Receiver<(String, Value)>) {
@@ -363,63 +362,6 @@ fn slow_flaky_webhook(failures: usize, delay: Duration) -> (String, mpsc::Receiv
     (url, rx)
 }
 
-/// A fresh PostgreSQL database and Redis prefix for one test, dropped at the end (as in `nodes.rs`).
-struct Shared {
-    admin: sqlx::PgConnection,
-    name: String,
-    url: String,
-    redis: String,
-    prefix: String,
-    dir: tempfile::TempDir,
-}
-
-impl Shared {
-    async fn new() -> Shared {
-        let admin_url = std::env::var("CARELINE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let name = format!("careline_dispatch_{id}");
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is required: cannot connect to {admin_url}: {e}"));
-        sqlx::query(&format!("create database {name}")).execute(&mut admin).await.unwrap();
-        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let redis = std::env::var("CARELINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let prefix = format!("careline-test-{id}");
-        Shared { admin, name, url, redis, prefix, dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn node(&self, args: &[&str]) -> Careline {
-        Careline::start(
-            self.dir.path(),
-            args,
-            &[("DATABASE_URL", &self.url), ("REDIS_URL", &self.redis), ("CARELINE_REDIS_PREFIX", &self.prefix)],
-        )
-    }
-
-    async fn rows<T>(&self, sql: &str) -> Vec<T>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-    {
-        let mut db = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        let rows = sqlx::query_as(sql).fetch_all(&mut db).await.unwrap();
-        db.close().await.ok();
-        rows
-    }
-
-    async fn drop_all(mut self) {
-        let client = redis::Client::open(self.redis.as_str())
-            .unwrap_or_else(|e| panic!("Redis is required at {}: {e}", self.redis));
-        let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
-        let _: () = redis::cmd("DEL")
-            .arg(format!("{}:routing", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("delete the stream");
-        sqlx::query(&format!("drop database {} with (force)", self.name)).execute(&mut self.admin).await.unwrap();
-    }
-}
-
 /// Books an appointment for a new patient with `email`, as `token` on `node`: its confirmation mail is queued.
 async fn book_for(node: &Careline, token: &str, n: usize, email: &str) {
     let http = tests::client();
@@ -456,7 +398,7 @@ async fn book_for(node: &Careline, token: &str, n: usize, email: &str) {
 async fn two_nodes_on_one_database_send_each_dispatch_and_each_mail_once() {
     const REQUESTS: usize = 4;
     const MAILS: usize = 4;
-    let shared = Shared::new().await;
+    let shared = Shared::new("dispatch").await;
     // Each request is refused twice, each answer after 1.5 s: both nodes' retriers (every second) see it due
     // while another send of it is in flight.
     let (webhook, received) = slow_flaky_webhook(2, Duration::from_millis(1500));
